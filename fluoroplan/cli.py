@@ -1,0 +1,49 @@
+"""The ``fluoroplan`` command line. Errors go to stderr with exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from fluoroplan import __version__
+from fluoroplan.commands import COMMAND_MODULES
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fluoroplan",
+        description=(
+            "Plan fluoroscopically guided cement augmentation of an instrumented spine on CT."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"fluoroplan {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from fluoroplan.io.errors import FluoroplanError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except FluoroplanError as err:
+        print(f"fluoroplan {args.command}: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"fluoroplan {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (OSError, ValueError) as err:
+        print(f"fluoroplan {args.command}: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Frames, conventions, the C-arm and the projection model. Imports nothing else of fluoroplan."""

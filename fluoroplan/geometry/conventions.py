@@ -1,0 +1,57 @@
+"""The facts every part of fluoroplan agrees on (../shared/CONVENTIONS.md), stated once.
+
+World frame: DICOM patient coordinates, LPS (+x patient's Left, +y Posterior, +z Superior), mm.
+Angles are degrees in every interface; radians only inside functions.
+Voxel arrays are indexed ``[k, j, i]`` (slice, row, column); affines map ``(i, j, k, 1)`` to LPS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# --- patient positions -------------------------------------------------------------------
+PATIENT_POSITIONS = ("HFS", "HFP", "FFS", "FFP")
+
+# --- C-arm (DICOM PS3.3 C.8.7.5.1.2; GE Innova 3100 limits) ------------------------------
+DEFAULT_SID_MM = 1100.0
+DEFAULT_SOD_MM = 750.0
+DEFAULT_DETECTOR_MM = (300.0, 400.0)  # width (u), height (v)
+
+
+@dataclass(frozen=True)
+class CArmLimits:
+    """Reachable range of a C-arm, table-relative angles in degrees, SID in mm."""
+
+    rotation_deg: tuple[float, float] = (-117.0, 105.0)
+    angulation_deg: tuple[float, float] = (-45.0, 50.0)
+    sid_mm: tuple[float, float] = (890.0, 1190.0)
+
+
+DEFAULT_CARM_LIMITS = CArmLimits()
+
+# --- needle --------------------------------------------------------------------------------
+NEEDLE_GAUGE = 15
+NEEDLE_OUTER_DIAMETER_MM = 1.829
+NEEDLE_INNER_DIAMETER_MM = 1.372
+NEEDLE_LENGTHS_MM = (100.0, 150.0)
+NEEDLE_MIN_OUTSIDE_SKIN_MM = 20.0
+
+# --- implants --------------------------------------------------------------------------------
+SCREW_DIAMETER_RANGE_MM = (4.5, 7.5)
+SCREW_LENGTH_RANGE_MM = (30.0, 55.0)
+ROD_DIAMETER_RANGE_MM = (5.5, 6.0)
+TITANIUM_MIN_HU = 2500.0
+CT_CLIP_HU = 3071
+LOOSENING_HALO_MM = 1.0  # a radiolucent halo wider than this is loosening (Aghayev 2014; Wu 2019)
+
+def breach_grade(depth_mm: float) -> str:
+    """Gertzbein-Robbins grade of a cortical breach ``depth_mm`` deep (<= 0 means none)."""
+    if depth_mm <= 0.0:
+        return "A"
+    if depth_mm < 2.0:
+        return "B"
+    if depth_mm < 4.0:
+        return "C"
+    if depth_mm < 6.0:
+        return "D"
+    return "E"
