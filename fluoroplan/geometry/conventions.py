@@ -16,6 +16,17 @@ PATIENT_POSITIONS = ("HFS", "HFP", "FFS", "FFP")
 DEFAULT_SID_MM = 1100.0
 DEFAULT_SOD_MM = 750.0
 DEFAULT_DETECTOR_MM = (300.0, 400.0)  # width (u), height (v)
+DEFAULT_DETECTOR_PIXEL_MM = 0.2  # flat-panel pixel pitch
+
+# Patient position -> how the LPS axes lie along the table axes (+Xt table left, +Yt floor,
+# +Zt table head): L = sx*Xt, P = sy*Yt, S = sz*Zt. HFP: P_table = P -+ 180, S_table = S;
+# FFS: P_table = -P, S_table = -S; FFP: P_table = 180 - P, S_table = -S.
+LPS_AXES_IN_TABLE = {
+    "HFS": (1, 1, 1),
+    "HFP": (-1, -1, 1),
+    "FFS": (-1, 1, -1),
+    "FFP": (1, -1, -1),
+}
 
 
 @dataclass(frozen=True)
