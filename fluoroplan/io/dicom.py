@@ -308,6 +308,8 @@ def _read_instance(path: str) -> _Instance:
     sop_class = str(_get(ds, "SOPClassUID", "") or _get(meta, "MediaStorageSOPClassUID", ""))
     sop_uid = str(_get(ds, "SOPInstanceUID", "") or _get(meta, "MediaStorageSOPInstanceUID", ""))
     series_uid = str(_get(ds, "SeriesInstanceUID", ""))
+    if not (sop_class or sop_uid or series_uid):
+        raise _Skip("damaged header: no DICOM identifiers could be read", damaged=True)
     header = {
         "study_instance_uid": str(_get(ds, "StudyInstanceUID", "")),
         "series_instance_uid": series_uid,
@@ -481,6 +483,13 @@ def _unique(frames: Sequence[_Frame]) -> list[_Frame]:
     return unique
 
 
+def _finest_common_gap(gaps: np.ndarray, fallback: float) -> float:
+    """The smallest slice gap that recurs (so a single overlap slice does not set the grid)."""
+    tol = max(0.02, 0.02 * fallback)
+    common = [g for g in np.sort(gaps) if np.count_nonzero(np.abs(gaps - g) <= tol) >= 2]
+    return float(common[0]) if common else fallback
+
+
 def _plan_geometry(frames: Sequence[_Frame], header: dict) -> _Geometry:
     """Sort, validate and describe the frames of one series; raise a LoadError if unusable."""
     name = _name(header)
@@ -606,7 +615,7 @@ def _plan_geometry(frames: Sequence[_Frame], header: dict) -> _Geometry:
         uneven = True
     resample = tilted or uneven
     if resample:
-        spacing = median
+        spacing = _finest_common_gap(gaps, median)
         n_out = int(round(depth_rel[-1] / spacing)) + 1
         spacing = float(depth_rel[-1] / (n_out - 1))
     else:
