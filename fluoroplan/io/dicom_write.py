@@ -18,8 +18,8 @@ from pydicom.uid import (
     CTImageStorage,
     ExplicitVRLittleEndian,
     JPEG2000Lossless,
-    JPEGLSLossless,
     JPEGLosslessSV1,
+    JPEGLSLossless,
     RLELossless,
     generate_uid,
 )

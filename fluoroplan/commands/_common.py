@@ -1,0 +1,48 @@
+"""Helpers shared by the CLI sub-commands (progress on the terminal, loading a CT)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from fluoroplan.io.progress import ProgressCallback
+
+
+def terminal_progress(label: str = "") -> ProgressCallback:
+    """A progress callback that draws one updating line on a terminal, sparse lines otherwise."""
+    tty = sys.stderr.isatty()
+    state = {"last": -1.0, "t": 0.0}
+
+    def progress(fraction: float, message: str) -> None:
+        now = time.monotonic()
+        if tty:
+            if now - state["t"] < 0.1 and fraction < 1.0:
+                return
+            state["t"] = now
+            bar = "#" * int(30 * fraction)
+            sys.stderr.write(f"\r{label}[{bar:<30}] {100 * fraction:5.1f}% {message[:60]:<60}")
+            if fraction >= 1.0:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+        elif fraction - state["last"] >= 0.25 or fraction >= 1.0 > state["last"]:
+            state["last"] = fraction
+            sys.stderr.write(f"{label}{100 * fraction:3.0f}% {message}\n")
+
+    return progress
+
+
+def add_series_argument(parser) -> None:
+    parser.add_argument(
+        "--series",
+        metavar="UID",
+        help="SeriesInstanceUID (or its row number in `fluoroplan series`) when the folder "
+        "holds several series; default: the axial CT with most slices and thinnest spacing",
+    )
+
+
+def load_volume(path: str, series: str | None = None, quiet: bool = False):
+    """Load the CT at ``path`` (DICOM folder/file or NIfTI) with terminal progress."""
+    from fluoroplan.io import load_ct
+
+    progress = None if quiet else terminal_progress("load ")
+    return load_ct(path, series_uid=series, progress=progress)
