@@ -173,6 +173,85 @@ def _text(ds, keyword: str) -> str:
     return str(value).strip()
 
 
+_KIND = {  # how to parse the raw bytes of the per-file elements read for every file
+    "SOPClassUID": "str",
+    "SOPInstanceUID": "str",
+    "SeriesInstanceUID": "str",
+    "Modality": "str",
+    "ImageType": "str",
+    "ImagePositionPatient": "num",
+    "ImageOrientationPatient": "num",
+    "PixelSpacing": "num",
+    "RescaleSlope": "num",
+    "RescaleIntercept": "num",
+    "InstanceNumber": "num",
+    "NumberOfFrames": "num",
+    "Rows": "us",
+    "Columns": "us",
+    "BitsAllocated": "us",
+    "BitsStored": "us",
+    "PixelRepresentation": "us",
+    "SamplesPerPixel": "us",
+}
+_TAGS = {kw: pydicom.datadict.tag_for_keyword(kw) for kw in _KIND}
+
+
+def _fast(ds, keyword: str, default=None):
+    """Value of a per-file element, parsed straight from its raw bytes.
+
+    pydicom's value conversion (DS objects, validation) is most of a header scan's time; these
+    elements are plain ASCII numbers/codes or unsigned shorts, so parse them directly. Numbers
+    come back as a tuple of floats, codes as a str (multiple values joined by a backslash).
+    """
+    try:
+        elem = ds.get_item(_TAGS[keyword])
+    except Exception:  # noqa: BLE001 - a malformed element reads as absent
+        return default
+    if elem is None:
+        return default
+    kind = _KIND[keyword]
+    if not isinstance(elem, pydicom.dataelem.RawDataElement):
+        value = _get(ds, keyword, default)
+        if kind == "num" and value is not None and value != "":
+            try:
+                seq = (
+                    value
+                    if isinstance(value, (list, tuple, pydicom.multival.MultiValue))
+                    else [value]
+                )
+                return tuple(float(v) for v in seq)
+            except (TypeError, ValueError):
+                return default
+        if kind == "str" and value is not None and not isinstance(value, str):
+            return (
+                "\\".join(str(v) for v in value)
+                if isinstance(value, (list, pydicom.multival.MultiValue))
+                else str(value)
+            )
+        return value
+    raw = elem.value
+    if raw is None or len(raw) == 0:
+        return default
+    try:
+        if kind == "us":
+            return int.from_bytes(raw[:2], "little" if elem.is_little_endian else "big")
+        text = raw.decode("latin-1").strip(" \0")
+        if kind == "str":
+            return text
+        return tuple(float(v) for v in text.split("\\"))
+    except (ValueError, UnicodeDecodeError):
+        return default
+
+
+def _first(value, default: float) -> float:
+    if isinstance(value, tuple):
+        return value[0] if value else default
+    try:
+        return float(value) if value is not None else default
+    except (TypeError, ValueError):
+        return default
+
+
 def _number(ds, keyword: str, default: float) -> float:
     try:
         return float(_get(ds, keyword, default))
@@ -299,18 +378,9 @@ def _frame_geometry(item) -> dict:
     return out
 
 
-def _read_instance(path: str) -> _Instance:
-    ds, offset, size = _read_dataset(path)
-    meta = getattr(ds, "file_meta", None)
-    ts = str(_get(meta, "TransferSyntaxUID", "")) if meta is not None else ""
-    if not ts:
-        ts = ImplicitVRLittleEndian
-    sop_class = str(_get(ds, "SOPClassUID", "") or _get(meta, "MediaStorageSOPClassUID", ""))
-    sop_uid = str(_get(ds, "SOPInstanceUID", "") or _get(meta, "MediaStorageSOPInstanceUID", ""))
-    series_uid = str(_get(ds, "SeriesInstanceUID", ""))
-    if not (sop_class or sop_uid or series_uid):
-        raise _Skip("damaged header: no DICOM identifiers could be read", damaged=True)
-    header = {
+def _series_header(ds, series_uid: str) -> dict:
+    """Fields shared by a whole series (read once per series, with pydicom's decoding)."""
+    return {
         "study_instance_uid": str(_get(ds, "StudyInstanceUID", "")),
         "series_instance_uid": series_uid,
         "frame_of_reference_uid": str(_get(ds, "FrameOfReferenceUID", "")),
@@ -327,7 +397,29 @@ def _read_instance(path: str) -> _Instance:
         "patient_position": _text(ds, "PatientPosition").upper(),
         "gantry_tilt": _number(ds, "GantryDetectorTilt", 0.0),
     }
-    image_type = tuple(str(v).upper() for v in (_get(ds, "ImageType", []) or []))
+
+
+def _read_instance(path: str, headers: dict[str, dict] | None = None) -> _Instance:
+    """Read one file's header; ``headers`` caches the series-level fields by series UID."""
+    ds, offset, size = _read_dataset(path)
+    meta = getattr(ds, "file_meta", None)
+    ts = str(_get(meta, "TransferSyntaxUID", "")) if meta is not None else ""
+    if not ts:
+        ts = ImplicitVRLittleEndian
+    sop_class = _fast(ds, "SOPClassUID", "") or str(_get(meta, "MediaStorageSOPClassUID", ""))
+    sop_uid = _fast(ds, "SOPInstanceUID", "") or str(_get(meta, "MediaStorageSOPInstanceUID", ""))
+    series_uid = _fast(ds, "SeriesInstanceUID", "")
+    if not (sop_class or sop_uid or series_uid):
+        raise _Skip("damaged header: no DICOM identifiers could be read", damaged=True)
+    key = series_uid or f"no-uid:{Path(path).parent}"
+    if headers is None:
+        headers = {}
+    header = headers.get(key)
+    if header is None or header.get("modality") != (_fast(ds, "Modality", "") or "").upper():
+        header = headers[key] = _series_header(ds, series_uid)
+    image_type = tuple(
+        v.strip().upper() for v in (_fast(ds, "ImageType", "") or "").split("\\") if v
+    )
     try:
         if ts == DeflatedExplicitVRLittleEndian:  # offsets refer to the inflated stream
             element = (offset, -1) if _get(ds, "Rows") else None
@@ -339,12 +431,12 @@ def _read_instance(path: str) -> _Instance:
     if element is None or sop_class == MEDIA_DIRECTORY:
         return _Instance(path, series_uid, sop_class, header, [], False, image_type)
 
-    rows, cols = int(_number(ds, "Rows", 0)), int(_number(ds, "Columns", 0))
-    n_frames = max(int(_number(ds, "NumberOfFrames", 1) or 1), 1)
-    bits_allocated = int(_number(ds, "BitsAllocated", 16))
-    bits_stored = int(_number(ds, "BitsStored", bits_allocated))
-    signed = int(_number(ds, "PixelRepresentation", 0)) == 1
-    samples = int(_number(ds, "SamplesPerPixel", 1))
+    rows, cols = int(_fast(ds, "Rows", 0)), int(_fast(ds, "Columns", 0))
+    n_frames = max(int(_first(_fast(ds, "NumberOfFrames"), 1) or 1), 1)
+    bits_allocated = int(_fast(ds, "BitsAllocated", 16))
+    bits_stored = int(_fast(ds, "BitsStored", bits_allocated))
+    signed = int(_fast(ds, "PixelRepresentation", 0)) == 1
+    samples = int(_fast(ds, "SamplesPerPixel", 1))
     start, length = element
     native = ts in _NATIVE_SYNTAXES and bits_allocated == 16 and samples == 1
     if native and length < rows * cols * n_frames * 2:
@@ -368,24 +460,27 @@ def _read_instance(path: str) -> _Instance:
         native,
     )
     base = {
-        "ImagePositionPatient": _get(ds, "ImagePositionPatient"),
-        "ImageOrientationPatient": _get(ds, "ImageOrientationPatient"),
-        "PixelSpacing": _get(ds, "PixelSpacing"),
-        "RescaleSlope": _get(ds, "RescaleSlope"),
-        "RescaleIntercept": _get(ds, "RescaleIntercept"),
+        kw: _fast(ds, kw)
+        for kw in (
+            "ImagePositionPatient",
+            "ImageOrientationPatient",
+            "PixelSpacing",
+            "RescaleSlope",
+            "RescaleIntercept",
+        )
     }
-    shared_seq = _get(ds, "SharedFunctionalGroupsSequence")
-    if shared_seq:
-        base.update(_frame_geometry(shared_seq[0]))
-    per_frame = _get(ds, "PerFrameFunctionalGroupsSequence") or []
-    instance = int(_number(ds, "InstanceNumber", 0))
+    per_frame = []
+    if n_frames > 1 or "SharedFunctionalGroupsSequence" in ds:
+        shared_seq = _get(ds, "SharedFunctionalGroupsSequence")
+        if shared_seq:
+            base.update(_frame_geometry(shared_seq[0]))
+        per_frame = _get(ds, "PerFrameFunctionalGroupsSequence") or []
+    instance = int(_first(_fast(ds, "InstanceNumber"), 0))
     frames = []
     for f in range(n_frames):
         g = dict(base)
         if f < len(per_frame):
             g.update(_frame_geometry(per_frame[f]))
-        slope = g["RescaleSlope"]
-        intercept = g["RescaleIntercept"]
         ps = _floats(g["PixelSpacing"], 2)
         frames.append(
             _Frame(
@@ -394,8 +489,8 @@ def _read_instance(path: str) -> _Instance:
                 ipp=_floats(g["ImagePositionPatient"], 3),
                 iop=_floats(g["ImageOrientationPatient"], 6),
                 pixel_spacing=ps if ps and min(ps) > 0 else None,
-                slope=float(slope) if slope not in (None, "") else 1.0,
-                intercept=float(intercept) if intercept not in (None, "") else 0.0,
+                slope=_first(g["RescaleSlope"], 1.0),
+                intercept=_first(g["RescaleIntercept"], 0.0),
                 instance=instance * 100000 + f,
                 sop_uid=f"{sop_uid}#{f}" if n_frames > 1 else sop_uid,
             )
@@ -846,6 +941,7 @@ def scan(
     progress = progress or no_progress
     files, label = _gather_files(paths)
     instances: dict[str, list[_Instance]] = {}
+    headers: dict[str, dict] = {}
     damaged: list[tuple[str, str, str]] = []  # (path, reason, series uid or "")
     not_dicom = 0
     n = len(files)
@@ -856,7 +952,7 @@ def scan(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # pydicom's complaints about odd values
-                inst = _read_instance(path)
+                inst = _read_instance(path, headers)
         except _Skip as skip:
             if skip.damaged:
                 damaged.append((path, skip.reason, skip.series_uid))
