@@ -695,3 +695,36 @@ def test_real_nifti_scans():
     cta = load_ct(shared_data("totalseg-thorax-cta-stent", "ct.nii.gz"))
     assert cta.shape_ijk == (120, 126, 164)
     assert cta.hu.dtype == np.int16 and cta.hu.max() > 1500
+
+
+def test_rescale_slope_and_intercept_applied(tmp_path):
+    hu = phantom()
+    write_series(hu, AXIAL, tmp_path)
+
+    def rescale(ds, path):
+        ds.RescaleSlope = "0.5"
+        ds.RescaleIntercept = "10"
+
+    edit_files(tmp_path, rescale)
+    vol = load_ct(tmp_path)
+    expected = np.rint(hu.astype(np.float32) * np.float32(0.5) + np.float32(10)).astype(np.int16)
+    np.testing.assert_array_equal(vol.hu, expected)
+
+
+def test_values_beyond_int16_are_clipped_and_noted(tmp_path):
+    hu = phantom()
+    write_series(hu, AXIAL, tmp_path, signed=False)
+
+    def hot(ds, path):
+        if path.name == "IM00003.dcm":
+            arr = np.frombuffer(ds.PixelData, np.uint16).copy()
+            arr[0] = 65535  # HU 64511 with intercept -1024
+            ds.PixelData = arr.tobytes()
+
+    edit_files(tmp_path, hot)
+    vol = load_ct(tmp_path)
+    assert vol.hu[2, 0, 0] == 32767
+    expected = hu.copy()
+    expected[2, 0, 0] = 32767
+    np.testing.assert_array_equal(vol.hu, expected)
+    assert any("clipped" in n for n in vol.notes)

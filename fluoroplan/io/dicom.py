@@ -1027,15 +1027,34 @@ def default_series(series_list: Sequence[SeriesInfo]) -> SeriesInfo:
 # ---------------------------------------------------------------------------------------------
 # Pixel reading
 # ---------------------------------------------------------------------------------------------
-def _to_hu(stored: np.ndarray, slope: float, intercept: float, out: np.ndarray) -> bool:
-    """Write ``stored * slope + intercept`` into int16 ``out``; True if values were clipped."""
-    if slope == 1.0 and intercept == 0.0 and stored.dtype == np.int16:
-        if stored is not out:
-            out[...] = stored
-        return False
-    if slope == 1.0 and float(intercept).is_integer():
+def _to_hu(
+    stored: np.ndarray,
+    slope: float,
+    intercept: float,
+    out: np.ndarray,
+    bounds: tuple[int, int] | None = None,
+) -> bool:
+    """Write ``stored * slope + intercept`` into int16 ``out``; True if values were clipped.
+
+    ``bounds`` (lowest, highest possible stored value, known from BitsStored once the unused
+    bits are masked) lets the common case (slope 1, integer intercept, result within int16)
+    run in place in int16 without a wider temporary.
+    """
+    if slope == 1.0 and float(intercept).is_integer() and stored.dtype.itemsize == 2:
+        c = int(intercept)
+        if c == 0 and stored.dtype == np.int16:
+            if not np.shares_memory(stored, out):
+                out[...] = stored
+            return False
+        lo, hi = bounds if bounds is not None else (int(stored.min()), int(stored.max()))
+        if -32768 <= c <= 32767 and hi <= 32767 and lo + c >= -32768 and hi + c <= 32767:
+            if not np.shares_memory(stored, out):
+                out[...] = stored  # values fit int16, so the cast is exact
+            if c:
+                np.add(out, np.int16(c), out=out)  # int16 view of the same values
+            return False
         tmp = stored.astype(np.int32)
-        tmp += int(intercept)
+        tmp += c
     else:
         tmp = np.rint(stored.astype(np.float32) * np.float32(slope) + np.float32(intercept))
     lo, hi = tmp.min(), tmp.max()
@@ -1044,6 +1063,16 @@ def _to_hu(stored: np.ndarray, slope: float, intercept: float, out: np.ndarray) 
         np.clip(tmp, -32768, 32767, out=tmp)
     out[...] = tmp
     return clipped
+
+
+def _stored_bounds(pixels: _Pixels) -> tuple[int, int] | None:
+    """Range of stored values implied by BitsStored (after masking), if narrower than 16 bits."""
+    bs = pixels.bits_stored
+    if bs <= 0 or bs >= 16:
+        return None
+    if pixels.signed:
+        return -(1 << (bs - 1)), (1 << (bs - 1)) - 1
+    return 0, (1 << bs) - 1
 
 
 def _mask_bits(raw: np.ndarray, pixels: _Pixels) -> np.ndarray:
@@ -1124,7 +1153,8 @@ def _read_frames(frames: Sequence[_Frame], out: np.ndarray, progress: Stage) -> 
                 raw = raw.astype(np.int32)
         if raw.dtype.itemsize == 2:
             raw = _mask_bits(raw, frame.pixels)
-        clipped += _to_hu(raw, frame.slope, frame.intercept, out[k])
+        bounds = _stored_bounds(frame.pixels) if raw.dtype.itemsize == 2 else None
+        clipped += _to_hu(raw, frame.slope, frame.intercept, out[k], bounds)
         if k % step == 0 or k == n - 1:
             progress((k + 1) / n, f"Reading slice {k + 1} of {n}")
     return clipped
