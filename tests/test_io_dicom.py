@@ -136,6 +136,7 @@ def test_any_file_names_any_order_reversed_instance_numbers(tmp_path):
     files = [str(p) for p in (tmp_path / "a" / "deep").iterdir()]
     random.Random(2).shuffle(files)
     check_volume(load_ct(files), hu, AXIAL)
+    check_volume(load_series(files), hu, AXIAL)
 
 
 def test_slices_written_head_to_feet_are_sorted_along_the_normal(tmp_path):
@@ -627,6 +628,9 @@ def test_nifti_ras_to_lps_int16(tmp_path):
 @pytest.mark.realdata
 def test_real_j2k_series():
     folder = shared_data("totalseg-dicom-j2k", "dicom")
+    first = pydicom.dcmread(sorted(folder.iterdir())[0], stop_before_pixels=True)
+    assert not first.get("SOPClassUID")  # only in the file meta: must be tolerated
+    assert first.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.90"
     vol = load_ct(folder)
     assert vol.hu.shape == (20, 512, 512)
     np.testing.assert_allclose(vol.spacing_mm, [0.977, 0.977, 2.0], atol=1e-3)

@@ -7,7 +7,8 @@ builds the voxel-to-LPS affine from ImagePositionPatient, ImageOrientationPatien
 PixelSpacing (never SliceThickness) and reads the pixels straight into one preallocated int16
 array (uncompressed data with ``readinto`` on the raw bytes, compressed data through pydicom's
 decoders). Gantry tilt and uneven slice spacing are resampled onto a regular orthogonal grid and
-said so in ``CTVolume.notes``. Every refusal is a :mod:`fluoroplan.io.errors` exception whose
+said so in ``CTVolume.notes``. No thread pool: the header pass is Python (GIL-bound) and
+the decoders gained nothing from two threads on the 2-core machine (measured). Every refusal is a :mod:`fluoroplan.io.errors` exception whose
 message tells the user what is wrong and what to do.
 
 Public API: :class:`SeriesInfo`, :func:`scan`, :func:`default_series`, :func:`load_series`,
@@ -599,17 +600,6 @@ def _plan_geometry(frames: Sequence[_Frame], header: dict) -> _Geometry:
                 "(a thin-slice axial series), or export the complete series again."
             ),
         )
-    sizes = {(f.pixels.rows, f.pixels.columns) for f in frames}
-    if len(sizes) > 1:
-        listed = ", ".join(f"{r}x{c}" for r, c in sorted(sizes))
-        raise _short(
-            "images of different sizes",
-            InconsistentGeometry(
-                f"The images of the {name} do not all have the same size ({listed} pixels), so "
-                "they cannot be stacked into one volume. Choose another series, or export only "
-                "the axial images of this one."
-            ),
-        )
     missing = [f for f in frames if f.ipp is None or f.iop is None or f.pixel_spacing is None]
     if missing:
         raise _short(
@@ -629,6 +619,17 @@ def _plan_geometry(frames: Sequence[_Frame], header: dict) -> _Geometry:
                 f"The {name} mixes images of different orientations ({', '.join(labels)}); a "
                 "volume needs parallel slices. It probably contains localizer images: choose "
                 "another series, or export only the axial images."
+            ),
+        )
+    sizes = {(f.pixels.rows, f.pixels.columns) for f in frames}
+    if len(sizes) > 1:
+        listed = ", ".join(f"{r}x{c}" for r, c in sorted(sizes))
+        raise _short(
+            "images of different sizes",
+            InconsistentGeometry(
+                f"The images of the {name} do not all have the same size ({listed} pixels), so "
+                "they cannot be stacked into one volume. Choose another series, or export only "
+                "the axial images of this one."
             ),
         )
     ps = np.array([f.pixel_spacing for f in frames], float)
