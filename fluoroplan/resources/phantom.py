@@ -631,7 +631,6 @@ def _draw_lungs(hu, grid, ta, tb, by_label) -> None:
     """Lungs lateral and posterior; the posterior costophrenic recess reaches T12/L1."""
     t12, l1 = by_label["T12"], by_label["L1"]
     z_rec = float((t12.lps([0, 0, -t12.H / 2])[2] + l1.lps([0, 0, l1.H / 2])[2]) / 2 - 3.0)
-    y_back = tb - 30.0
     X2 = grid.x[None, :]
     Y2 = grid.y[:, None]
     y_body = float(t12.center[1])
@@ -640,7 +639,11 @@ def _draw_lungs(hu, grid, ta, tb, by_label) -> None:
     for s in (1.0, -1.0):  # stay out of the paraspinal muscles
         sdf2 = np.maximum(sdf2, -(S.ellipse(X2 - s * 38.0, Y2 - (y_body + 58.0), 33.0, 28.0)))
     a2 = S.alpha(sdf2, grid.ramp_mm)
-    z_dia = (z_rec + 0.55 * np.clip(y_back - Y2, 0.0, None)).astype(np.float32)
+    # diaphragm: lowest posteriorly and laterally (the recesses), domed medially and anteriorly
+    y_ref = y_body + 40.0  # behind this the recess is flat at z_rec, in front it rises
+    z_dia = (z_rec + 0.5 * np.clip(y_ref - Y2, 0.0, None)
+             + 0.12 * np.clip(80.0 - np.abs(X2), 0.0, None) * np.clip((y_ref - Y2) / 30.0, 0.0, 1.0)
+             ).astype(np.float32)
     jj = np.nonzero(a2.any(axis=1))[0]
     ii = np.nonzero(a2.any(axis=0))[0]
     kk = np.nonzero(grid.z > z_rec - 2.0)[0]
@@ -648,7 +651,7 @@ def _draw_lungs(hu, grid, ta, tb, by_label) -> None:
         return
     box = (slice(kk[0], kk[-1] + 1), slice(jj[0], jj[-1] + 1), slice(ii[0], ii[-1] + 1))
     a2b = a2[box[1], box[2]][None]
-    zd = z_dia[box[1], :][None]
+    zd = z_dia[box[1], box[2]][None]
     Z = grid.z[box[0]][:, None, None]
     a = a2b * np.clip(0.5 + (Z - zd) / np.float32(grid.ramp_mm), 0.0, 1.0)
     S.paint(hu, box, a.astype(np.float32), HU_LUNG)
@@ -863,14 +866,20 @@ def _draw_instrumentation(hu, labels, metal, grid, by_label, instrumented, loose
 
 def _draw_cage(hu, labels, metal, grid, up: _Vertebra, lo: _Vertebra, material, subsidence,
                rng, blooming_mm) -> dict:
-    axes = np.linalg.qr(up.axes + lo.axes)[0]
-    axes = axes * np.sign(np.diag(axes))[None, :]  # keep u, v, w pointing as in the vertebrae
-    e_w, e_v = axes[:, 2], axes[:, 1]
-    up_end = up.lps([0, 0, -up.H / 2])
-    lo_end = lo.lps([0, 0, float(lo.top(0.0))])
-    gap = float(np.dot(up_end - lo_end, e_w))
-    height = gap + subsidence
-    center = (up_end + lo_end) / 2 - e_w * subsidence / 2 - 2.0 * e_v
+    # the cage rests on the lower level's superior endplate (sunk into it by ``subsidence``)
+    # and reaches the upper level's inferior endplate; it sits 2 mm anterior of the middle
+    f = lo.frac
+    e_w = lo.dir_lps(S.unit([0.0, -f * lo.H / lo.D, 1.0]))
+    e_u = lo.axes[:, 0] - np.dot(lo.axes[:, 0], e_w) * e_w
+    e_u /= np.linalg.norm(e_u)
+    axes = np.column_stack([e_u, np.cross(e_w, e_u), e_w])
+    v0 = -2.0
+    on_endplate = lo.lps([0.0, v0, float(lo.top(v0))])
+    w_up = up.axes[:, 2]
+    reach = float(np.dot(up.lps([0, 0, -up.H / 2]) - on_endplate, w_up) / np.dot(e_w, w_up))
+    height = reach + subsidence
+    bottom = on_endplate - e_w * subsidence
+    center = bottom + e_w * height / 2
     extent = np.array([min(28.0, 0.6 * lo.W), min(22.0, 0.65 * lo.D), height])
     h = extent / 2
     box = S.frame_box(grid, center, axes, -h, h, 2.0)
