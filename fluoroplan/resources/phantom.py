@@ -58,7 +58,7 @@ HU_METAL_DRAWN = 6000.0  # titanium/tantalum reconstruct far above the 12-bit ra
 SHELL_MM = 1.2  # cortical shell of vertebrae
 TULIP_DIAMETER_MM = 12.0
 TULIP_HEIGHT_MM = 15.0
-ROD_SEAT_MM = 9.5  # rod centre below the top... measured from the screw head along -axis
+ROD_SEAT_MM = 9.5  # rod centre: this far behind the screw head, along -axis, inside the tulip
 GENANT_LOSS = {0: (0.0, 0.0), 1: (0.21, 0.24), 2: (0.28, 0.37), 3: (0.42, 0.50)}
 
 ProgressCallback = Callable[[float, str], None]
@@ -503,7 +503,6 @@ def make_phantom(
         "params": params,
         "vertebrae": [_vertebra_truth(vt, rib_heads.get(vt.label)) for vt in verts],
         "screws": screws, "rods": rods, "cages": cages,
-        "generation_s": round(time.perf_counter() - t_start, 3),
     }
     from pydicom.uid import generate_uid
 
@@ -520,7 +519,7 @@ def make_phantom(
     volume = CTVolume(hu=out, lps_from_ijk=affine, patient_position=patient_position,
                       identifiers=identifiers, patient=patient,
                       notes=["synthetic phantom (fluoroplan.resources.phantom)"])
-    progress(1.0, "Phantom ready")
+    progress(1.0, f"Phantom ready in {time.perf_counter() - t_start:.1f} s")
     return Phantom(volume=volume, truth=truth, labels=labels, metal=metal)
 
 

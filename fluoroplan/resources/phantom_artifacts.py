@@ -86,5 +86,5 @@ def add_metal_streaks(
                 along = np.clip(np.minimum(t, L - t) / 6.0, 0.0, 1.0)
                 amp = 1.2 * strength_hu * min(1.0, min(aa, ba) / 40.0)
                 field -= np.float32(amp) * along * np.exp(-((perp / 3.0) ** 2)).astype(np.float32)
-        full = np.repeat(np.repeat(field, ds, axis=0), ds, axis=1)[:nj, :ni]
+        full = ndimage.zoom(field, ds, order=1, prefilter=False)[:nj, :ni]
         hu[k] += np.where(m, 0.0, full).astype(np.float32)
