@@ -583,6 +583,8 @@ def _draw_trunk(hu, grid, ta, tb, verts, by_label, position) -> None:
     lay(np.hypot(X2 + 22.0, Y2 - front) - 10.0, 35.0)
     # paraspinal (erector spinae) muscles
     yp = y_body + 58.0
+    for s in (1.0, -1.0):  # each in a thin fat envelope (the thoracolumbar fascia plane)
+        lay(S.ellipse(X2 - s * 38.0, Y2 - yp, 33.0, 28.0), HU_FAT)
     for s in (1.0, -1.0):
         lay(S.ellipse(X2 - s * 38.0, Y2 - yp, 30.0, 25.0), HU_MUSCLE)
     # the CT table: a curved carbon plate under the back (supine) or the belly (prone)
