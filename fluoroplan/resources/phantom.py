@@ -793,6 +793,16 @@ def _metal_paint(hu, metal, labels, grid, box, sdf, blooming_mm, value=HU_METAL_
     labels[box][inside] = 0
 
 
+def _screw_entry(vt: _Vertebra, p, d2, length) -> tuple[np.ndarray, np.ndarray]:
+    """Head (where the axis leaves the dorsal bone surface) and tip of a screw, local frame."""
+    t = np.arange(0.0, 45.0, 0.1)
+    pts = p[None, :] - t[:, None] * d2[None, :]
+    inside = vt.sdf(pts[:, 0], pts[:, 1], pts[:, 2]) <= 0
+    last_in = int(np.nonzero(inside)[0].max()) if inside.any() else 0
+    head_local = p - (t[last_in] + 0.1) * d2
+    return head_local, head_local + length * d2
+
+
 def _draw_instrumentation(hu, labels, metal, grid, by_label, instrumented, loose_screw, halo_mm,
                           diameter, length, rod_d, rng, blooming_mm):
     screws, seats = [], {"left": [], "right": []}
@@ -801,19 +811,19 @@ def _draw_instrumentation(hu, labels, metal, grid, by_label, instrumented, loose
         vt = by_label[lvl]
         for side in SIDES:
             p, d = vt.pedicle(side)
-            # this screw's own aim: pivot at the isthmus, small medial and sagittal deviations
-            e1 = S.unit(np.cross(d, [0.0, 0.0, 1.0]))
-            d2 = S.rot_axis(e1, rng.uniform(-4.0, 4.0)) @ S.rot_axis([0, 0, 1], rng.uniform(-1.5, 1.5)) @ d
-            t = np.arange(0.0, 45.0, 0.1)
-            pts = p[None, :] - t[:, None] * d2[None, :]
-            inside = vt.sdf(pts[:, 0], pts[:, 1], pts[:, 2]) <= 0
-            last_in = int(np.nonzero(inside)[0].max()) if inside.any() else 0
-            head_local = p - (t[last_in] + 0.1) * d2
-            tip_local = head_local + length * d2
+            # this screw's own aim: pivot at the isthmus, small medial and sagittal deviations;
+            # a surgeon aims more caudally when the tip would leave a collapsed body (fracture)
+            e1 = S.unit(np.cross(d, [0.0, 0.0, 1.0]))  # a positive turn about e1 lifts the tip
+            tilt0, medial = rng.uniform(-4.0, 4.0), rng.uniform(-1.5, 1.5)
+            for tilt in np.arange(tilt0, -20.0, -2.0):
+                d2 = S.rot_axis(e1, tilt) @ S.rot_axis([0, 0, 1], medial) @ d
+                head_local, tip_local = _screw_entry(vt, p, d2, length)
+                tip_in_body = bool(vt.body_sdf(*[np.array([x]) for x in tip_local - d2])[0] < 0)
+                if tip_in_body:
+                    break
             head, tip, axis = vt.lps(head_local), vt.lps(tip_local), vt.dir_lps(d2)
             sid = f"{lvl}-{side}"
             loose = sid == loose_screw
-            tip_in_body = bool(vt.body_sdf(*[np.array([x]) for x in tip_local - 1.0 * d2])[0] < 0)
             screws.append({
                 "id": sid, "level": lvl, "side": side, "tip_lps": _f(tip), "head_lps": _f(head),
                 "axis_lps": _f(axis), "diameter_mm": float(diameter), "length_mm": float(length),
