@@ -1,0 +1,984 @@
+"""Spine anatomy from a CT: bone, spinal canal, vertebrae separated and measured, level labels.
+
+Method (no per-voxel Python loops; scipy.ndimage and SimpleITK filters):
+
+1. The CT is viewed in a canonical orientation (axes S, P, L) and averaged into blocks of about
+   ``GRID_MM`` (metal counts as bone-occupying, never as density).
+2. **Canal.** On every axial slice, bone holes (regions of soft-tissue density enclosed by bone)
+   of canal size with a thick bone mass (a body) in front of them are canal candidates; the
+   longest chain of candidates that continues smoothly from slice to slice is the spinal canal.
+   No chain over several levels means no spine (:class:`NoSpineFound`).
+3. **Bodies.** The body centreline runs in front of the canal through the deepest bone; the
+   fraction of bone on planes perpendicular to it, every millimetre, falls at each disc.
+   Bodies are the runs between discs; an over-long run (fused levels, an interbody cage) is
+   split; the first body whose bone spreads to the iliac wings is the sacrum.
+4. **Whole vertebrae.** A marker watershed on the bone distance map, seeded by each body and by
+   the bone at the lateral edges (ribs, pelvis), gives each vertebra its posterior elements.
+   Ribs are the edge-reaching bone touching a vertebra; their medial ends are the rib heads.
+5. **Measurements** per vertebra at full resolution in its own frame (``vertebrae.measure_body``)
+   and the Genant grade against its neighbours.
+6. **Levels** from an anchor (sacrum, or the last rib-bearing vertebra = T12), else V1..Vn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage as ndi
+
+from fluoroplan.geometry.conventions import TITANIUM_MIN_HU
+from fluoroplan.io.progress import CancelToken, ProgressCallback
+from fluoroplan.io.volume import CTVolume
+from fluoroplan.segmentation import levels as lv
+from fluoroplan.segmentation.errors import AnatomyError, NoSpineFound
+from fluoroplan.segmentation.vertebrae import (
+    BONE_HU,
+    Vertebra,
+    VolumeSampler,
+    _fill_holes_2d,
+    genant_grade,
+    height_loss,
+    measure_body,
+)
+
+GRID_MM = 2.0
+"""Block size of the working grid for finding and separating vertebrae."""
+GRID_BONE_HU = 140.0
+"""Bone on the ~2 mm block-averaged grid: low enough for osteoporotic cortex blurred by 3 mm
+voxels, high enough to leave muscle, disc and cerebrospinal fluid out."""
+CANAL_MAX_HU = 55.0
+CANAL_WALL_HU = 75.0
+"""Smoothed HU of bone around the canal (osteoporotic bodies blurred by 3 mm voxels reach ~80)."""
+MIDLINE_MM = 60.0
+"""The canal lies within this distance of the body outline's left-right centre."""
+CANAL_AREA_MM2 = (20.0, 700.0)
+ROI_LATERAL_MM = 72.0
+_DEBUG: dict | None = None  # set to a dict to collect intermediate profiles (bench, tests)
+RIB_EDGE_MM = 60.0
+
+
+# --------------------------------------------------------------------------------------------
+# result
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Anatomy:
+    """The analysed spine.
+
+    Attributes
+    ----------
+    labels : ndarray uint8 (nk, nj, ni)
+        On the CT grid: 0 = not a vertebra, else ``Vertebra.label_value`` on its bone voxels.
+    bone_mask : ndarray bool (nk, nj, ni)
+        Bone voxels of the CT (HU >= ``BONE_HU``, metal excluded).
+    vertebrae : tuple of Vertebra
+        Cranial to caudal.
+    canal_centerline_lps : ndarray (n, 3) ; canal_radii_mm : ndarray (n,)
+        Spinal canal centre, cranial to caudal, and its equivalent-circle radius.
+    warnings : tuple of str
+        Sentences a user should read (labels unsure, levels merged, metal, ...).
+    timings_s : dict
+        Seconds per stage (for the benchmark).
+    """
+
+    labels: np.ndarray
+    bone_mask: np.ndarray
+    vertebrae: tuple[Vertebra, ...]
+    canal_centerline_lps: np.ndarray
+    canal_radii_mm: np.ndarray
+    warnings: tuple[str, ...] = ()
+    timings_s: dict = field(default_factory=dict)
+
+    @property
+    def label_source(self) -> str:
+        return self.vertebrae[0].label_source if self.vertebrae else lv.SOURCE_NONE
+
+    def vertebra(self, label: str) -> Vertebra:
+        """The vertebra labelled ``label`` (``"L3"``); KeyError if absent."""
+        want = label.strip().upper()
+        for v in self.vertebrae:
+            if v.label.upper() == want:
+                return v
+        raise KeyError(f"no vertebra {label} in this CT; found {[v.label for v in self.vertebrae]}")
+
+    def relabel(self, index_or_label: int | str, level: str) -> Anatomy:
+        """A copy with every level relabelled from "this vertebra is ``level``"."""
+        return replace(self, vertebrae=tuple(lv.relabel(self.vertebrae, index_or_label, level)))
+
+    def to_json(self) -> dict:
+        return {
+            "vertebrae": [v.to_json() for v in self.vertebrae],
+            "canal": {
+                "centerline_lps": [[round(float(c), 2) for c in p] for p in self.canal_centerline_lps],
+                "radii_mm": [round(float(r), 2) for r in self.canal_radii_mm],
+            },
+            "warnings": list(self.warnings),
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# orientation and the working grid
+# --------------------------------------------------------------------------------------------
+@dataclass
+class _Canon:
+    """The CT viewed with array axes (S, P, L) and the way back to the original axes."""
+
+    perm: tuple[int, int, int]
+    flips: tuple[bool, bool, bool]
+    lps_from_cijk: np.ndarray
+
+    def to_canon(self, a: np.ndarray) -> np.ndarray:
+        c = a.transpose(self.perm)
+        for ax, f in enumerate(self.flips):
+            if f:
+                c = np.flip(c, ax)
+        return c
+
+    def from_canon(self, c: np.ndarray) -> np.ndarray:
+        for ax, f in enumerate(self.flips):
+            if f:
+                c = np.flip(c, ax)
+        return np.ascontiguousarray(c.transpose(np.argsort(self.perm)))
+
+
+def _canonical(volume: CTVolume) -> _Canon:
+    A = volume.lps_from_ijk
+    D = A[:3, :3]
+    dom = np.argmax(np.abs(D), axis=0)  # dominant LPS axis of each of i, j, k
+    if sorted(dom.tolist()) != [0, 1, 2]:
+        raise AnatomyError(
+            "The CT's voxel axes are too oblique to the patient axes to analyse the spine; "
+            "reformat it to axial slices first."
+        )
+    a_of = [int(np.nonzero(dom == L)[0][0]) for L in range(3)]  # ijk axis along x, y, z
+    sign = [np.sign(D[L, a_of[L]]) for L in range(3)]
+    perm = (2 - a_of[2], 2 - a_of[1], 2 - a_of[0])
+    flips = (sign[2] < 0, sign[1] < 0, sign[0] < 0)
+    n_ijk = volume.shape_ijk
+    M = np.eye(4)
+    origin = A[:3, 3].copy()
+    for L in range(3):
+        col = A[:3, a_of[L]] * sign[L]
+        M[:3, L] = col
+        if sign[L] < 0:
+            origin += A[:3, a_of[L]] * (n_ijk[a_of[L]] - 1)
+    M[:3, 3] = origin
+    return _Canon(perm, flips, M)
+
+
+def _block_mean(c: np.ndarray, f: tuple[int, int, int], metal: np.ndarray | None):
+    """Block mean of HU (metal replaced by bone-like 1000 HU so it occupies but never dominates)
+    and block-any of metal."""
+    n = tuple(s // k for s, k in zip(c.shape, f, strict=True))
+    acc = np.zeros(n, np.float32)
+    macc = np.zeros(n, bool) if metal is not None else None
+    for dz in range(f[0]):
+        for dy in range(f[1]):
+            for dx in range(f[2]):
+                sl = (
+                    slice(dz, dz + n[0] * f[0], f[0]),
+                    slice(dy, dy + n[1] * f[1], f[1]),
+                    slice(dx, dx + n[2] * f[2], f[2]),
+                )
+                v = c[sl]
+                if metal is not None:
+                    m = metal[sl]
+                    np.add(acc, np.where(m, np.int16(1000), v), out=acc)
+                    macc |= m
+                else:
+                    np.add(acc, v, out=acc)
+    acc /= float(np.prod(f))
+    return acc, macc
+
+
+def _report(progress, cancel, fraction, message):
+    if cancel is not None:
+        cancel.check()
+    if progress is not None:
+        progress(float(fraction), message)
+
+
+# --------------------------------------------------------------------------------------------
+# the entry point
+# --------------------------------------------------------------------------------------------
+def analyze_anatomy(
+    volume: CTVolume,
+    metal_mask: np.ndarray | None = None,
+    levels: str | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> Anatomy:
+    """Find, separate, measure and label the vertebrae of a CT.
+
+    Parameters
+    ----------
+    volume : CTVolume
+        The CT (HU int16, indexed ``[k, j, i]``).
+    metal_mask : ndarray bool (nk, nj, ni), optional
+        Implant voxels (from the implant segmentation). Default: HU >= ``TITANIUM_MIN_HU``.
+        Metal occupies bone for the separation but never counts as bone density.
+    levels : str, optional
+        The level of the most cranial vertebra fully in view (e.g. ``"L1"``); overrides the
+        automatic labelling (``label_source="user"``).
+    progress : callable ``progress(fraction, message)``, optional
+    cancel : CancelToken, optional
+
+    Returns
+    -------
+    Anatomy
+
+    Raises
+    ------
+    NoSpineFound
+        When the CT holds no spinal column (a head, a limb).
+    Cancelled
+        When ``cancel`` is set.
+    """
+    import time
+
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    warnings: list[str] = []
+    _report(progress, cancel, 0.0, "Preparing the CT for the spine analysis")
+    canon = _canonical(volume)
+    spacing_ijk = volume.spacing_mm
+    hu_c = canon.to_canon(volume.hu)
+    if metal_mask is None:
+        metal_mask = volume.hu >= np.int16(TITANIUM_MIN_HU)
+    elif metal_mask.shape != volume.hu.shape:
+        raise AnatomyError(
+            f"The metal mask has shape {metal_mask.shape} but the CT has {volume.hu.shape}."
+        )
+    metal_c = canon.to_canon(np.asarray(metal_mask, bool))
+    sp_full = np.array([spacing_ijk[list(canon.perm).index(a)] for a in range(3)])
+    # spacing of the canonical axes (z, y, x): canonical axis ax came from hu axis perm[ax]
+    sp_full = np.array([spacing_ijk[2 - canon.perm[ax]] for ax in range(3)])
+    f = tuple(max(1, int(round(GRID_MM / s))) for s in sp_full)
+    if min(hu_c.shape[a] // f[a] for a in range(3)) < 8:
+        raise NoSpineFound(f"the CT is too small ({volume.hu.shape} voxels)")
+    grid_hu, grid_metal = _block_mean(hu_c, f, metal_c)
+    sp = sp_full * np.array(f)  # grid spacing (z, y, x) mm
+    # canonical grid index (x2, y2, z2) -> full canonical index -> LPS
+    S = np.eye(4)
+    for L, ax in ((0, 2), (1, 1), (2, 0)):
+        S[L, L] = f[ax]
+        S[L, 3] = (f[ax] - 1) / 2.0
+    lps_from_grid = canon.lps_from_cijk @ S
+    times["grid"] = time.perf_counter() - t0
+
+    # --- 2. canal ---------------------------------------------------------------------------
+    t1 = time.perf_counter()
+    _report(progress, cancel, 0.1, "Looking for the spinal canal")
+    canal = _find_canal(grid_hu, grid_metal, sp)
+    times["canal"] = time.perf_counter() - t1
+
+    # --- 3. bodies ----------------------------------------------------------------------------
+    t1 = time.perf_counter()
+    _report(progress, cancel, 0.3, "Finding the vertebral bodies and discs")
+    sep = _separate(grid_hu, grid_metal, sp, canal, warnings)
+    times["bodies+watershed"] = time.perf_counter() - t1
+
+    # --- 5. full-resolution measurements ----------------------------------------------------
+    t1 = time.perf_counter()
+    _report(progress, cancel, 0.55, "Measuring each vertebra")
+    roi_off = np.array(sep.roi_offset)
+    lab_grid = np.zeros(grid_hu.shape, np.uint8)
+    lab_grid[
+        roi_off[0] : roi_off[0] + sep.labels.shape[0],
+        roi_off[1] : roi_off[1] + sep.labels.shape[1],
+        roi_off[2] : roi_off[2] + sep.labels.shape[2],
+    ] = sep.labels
+    lab_sampler = VolumeSampler(lab_grid, lps_from_grid)
+    hu_sampler = VolumeSampler(hu_c, canon.lps_from_cijk, fill=-1024.0)
+    metal_sampler = VolumeSampler(metal_c.view(np.uint8), canon.lps_from_cijk)
+
+    def mm_to_lps(p_mm):
+        idx = np.asarray(p_mm, float) / sp  # (z, y, x) grid index
+        return lps_from_grid[:3, :3] @ idx[::-1] + lps_from_grid[:3, 3]
+
+    def dir_to_lps(d_mm):
+        v = lps_from_grid[:3, :3] @ (np.asarray(d_mm, float) / sp)[::-1]
+        return v / np.linalg.norm(v)
+
+    # whole-vertebra centroids on the grid (one call)
+    values = np.arange(1, len(sep.bodies) + 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vcent = ndi.center_of_mass(np.ones_like(lab_grid, dtype=np.uint8), lab_grid, values)
+    vcount = ndi.sum(np.ones_like(lab_grid, dtype=np.uint8), lab_grid, values)
+    voxel_ml = float(np.prod(sp_full)) * float(np.prod(f)) / 1000.0
+    found: list[dict] = []
+    nb = len(sep.bodies)
+    for n, b in enumerate(sep.bodies):
+        _report(progress, cancel, 0.55 + 0.35 * n / max(nb, 1), f"Measuring vertebra {n + 1} of {nb}")
+        value = n + 1
+        c_lps = mm_to_lps(b["center_mm"])
+        ax_lps = dir_to_lps(b["axis_mm"])
+        post_lps = dir_to_lps(b["posterior_mm"])
+        meas = None
+        if b["kind"] == "vertebra":
+            meas = measure_body(
+                hu_sampler,
+                metal_sampler,
+                lab_sampler,
+                value,
+                c_lps,
+                ax_lps,
+                post_lps,
+                half_height_mm=b["half_height_mm"],
+                canal_offset_mm=b["canal_offset_mm"],
+                canal_radius_mm=b["canal_radius_mm"],
+            )
+        vc = np.array(vcent[n], float) if vcount[n] > 0 else None
+        vcent_lps = c_lps if vc is None else lps_from_grid[:3, :3] @ vc[::-1] + lps_from_grid[:3, 3]
+        bbox = _bbox_ijk(lab_grid == value, f, canon, volume)
+        found.append(
+            dict(
+                b=b,
+                meas=meas,
+                centroid=meas.centroid_lps if meas is not None else c_lps,
+                vcent=vcent_lps,
+                bbox=bbox,
+                volume_ml=float(vcount[n]) * voxel_ml,
+                canal_c=mm_to_lps(b["canal_mm"]),
+            )
+        )
+    times["measure"] = time.perf_counter() - t1
+
+    # --- grades, levels ------------------------------------------------------------------------
+    t1 = time.perf_counter()
+    verts = _assemble(found, sep, mm_to_lps, warnings)
+    verts = _auto_labels(verts, levels, warnings)
+    if any(v.label_source == lv.SOURCE_NONE for v in verts):
+        warnings.append(
+            "Level labels are unsure: neither the sacrum nor the last rib-bearing vertebra (T12) "
+            "is in view; vertebrae are numbered V1..Vn from the top. Say which vertebra is which "
+            "(e.g. 'this is L3') to label them all."
+        )
+    labels_c, bone_c = _full_res_labels(hu_c, metal_c, lab_grid, f)
+    labels = canon.from_canon(labels_c)
+    bone = canon.from_canon(bone_c)
+    cl_lps = np.array([mm_to_lps(p) for p in canal.centre_mm]) if len(canal.centre_mm) else np.zeros((0, 3))
+    times["labels+output"] = time.perf_counter() - t1
+    times["total"] = time.perf_counter() - t0
+    _report(progress, cancel, 1.0, f"Spine analysed: {len(verts)} vertebrae")
+    return Anatomy(
+        labels=labels,
+        bone_mask=bone,
+        vertebrae=tuple(verts),
+        canal_centerline_lps=cl_lps,
+        canal_radii_mm=np.asarray(canal.radius_mm, float),
+        warnings=tuple(warnings),
+        timings_s=times,
+    )
+
+
+def _bbox_ijk(mask_grid, f, canon: _Canon, volume: CTVolume):
+    if not mask_grid.any():
+        return ((0, 0, 0), (0, 0, 0))
+    sl = ndi.find_objects(mask_grid.astype(np.uint8))[0]
+    lo = np.array([s.start * k for s, k in zip(sl, f, strict=True)])
+    hi = np.array([s.stop * k for s, k in zip(sl, f, strict=True)])
+    # canonical (z, y, x) ranges -> original hu axes, undoing the flips
+    shape_c = np.array(canon.to_canon(np.empty(volume.hu.shape, dtype=np.bool_)).shape)
+    for ax, fl in enumerate(canon.flips):
+        if fl:
+            lo[ax], hi[ax] = shape_c[ax] - hi[ax], shape_c[ax] - lo[ax]
+    lo_h = np.empty(3, int)
+    hi_h = np.empty(3, int)
+    for ax in range(3):
+        lo_h[canon.perm[ax]] = lo[ax]
+        hi_h[canon.perm[ax]] = hi[ax]
+    # hu axes (k, j, i) -> (i, j, k)
+    return (tuple(int(v) for v in lo_h[::-1]), tuple(int(v) for v in hi_h[::-1]))
+
+
+def _full_res_labels(hu_c, metal_c, lab_grid, f):
+    """Vertebra labels on the CT grid: the grid labels spread to full-resolution bone."""
+    bone = hu_c >= np.int16(BONE_HU)
+    bone &= ~metal_c
+    labels = np.zeros(hu_c.shape, np.uint8)
+    if lab_grid.any():
+        sl = ndi.find_objects((lab_grid > 0).astype(np.uint8))[0]
+        sub = lab_grid[sl]
+        for ax in range(3):
+            sub = np.repeat(sub, f[ax], axis=ax)
+        full_sl = tuple(slice(s.start * k, s.start * k + sub.shape[a]) for a, (s, k) in enumerate(zip(sl, f, strict=True)))
+        full_sl = tuple(slice(s.start, min(s.stop, hu_c.shape[a])) for a, s in enumerate(full_sl))
+        sub = sub[tuple(slice(0, s.stop - s.start) for s in full_sl)]
+        labels[full_sl] = np.where(bone[full_sl] | metal_c[full_sl], sub, 0)
+    return labels, bone
+
+
+# --------------------------------------------------------------------------------------------
+# 2. the spinal canal
+# --------------------------------------------------------------------------------------------
+@dataclass
+class _Canal:
+    z_mm: np.ndarray  # per grid slice in [k0, k1]
+    centre_mm: np.ndarray  # (n, 3) (z, y, x) mm on the grid
+    radius_mm: np.ndarray
+    k0: int
+    k1: int
+    nodes: np.ndarray  # (m, 4) chain nodes (z, y, x, r)
+
+
+def _axis_distances(mask: np.ndarray, axis: int):
+    """For every voxel: index distance to the nearest True voxel before it and after it along
+    ``axis`` (large where none), and the length of the True run that ends at each voxel."""
+    n = mask.shape[axis]
+    shape = [1, 1, 1]
+    shape[axis] = n
+    idx = np.arange(n).reshape(shape)
+    big = 10 * n
+    prev = np.maximum.accumulate(np.where(mask, idx, -big), axis=axis)
+    nxt = np.flip(np.minimum.accumulate(np.flip(np.where(mask, idx, big), axis), axis=axis), axis)
+    last_false = np.maximum.accumulate(np.where(~mask, idx, -1), axis=axis)
+    run = idx - last_false  # True run ending here (0 where False)
+    return idx - prev, nxt - idx, prev, run
+
+
+def _find_canal(grid_hu: np.ndarray, grid_metal: np.ndarray, sp: np.ndarray) -> _Canal:
+    """The spinal canal: fluid/fat-density voxels with a vertebral body right in front, bone
+    close behind and on both sides, near the left-right middle of the body outline; the longest
+    smooth chain of such regions through the slices."""
+    nz, ny, nx = grid_hu.shape
+    sm = ndi.gaussian_filter(np.where(grid_metal, 1000.0, grid_hu), (0.75 / sp[0], 2.0 / sp[1], 2.0 / sp[2]))
+    dense = sm >= CANAL_WALL_HU
+    d_ant, d_post, prev_y, run_y = _axis_distances(dense, 1)
+    d_right, d_left, _, _ = _axis_distances(dense, 2)
+    # length of the bone run in front of the canal (the vertebral body's depth)
+    body_run = np.take_along_axis(run_y, np.clip(prev_y, 0, ny - 1), axis=1) * sp[1]
+    canal = (
+        (sm < CANAL_MAX_HU)
+        & (sm > -400)
+        & (d_ant * sp[1] <= 12.0)
+        & (body_run >= 18.0)
+        & (d_post * sp[1] <= 40.0)
+        & (d_left * sp[2] <= 25.0)
+        & (d_right * sp[2] <= 25.0)
+    )
+    del d_ant, d_post, prev_y, run_y, d_right, d_left, body_run
+    s2 = np.zeros((3, 3, 3), bool)
+    s2[1] = ndi.generate_binary_structure(2, 1)
+    lab, n = ndi.label(canal, structure=s2)
+    if n == 0:
+        raise NoSpineFound("no spinal canal on any slice")
+    flat = lab.ravel()
+    cnt = np.bincount(flat, minlength=n + 1).astype(float)
+    zz, yy, xx = np.indices(grid_hu.shape, dtype=np.float32)
+    cz = np.bincount(flat, weights=zz.ravel(), minlength=n + 1) / np.maximum(cnt, 1)
+    cy = np.bincount(flat, weights=yy.ravel(), minlength=n + 1) / np.maximum(cnt, 1)
+    cx = np.bincount(flat, weights=xx.ravel(), minlength=n + 1) / np.maximum(cnt, 1)
+    del zz, yy, xx
+    area = cnt * sp[1] * sp[2]
+    ids = np.nonzero((area >= CANAL_AREA_MM2[0]) & (area <= CANAL_AREA_MM2[1]))[0]
+    ids = ids[ids > 0]
+    # the canal lies near the left-right middle of the body outline
+    body = grid_hu > -300
+    colsum = body.sum(axis=1).astype(float)  # (nz, nx)
+    xmid = (colsum * np.arange(nx)[None, :]).sum(axis=1) / np.maximum(colsum.sum(axis=1), 1)
+    zi = np.clip(np.rint(cz[ids]).astype(int), 0, nz - 1)
+    ids = ids[np.abs(cx[ids] - xmid[zi]) * sp[2] <= MIDLINE_MM]
+    if len(ids) < 3:
+        raise NoSpineFound("no canal with a vertebral body in front of it")
+    r_eq = np.sqrt(area[ids] / np.pi)
+    nodes = np.column_stack([cz[ids] * sp[0], cy[ids] * sp[1], cx[ids] * sp[2], r_eq])
+    nodes = nodes[np.argsort(nodes[:, 0], kind="stable")]
+    chain = _longest_chain(nodes)
+    span = chain[-1, 0] - chain[0, 0] if len(chain) else 0.0
+    if len(chain) < 6 or span < 45.0:
+        raise NoSpineFound(f"the longest canal-like track spans only {span:.0f} mm")
+    k0 = max(0, int(np.floor(chain[0, 0] / sp[0])) - int(round(40.0 / sp[0])))
+    k1 = min(nz - 1, int(np.ceil(chain[-1, 0] / sp[0])) + int(round(40.0 / sp[0])))
+    z = np.arange(k0, k1 + 1) * sp[0]
+    cyv = ndi.median_filter(chain[:, 1], size=5, mode="nearest")
+    cxv = ndi.median_filter(chain[:, 2], size=5, mode="nearest")
+    rv = ndi.median_filter(chain[:, 3], size=5, mode="nearest")
+    y = np.interp(z, chain[:, 0], cyv)
+    x = np.interp(z, chain[:, 0], cxv)
+    r = np.interp(z, chain[:, 0], rv)
+    sig = 4.0 / sp[0]
+    y, x, r = (ndi.gaussian_filter1d(a, sig, mode="nearest") for a in (y, x, r))
+    centre = np.column_stack([z, y, x])
+    return _Canal(z, centre, r, k0, k1, chain)
+
+
+def _longest_chain(nodes: np.ndarray) -> np.ndarray:
+    """Longest sequence of nodes rising in z with a small in-plane step (DAG longest path)."""
+    m = len(nodes)
+    best = np.ones(m)
+    prev = -np.ones(m, int)
+    z, y, x = nodes[:, 0], nodes[:, 1], nodes[:, 2]
+    start = 0
+    for i in range(m):
+        while z[i] - z[start] > 40.0:
+            start += 1
+        j = np.arange(start, i)
+        if len(j) == 0:
+            continue
+        dz = z[i] - z[j]
+        d = np.hypot(y[i] - y[j], x[i] - x[j])
+        ok = (dz > 0) & (d <= 6.0 + 0.5 * dz)
+        if not ok.any():
+            continue
+        jj = j[ok]
+        # prefer long chains, then small steps
+        score = best[jj] + 1.0 - 0.02 * d[ok]
+        kbest = int(np.argmax(score))
+        if score[kbest] > best[i]:
+            best[i] = score[kbest]
+            prev[i] = jj[kbest]
+    i = int(np.argmax(best))
+    out = []
+    while i >= 0:
+        out.append(i)
+        i = prev[i]
+    return nodes[out[::-1]]
+
+
+# --------------------------------------------------------------------------------------------
+# 3-4. bodies, discs, whole vertebrae
+# --------------------------------------------------------------------------------------------
+@dataclass
+class _Separation:
+    labels: np.ndarray  # uint8 on the ROI of the grid, values 1..n
+    roi_offset: tuple[int, int, int]
+    bodies: list[dict]
+    rib_heads: dict  # value -> (m, 3) mm points on the grid
+
+
+def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str]) -> _Separation:
+    nz, ny, nx = grid_hu.shape
+    # region of interest around the canal
+    y_lo = max(0, int((canal.centre_mm[:, 1].min() - 90.0) / sp[1]))
+    y_hi = min(ny, int((canal.centre_mm[:, 1].max() + 90.0) / sp[1]) + 1)
+    x_lo = max(0, int((canal.centre_mm[:, 2].min() - ROI_LATERAL_MM) / sp[2]))
+    x_hi = min(nx, int((canal.centre_mm[:, 2].max() + ROI_LATERAL_MM) / sp[2]) + 1)
+    z_lo, z_hi = canal.k0, canal.k1 + 1
+    roi = (slice(z_lo, z_hi), slice(y_lo, y_hi), slice(x_lo, x_hi))
+    off_mm = np.array([z_lo * sp[0], y_lo * sp[1], x_lo * sp[2]])
+    hu = grid_hu[roi]
+    metal = grid_metal[roi]
+    bone = (hu >= GRID_BONE_HU) | metal
+    bone = ndi.binary_closing(bone, structure=_ball2d(), iterations=1) | bone
+    filled = _fill_holes_2d(bone)
+    dist = ndi.distance_transform_edt(filled, sampling=sp).astype(np.float32)
+    rz, ry, rx = hu.shape
+    # canal in ROI coordinates (one row per ROI slice)
+    cy = canal.centre_mm[:, 1] - off_mm[1]
+    cx = canal.centre_mm[:, 2] - off_mm[2]
+    cr = canal.radius_mm
+    Y = (np.arange(ry) * sp[1])[None, :, None]
+    X = (np.arange(rx) * sp[2])[None, None, :]
+
+    # --- body centreline: deepest bone in front of the canal -------------------------------
+    win = (
+        (Y < (cy - cr - 1.0)[:, None, None])
+        & (Y > (cy - cr - 65.0)[:, None, None])
+        & (np.abs(X - cx[:, None, None]) < 20.0)
+    )
+    dw = np.where(win, dist, 0.0)
+    flat = dw.reshape(rz, -1)
+    am = np.argmax(flat, axis=1)
+    dmax = flat[np.arange(rz), am]
+    by_i, bx_i = np.unravel_index(am, (ry, rx))
+    body_sl = dmax >= 5.0
+    if body_sl.sum() < 4:
+        raise NoSpineFound("no vertebral bodies in front of the canal")
+    zk = np.arange(rz) * sp[0]
+    by = np.interp(zk, zk[body_sl], by_i[body_sl] * sp[1])
+    bx = np.interp(zk, zk[body_sl], bx_i[body_sl] * sp[2])
+    by = ndi.gaussian_filter1d(by, 8.0 / sp[0], mode="nearest")
+    bx = ndi.gaussian_filter1d(bx, 8.0 / sp[0], mode="nearest")
+    body_r = float(np.median(dmax[body_sl]))
+
+    # --- discs: short dark gaps between two bright endplates, along the centreline --------------
+    P = np.column_stack([zk, by, bx])[::-1]  # cranial to caudal
+    seg = np.linalg.norm(np.diff(P, axis=0), axis=1)
+    s_k = np.concatenate([[0.0], np.cumsum(seg)])
+    s = np.arange(0.0, s_k[-1], 1.0)
+    C = np.column_stack([np.interp(s, s_k, P[:, a]) for a in range(3)])
+    T = np.gradient(ndi.gaussian_filter1d(C, 3.0, axis=0, mode="nearest"), axis=0)
+    T /= np.linalg.norm(T, axis=1, keepdims=True)
+    e1 = np.array([0.0, 1.0, 0.0])[None, :] - T[:, 1:2] * T
+    e1 /= np.linalg.norm(e1, axis=1, keepdims=True)
+    e2 = np.cross(T, e1)
+    # sample an annulus near the cortex: the cortex stays brighter than the disc even where
+    # osteoporotic cancellous bone is as dark as the disc
+    rp = float(np.clip(body_r, 6.0, 20.0))
+    g = np.arange(-rp, rp + 1e-6, 1.5)
+    uu, vv = np.meshgrid(g, g, indexing="ij")
+    rr2 = uu**2 + vv**2
+    inside = (rr2 <= (1.05 * rp) ** 2) & (rr2 >= (0.55 * rp) ** 2)
+    uu, vv = uu[inside], vv[inside]
+    pts = C[:, None, :] + uu[None, :, None] * e1[:, None, :] + vv[None, :, None] * e2[:, None, :]
+    idx = (pts / sp).reshape(-1, 3).T
+    hu_nm = np.where(metal, np.nan, np.minimum(hu, 1200.0)).astype(np.float32)
+    prof = ndi.map_coordinates(np.nan_to_num(hu_nm, nan=0.0), idx, order=1, mode="nearest")
+    wgt = ndi.map_coordinates((~metal).astype(np.float32), idx, order=1, mode="nearest")
+    prof = prof.reshape(len(s), -1).sum(axis=1) / np.maximum(wgt.reshape(len(s), -1).sum(axis=1), 1e-3)
+    prof = ndi.gaussian_filter1d(prof, 1.0, mode="nearest")
+    frac = ndi.map_coordinates(filled.astype(np.float32), idx, order=1, mode="nearest")
+    frac = ndi.gaussian_filter1d(frac.reshape(len(s), -1).mean(axis=1), 1.0, mode="nearest")
+    discs = _find_discs(prof, frac)
+    if _DEBUG is not None:
+        _DEBUG.update(prof=prof, frac=frac, C=C + off_mm, discs=discs, score=_disc_score(prof))
+    runs = _runs_between(discs, len(s), frac)
+    if len(runs) < 2:
+        raise NoSpineFound("fewer than two vertebral bodies separated by discs")
+    runs = _split_long_runs(runs, -_disc_score(prof), warnings)
+
+    # --- sacrum: the first body whose thick bone spreads to the iliac wings --------------------
+    thick = dist >= 5.0
+    widths = []
+    for a, b in runs:
+        sm = int((a + b) / 2)
+        k = int(np.clip(round(C[sm, 0] / sp[0]), 0, rz - 1))
+        sl2 = ndi.label(thick[k])[0]
+        yy, xx = int(round(C[sm, 1] / sp[1])), int(round(C[sm, 2] / sp[2]))
+        lab0 = sl2[np.clip(yy, 0, ry - 1), np.clip(xx, 0, rx - 1)]
+        if lab0 == 0:
+            widths.append(0.0)
+            continue
+        cols = np.nonzero((sl2 == lab0).any(axis=0))[0]
+        widths.append((cols.max() - cols.min() + 1) * sp[2])
+    widths = np.asarray(widths)
+    sacrum_at = None
+    for n in range(1, len(runs)):
+        ref = np.median(widths[:n][widths[:n] > 0]) if (widths[:n] > 0).any() else 0.0
+        if ref > 0 and widths[n] >= max(80.0, 1.6 * ref):
+            sacrum_at = n
+            break
+    if sacrum_at is not None:
+        runs = runs[: sacrum_at + 1]
+        runs[-1] = (runs[-1][0], len(s) - 1)
+
+    # --- slabs between the discs ---------------------------------------------------------------
+    n_b = len(runs)
+    bounds = [0.0]
+    for (_, b0), (a1, _) in zip(runs[:-1], runs[1:], strict=True):
+        bounds.append(0.5 * (s[b0] + s[a1]))
+    bounds.append(s[-1])
+    bounds = np.asarray(bounds)
+    # arc-length coordinate of every ROI voxel (first order around the centreline)
+    s_z = np.interp(zk, C[::-1, 0], s[::-1])
+    Tz = np.column_stack([np.interp(zk, C[::-1, 0], T[::-1, a]) for a in range(3)])
+    s_vox = (
+        s_z[:, None, None]
+        + (Y - by[:, None, None]) * Tz[:, 1, None, None]
+        + (X - bx[:, None, None]) * Tz[:, 2, None, None]
+    ).astype(np.float32)
+
+    # --- seeds and watershed -------------------------------------------------------------------
+    cyl = ((Y - by[:, None, None]) ** 2 + (X - bx[:, None, None]) ** 2) <= (0.8 * body_r + 4.0) ** 2
+    front = Y < (cy - cr)[:, None, None]
+    markers = np.zeros(hu.shape, np.uint16)
+    core = filled & cyl & front & (dist >= min(3.0, 0.5 * body_r))
+    for n, (a, b) in enumerate(runs):
+        sa, sb = s[a], s[b]
+        m = core & (s_vox >= sa + 1.0) & (s_vox <= sb - 1.0)
+        markers[m] = n + 1
+    bg_val = 255
+    lateral = np.abs(X - cx[:, None, None]) >= RIB_EDGE_MM
+    edge = np.zeros(hu.shape, bool)
+    edge[:, 0, :] = edge[:, :, 0] = edge[:, :, -1] = True
+    markers[bone & (lateral | edge) & (markers == 0)] = bg_val
+    feat = sitk.GetImageFromArray(np.where(bone, -dist, 1.0).astype(np.float32))
+    mk = sitk.GetImageFromArray(markers)
+    ws = sitk.GetArrayFromImage(
+        sitk.MorphologicalWatershedFromMarkers(feat, mk, markWatershedLine=False, fullyConnected=True)
+    )
+    labels = np.where(bone & (ws != bg_val), ws, 0).astype(np.uint8)
+    # nothing beyond the scanned part of the column
+    labels[(s_vox < bounds[0] - 20.0) | (s_vox > bounds[-1] + 20.0)] = 0
+
+    # --- ribs: edge-reaching bone that touches a vertebra ---------------------------------------
+    rib_heads: dict[int, np.ndarray] = {}
+    other = bone & (ws == bg_val)
+    olab, on = ndi.label(other)
+    if on:
+        reach = np.zeros(on + 1, bool)
+        reach[np.unique(olab[lateral & other])] = True
+        reach[0] = False
+        ribby = reach[olab]
+        touch = ndi.binary_dilation(ribby, structure=np.ones((3, 3, 3), bool)) & (labels > 0)
+        tz, ty, tx = np.nonzero(touch)
+        tv = labels[tz, ty, tx]
+        for n in range(n_b):
+            sel = tv == n + 1
+            if sel.sum() == 0:
+                continue
+            pz, py, px = tz[sel] * sp[0], ty[sel] * sp[1], tx[sel] * sp[2]
+            heads = []
+            for sgn in (1.0, -1.0):
+                side = (sgn * (px - cx[tz[sel]]) > cr[tz[sel]] + 4.0) & (py > by[tz[sel]] - 5.0)
+                if side.sum() >= 2:
+                    heads.append([pz[side].mean(), py[side].mean(), px[side].mean()])
+            if heads:
+                rib_heads[n + 1] = np.asarray(heads) + off_mm
+
+    # --- per-body description -------------------------------------------------------------------
+    bodies = []
+    for n, (a, b) in enumerate(runs):
+        is_sacrum = sacrum_at is not None and n == n_b - 1
+        if is_sacrum:
+            b_eff = min(b, a + int(round(1.2 * (runs[n - 1][1] - runs[n - 1][0]))))
+        else:
+            b_eff = b
+        mid = int((a + b_eff) / 2)
+        k = int(np.clip(round(C[mid, 0] / sp[0]), 0, rz - 1))
+        cpt = np.array([C[mid, 0], cy[k], cx[k]])
+        post = cpt - C[mid]
+        post -= np.dot(post, T[mid]) * T[mid]
+        off = float(np.linalg.norm(post))
+        complete = (a > 0 or frac[0] < 0.5) and (b < len(s) - 1 or frac[-1] < 0.5)
+        if k <= 0 or k >= rz - 1:
+            complete = False
+        first_edge = runs[0][0] == 0 and z_hi == nz  # cut by the top of the scan
+        last_edge = runs[-1][1] == len(s) - 1 and z_lo == 0
+        if (n == 0 and first_edge) or (n == n_b - 1 and last_edge and not is_sacrum):
+            complete = False
+        bodies.append(
+            dict(
+                kind="sacrum" if is_sacrum else "vertebra",
+                center_mm=C[mid] + off_mm,
+                axis_mm=T[mid] * np.sign(T[mid, 0] if T[mid, 0] != 0 else 1.0),
+                posterior_mm=post / max(off, 1e-6) if off > 1e-6 else np.array([0.0, 1.0, 0.0]),
+                half_height_mm=0.5 * (s[b_eff] - s[a]) + 2.0,
+                canal_offset_mm=max(off, body_r + cr[k]),
+                canal_radius_mm=float(cr[k]),
+                canal_mm=np.array([C[mid, 0], cy[k], cx[k]]) + off_mm,
+                complete=bool(complete),
+                s_range=(float(s[a]), float(s[b_eff])),
+                width_mm=float(widths[n]) if n < len(widths) else 0.0,
+            )
+        )
+    return _Separation(labels, (z_lo, y_lo, x_lo), bodies, rib_heads)
+
+
+def _ball2d():
+    s = np.zeros((3, 3, 3), bool)
+    s[1] = ndi.generate_binary_structure(2, 1)
+    return s
+
+
+DISC_REACH_MM = 7
+"""A disc centre has a bright endplate within this distance on both sides; the middle of a
+vertebral body (taller than twice this) does not."""
+
+
+def _disc_score(prof: np.ndarray) -> np.ndarray:
+    """How much darker a point is than the brightest profile within DISC_REACH_MM on *both*
+    sides (HU): high at disc centres, low inside bodies and on endplates."""
+    w = DISC_REACH_MM
+    pad = np.pad(prof, w, mode="edge")
+    win = np.lib.stride_tricks.sliding_window_view(pad, w)
+    n = len(prof)
+    left = win[0:n].max(axis=1)  # prof[s-w .. s-1]
+    right = win[w + 1 : w + 1 + n].max(axis=1)  # prof[s+1 .. s+w]
+    return np.minimum(left, right) - prof
+
+
+def _find_discs(prof: np.ndarray, frac: np.ndarray) -> np.ndarray:
+    """Disc centres (indices along the 1 mm profile).
+
+    Candidates are the local maxima of the disc score; the discs are the chain of candidates
+    with the highest total score whose spacings fit a vertebral period (estimated from the
+    strongest candidates) and change slowly along the spine.
+    """
+    score = ndi.gaussian_filter1d(_disc_score(prof), 1.0, mode="nearest")
+    strong_thr = max(25.0, 0.3 * float(np.percentile(score, 95)))
+    is_max = score == ndi.maximum_filter1d(score, 9, mode="nearest")
+    cand = np.nonzero(is_max & (score >= 8.0))[0]
+    if len(cand) == 0:
+        return cand
+    strong = cand[score[cand] >= strong_thr]
+    gaps = np.diff(strong)
+    gaps = gaps[(gaps >= 15) & (gaps <= 60)]
+    period = float(np.median(gaps)) if len(gaps) else 30.0
+    m = len(cand)
+    best = score[cand].astype(float).copy()
+    prev = -np.ones(m, int)
+    last_gap = np.full(m, period)
+    for i in range(m):
+        d = cand[i] - cand[:i]
+        ok = (d >= max(10.0, 0.6 * period)) & (d <= 2.5 * period)
+        if not ok.any():
+            continue
+        js = np.nonzero(ok)[0]
+        dd = d[js].astype(float)
+        pen = 0.5 * strong_thr * np.abs(dd - last_gap[js]) / last_gap[js]
+        pen += np.where(dd > 1.5 * period, strong_thr, 0.0)  # a disc not seen (cage, fusion)
+        val = best[js] - pen + score[cand[i]]
+        k = int(np.argmax(val))
+        if val[k] > best[i]:
+            best[i] = val[k]
+            prev[i] = js[k]
+            last_gap[i] = dd[k] if dd[k] <= 1.5 * period else last_gap[js[k]]
+    i = int(np.argmax(best))
+    out = []
+    while i >= 0:
+        out.append(int(cand[i]))
+        i = prev[i]
+    return np.array(sorted(out), int)
+
+
+def _runs_between(discs: np.ndarray, n: int, frac: np.ndarray) -> list[tuple[int, int]]:
+    """Body runs between consecutive discs; the runs before the first and after the last disc
+    count when they hold bone."""
+    edges = [0] + [int(d) for d in discs] + [n - 1]
+    out = []
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        a1 = a if a == 0 else a + 2
+        b1 = b if b == n - 1 else b - 2
+        if b1 - a1 + 1 < 6:
+            continue
+        if frac[a1 : b1 + 1].mean() < 0.4:
+            continue
+        out.append((a1, b1))
+    return out
+
+
+def _runs(mask: np.ndarray, min_len: int, max_gap: int) -> list[tuple[int, int]]:
+    """Inclusive (start, stop) index runs of True, bridging gaps <= max_gap, dropping short ones."""
+    m = mask.copy()
+    if max_gap > 0:
+        m = ndi.binary_closing(np.pad(m, max_gap, mode="edge"), np.ones(max_gap + 1, bool))[max_gap:-max_gap]
+    lab, n = ndi.label(m)
+    out = []
+    for sl in ndi.find_objects(lab):
+        a, b = sl[0].start, sl[0].stop - 1
+        if b - a + 1 >= min_len:
+            out.append((a, b))
+    return out
+
+
+def _split_long_runs(runs, frac, warnings):
+    """Split a body run much longer than its neighbours (fused levels, interbody cage)."""
+    lens = np.array([b - a + 1 for a, b in runs], float)
+    inner = lens[1:-1] if len(lens) > 3 else lens
+    ref = float(np.median(inner))
+    out = []
+    for a, b in runs:
+        L = b - a + 1
+        k = int(round(L / ref)) if ref > 0 else 1
+        if L > 1.6 * ref and k >= 2:
+            cuts = [a + int(round(L * q / k)) for q in range(1, k)]
+            # move each cut to the weakest bone fraction nearby
+            w = max(2, int(0.25 * ref))
+            moved = []
+            for c in cuts:
+                lo, hi = max(a + 3, c - w), min(b - 3, c + w)
+                moved.append(lo + int(np.argmin(frac[lo : hi + 1])) if hi > lo else c)
+            cuts = moved
+            pieces = [a] + cuts + [b + 1]
+            for p0, p1 in zip(pieces[:-1], pieces[1:], strict=True):
+                out.append((p0, p1 - 1))
+            warnings.append(
+                f"Two or more bodies without a visible disc between them ({L} mm along the spine) "
+                "were split at the expected level (fusion, interbody cage or a collapsed disc)."
+            )
+        else:
+            out.append((a, b))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# 5-6. assembling, grading, labelling
+# --------------------------------------------------------------------------------------------
+def _assemble(found: list[dict], sep: _Separation, mm_to_lps, warnings: list[str]) -> list[Vertebra]:
+    nan = float("nan")
+    hmax = []
+    for item in found:
+        m = item["meas"]
+        if m is None or not item["b"]["complete"] or item["b"]["kind"] != "vertebra":
+            hmax.append(nan)
+        else:
+            hs = [m.heights_mm[k] for k in ("anterior", "middle", "posterior")]
+            hmax.append(max(hs) if all(np.isfinite(hs)) else nan)
+    hmax = np.asarray(hmax)
+    verts = []
+    for n, item in enumerate(found):
+        b, m = item["b"], item["meas"]
+        neigh = [hmax[j] for j in range(max(0, n - 2), min(len(found), n + 3)) if j != n]
+        neigh = [h for h in neigh if np.isfinite(h)]
+        expected = float(np.median(neigh)) if neigh else None
+        heights = dict(m.heights_mm) if m is not None else {"anterior": nan, "middle": nan, "posterior": nan}
+        loss = grade = None
+        if m is not None and b["complete"]:
+            loss = height_loss(heights, expected)
+            grade = genant_grade(loss)
+        value = n + 1
+        heads = sep.rib_heads.get(value)
+        heads_lps = np.array([mm_to_lps(p) for p in heads]) if heads is not None else np.zeros((0, 3))
+        verts.append(
+            Vertebra(
+                label=lv.generic_label(n),
+                label_confident=False,
+                label_source=lv.SOURCE_NONE,
+                index=n,
+                label_value=value,
+                kind=b["kind"],
+                complete=b["complete"],
+                centroid_lps=np.asarray(item["centroid"], float),
+                vertebra_centroid_lps=np.asarray(item["vcent"], float),
+                axis_lps=m.axis_lps if m is not None else _unit(mm_to_lps(b["center_mm"] + b["axis_mm"]) - mm_to_lps(b["center_mm"])),
+                posterior_lps=m.posterior_lps if m is not None else _unit(mm_to_lps(b["center_mm"] + b["posterior_mm"]) - mm_to_lps(b["center_mm"])),
+                superior_endplate=m.superior_endplate if m is not None else None,
+                inferior_endplate=m.inferior_endplate if m is not None else None,
+                posterior_wall=m.posterior_wall if m is not None else None,
+                heights_mm=heights,
+                expected_height_mm=expected,
+                height_loss=loss,
+                fracture_grade=grade,
+                pedicle_left=m.pedicle_left if m is not None else None,
+                pedicle_right=m.pedicle_right if m is not None else None,
+                canal_center_lps=np.asarray(item["canal_c"], float),
+                canal_radius_mm=float(b["canal_radius_mm"]),
+                rib_heads_lps=heads_lps,
+                bbox_ijk=item["bbox"],
+                volume_ml=item["volume_ml"],
+            )
+        )
+        if b["kind"] == "vertebra" and m is None:
+            warnings.append(f"Vertebra {n + 1} from the top could not be measured (body not found).")
+    return verts
+
+
+def _unit(v):
+    v = np.asarray(v, float)
+    return v / max(np.linalg.norm(v), 1e-9)
+
+
+def _auto_labels(verts: list[Vertebra], levels: str | None, warnings: list[str]) -> list[Vertebra]:
+    if not verts:
+        return verts
+    if levels:
+        first = next((n for n, v in enumerate(verts) if v.complete), 0)
+        return lv.apply_labels(verts, first, lv.normalize_level(levels), lv.SOURCE_USER, True)
+    sacrum_pos = len(verts) - 1 if verts[-1].kind == "sacrum" else None
+    rib_pos = None
+    ribbed = [n for n, v in enumerate(verts) if v.kind == "vertebra" and v.has_ribs]
+    if ribbed:
+        last = ribbed[-1]
+        below = [v for v in verts[last + 1 :] if v.kind == "vertebra"]
+        if below and not any(v.has_ribs for v in below):
+            rib_pos = last
+    if sacrum_pos is not None and rib_pos is not None:
+        if sacrum_pos - rib_pos != lv.level_index("S1") - lv.level_index("T12"):
+            warnings.append(
+                f"The sacrum and the last rib disagree on the levels ({sacrum_pos - rib_pos - 1} "
+                "lumbar vertebrae between them instead of 5): a transitional vertebra or a "
+                "missing/extra rib. Levels are counted from the sacrum; please confirm them."
+            )
+            return lv.apply_labels(verts, sacrum_pos, "S1", lv.SOURCE_SACRUM, False)
+        return lv.apply_labels(verts, sacrum_pos, "S1", lv.SOURCE_SACRUM, True)
+    if sacrum_pos is not None:
+        return lv.apply_labels(verts, sacrum_pos, "S1", lv.SOURCE_SACRUM, True)
+    if rib_pos is not None:
+        return lv.apply_labels(verts, rib_pos, "T12", lv.SOURCE_LAST_RIB, True)
+    return [
+        replace(v, label=lv.generic_label(n), label_confident=False, label_source=lv.SOURCE_NONE)
+        for n, v in enumerate(verts)
+    ]

@@ -1,0 +1,524 @@
+"""One vertebra: its result type and the measurements made on it at full resolution.
+
+Every measurement is made in a *local frame* of the vertebra, resampled from the CT at
+``LOCAL_STEP_MM``: ``t`` along the body axis (cranial), ``p`` toward posterior (from the body
+to the spinal canal), ``l`` toward the patient's left (``l = p x t`` in LPS). Arrays of that
+frame are indexed ``[t, p, l]``. Points are returned in LPS millimetres.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage as ndi
+
+BONE_HU = 200.0
+"""Cortex and normal cancellous bone; osteoporotic cancellous bone is recovered by hole filling."""
+LOCAL_STEP_MM = 1.0
+
+GENANT_THRESHOLDS = (0.20, 0.25, 0.40)
+"""Height loss fractions that start grades 1 (mild), 2 (moderate) and 3 (severe) (Genant 1993)."""
+
+
+# --------------------------------------------------------------------------------------------
+# result types
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Plane:
+    """A plane through ``point_lps`` with unit ``normal_lps`` (LPS mm)."""
+
+    point_lps: np.ndarray
+    normal_lps: np.ndarray
+
+    def to_json(self) -> dict:
+        return {"point_lps": _r(self.point_lps), "normal_lps": _r(self.normal_lps, 4)}
+
+
+@dataclass(frozen=True, eq=False)
+class Pedicle:
+    """Axis and isthmus of one pedicle.
+
+    ``axis_point_lps`` is the centre of the narrowest cross-section; ``axis_dir_lps`` is a unit
+    vector along the pedicle pointing anteriorly (from the posterior elements into the body);
+    ``narrowest_width_mm`` is the smallest transverse (medio-lateral) width perpendicular to the
+    axis, bone plus anything occupying it (a screw).
+    """
+
+    side: str
+    axis_point_lps: np.ndarray
+    axis_dir_lps: np.ndarray
+    narrowest_width_mm: float
+    height_mm: float
+
+    def to_json(self) -> dict:
+        return {
+            "side": self.side,
+            "axis_point_lps": _r(self.axis_point_lps),
+            "axis_dir_lps": _r(self.axis_dir_lps, 4),
+            "narrowest_width_mm": round(float(self.narrowest_width_mm), 2),
+            "height_mm": round(float(self.height_mm), 2),
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class Vertebra:
+    """A vertebra found in a CT (or read from a label map), with its measurements.
+
+    Attributes
+    ----------
+    label : str
+        ``"L3"``, ``"T12"``, ``"S1"`` (the sacrum), or ``"V1".."Vn"`` when no anchor is known.
+    label_confident : bool
+        True when the label comes from the user, an anchor in view, or a label map.
+    label_source : str
+        ``"anchor:T12-last-rib"``, ``"anchor:sacrum"``, ``"user"``, ``"label-map"`` or ``"none"``.
+    index : int
+        Position cranial to caudal (0 = most cranial found); stable under relabelling.
+    label_value : int
+        Value of this vertebra in :attr:`Anatomy.labels`.
+    kind : str
+        ``"vertebra"`` or ``"sacrum"``.
+    complete : bool
+        False when the body is cut by the edge of the scan (its heights are then not reliable).
+    centroid_lps : ndarray (3,)
+        Centroid of the vertebral *body*.
+    vertebra_centroid_lps : ndarray (3,)
+        Centroid of the whole vertebra label (body and posterior elements), as a TotalSegmentator
+        vertebra label defines it.
+    axis_lps, posterior_lps : ndarray (3,)
+        Unit cranial body axis and unit posterior direction (body toward canal).
+    superior_endplate, inferior_endplate, posterior_wall : Plane or None
+        Fitted planes; endplate normals point out of the body (cranial / caudal), the posterior
+        wall normal points posterior.
+    heights_mm : dict
+        ``anterior``, ``middle``, ``posterior`` body heights along the body axis, measured in the
+        mid-sagittal band at 12 %, 50 % and 88 % of the body's antero-posterior depth.
+    expected_height_mm : float or None
+        Height expected from the neighbours (median of their largest heights).
+    height_loss : float or None
+        Largest fractional loss used for the grade (0..1).
+    fracture_grade : int or None
+        Genant semi-quantitative grade 0..3 (None if the body is incomplete).
+    pedicle_left, pedicle_right : Pedicle or None
+    canal_center_lps : ndarray (3,) ; canal_radius_mm : float
+        Spinal canal at the level of this vertebra (equivalent-circle radius).
+    rib_heads_lps : ndarray (n, 3)
+        Medial ends of ribs attached to this vertebra (thoracic levels), empty otherwise.
+    bbox_ijk : tuple
+        ``((i0, j0, k0), (i1, j1, k1))`` half-open voxel box of the vertebra label in the CT grid.
+    volume_ml : float
+        Volume of the vertebra label.
+    """
+
+    label: str
+    label_confident: bool
+    label_source: str
+    index: int
+    label_value: int
+    kind: str
+    complete: bool
+    centroid_lps: np.ndarray
+    vertebra_centroid_lps: np.ndarray
+    axis_lps: np.ndarray
+    posterior_lps: np.ndarray
+    superior_endplate: Plane | None
+    inferior_endplate: Plane | None
+    posterior_wall: Plane | None
+    heights_mm: dict
+    expected_height_mm: float | None
+    height_loss: float | None
+    fracture_grade: int | None
+    pedicle_left: Pedicle | None
+    pedicle_right: Pedicle | None
+    canal_center_lps: np.ndarray | None
+    canal_radius_mm: float | None
+    rib_heads_lps: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+    bbox_ijk: tuple = ((0, 0, 0), (0, 0, 0))
+    volume_ml: float = 0.0
+
+    @property
+    def has_ribs(self) -> bool:
+        return len(self.rib_heads_lps) > 0
+
+    def to_json(self) -> dict:
+        """Serialised form: ``label, label_confident, centroid_lps, heights_mm, fracture_grade``
+        and the other measurements."""
+        return {
+            "label": self.label,
+            "label_confident": bool(self.label_confident),
+            "label_source": self.label_source,
+            "index": int(self.index),
+            "kind": self.kind,
+            "complete": bool(self.complete),
+            "centroid_lps": _r(self.centroid_lps),
+            "vertebra_centroid_lps": _r(self.vertebra_centroid_lps),
+            "axis_lps": _r(self.axis_lps, 4),
+            "heights_mm": {k: _f(v) for k, v in self.heights_mm.items()},
+            "expected_height_mm": _f(self.expected_height_mm),
+            "height_loss": _f(self.height_loss, 3),
+            "fracture_grade": self.fracture_grade,
+            "superior_endplate": _pj(self.superior_endplate),
+            "inferior_endplate": _pj(self.inferior_endplate),
+            "posterior_wall": _pj(self.posterior_wall),
+            "pedicles": {
+                "left": _pj(self.pedicle_left),
+                "right": _pj(self.pedicle_right),
+            },
+            "canal": {
+                "center_lps": None if self.canal_center_lps is None else _r(self.canal_center_lps),
+                "radius_mm": _f(self.canal_radius_mm),
+            },
+            "rib_heads_lps": [_r(p) for p in np.asarray(self.rib_heads_lps).reshape(-1, 3)],
+            "bbox_ijk": [list(map(int, self.bbox_ijk[0])), list(map(int, self.bbox_ijk[1]))],
+            "volume_ml": round(float(self.volume_ml), 2),
+        }
+
+
+def _r(v, nd: int = 2) -> list[float]:
+    return [round(float(x), nd) for x in np.asarray(v, float).ravel()]
+
+
+def _f(v, nd: int = 2):
+    return None if v is None or not np.isfinite(v) else round(float(v), nd)
+
+
+def _pj(obj):
+    return None if obj is None else obj.to_json()
+
+
+# --------------------------------------------------------------------------------------------
+# Genant grade
+# --------------------------------------------------------------------------------------------
+def genant_grade(loss: float | None) -> int | None:
+    """Semi-quantitative grade from a fractional height loss: <20 % -> 0, 20-25 % -> 1,
+    25-40 % -> 2, >40 % -> 3."""
+    if loss is None or not np.isfinite(loss):
+        return None
+    g = 0
+    for n, thr in enumerate(GENANT_THRESHOLDS, start=1):
+        if loss >= thr:
+            g = n
+    return g
+
+
+def height_loss(heights: dict, expected_mm: float | None) -> float | None:
+    """Largest fractional height loss of a body.
+
+    Two comparisons, as a reader does on a lateral view: the smallest of the anterior, middle
+    and posterior heights against the largest of them (wedge, biconcave), and the smallest
+    against the height expected from the neighbours (crush).
+    """
+    hs = [h for h in (heights.get("anterior"), heights.get("middle"), heights.get("posterior"))]
+    if any(h is None or not np.isfinite(h) or h <= 0 for h in hs):
+        return None
+    hmin, hmax = min(hs), max(hs)
+    loss = 1.0 - hmin / hmax
+    if expected_mm is not None and np.isfinite(expected_mm) and expected_mm > 0:
+        loss = max(loss, 1.0 - hmin / expected_mm)
+    return float(max(loss, 0.0))
+
+
+# --------------------------------------------------------------------------------------------
+# sampling helpers
+# --------------------------------------------------------------------------------------------
+class VolumeSampler:
+    """Samples an array indexed ``[k, j, i]`` at LPS points (trilinear or nearest)."""
+
+    def __init__(self, array: np.ndarray, lps_from_ijk: np.ndarray, fill: float = 0.0):
+        self.array = array
+        self.ijk_from_lps = np.linalg.inv(lps_from_ijk)
+        self.fill = fill
+
+    def sample(self, pts_lps: np.ndarray, order: int = 1) -> np.ndarray:
+        shape = pts_lps.shape[:-1]
+        p = pts_lps.reshape(-1, 3)
+        ijk = p @ self.ijk_from_lps[:3, :3].T + self.ijk_from_lps[:3, 3]
+        coords = ijk[:, ::-1].T  # (k, j, i)
+        out = ndi.map_coordinates(
+            self.array, coords, order=order, mode="constant", cval=self.fill, prefilter=False
+        )
+        return out.reshape(shape)
+
+
+def _fill_holes_2d(mask: np.ndarray) -> np.ndarray:
+    """Fill holes of a 3-D mask slice by slice along axis 0 (one labelling call)."""
+    s = np.zeros((3, 3, 3), bool)
+    s[1] = ndi.generate_binary_structure(2, 1)
+    lab, n = ndi.label(~mask, structure=s)
+    if n == 0:
+        return mask.copy()
+    border = np.zeros(n + 1, bool)
+    for sl in (lab[:, 0, :], lab[:, -1, :], lab[:, :, 0], lab[:, :, -1]):
+        border[np.unique(sl)] = True
+    border[0] = True
+    return mask | ~border[lab]
+
+
+# --------------------------------------------------------------------------------------------
+# measurement of one vertebra
+# --------------------------------------------------------------------------------------------
+@dataclass
+class LocalFrame:
+    origin_lps: np.ndarray
+    t_lps: np.ndarray
+    p_lps: np.ndarray
+    l_lps: np.ndarray
+    t0: float
+    p0: float
+    l0: float
+    shape: tuple[int, int, int]
+    step: float = LOCAL_STEP_MM
+
+    @staticmethod
+    def make(origin, axis, posterior, t_range, p_range, l_range, step=LOCAL_STEP_MM):
+        t = np.asarray(axis, float) / np.linalg.norm(axis)
+        p = np.asarray(posterior, float) - np.dot(posterior, t) * t
+        p /= np.linalg.norm(p)
+        lat = np.cross(p, t)
+        shape = tuple(
+            int(np.ceil((r[1] - r[0]) / step)) + 1 for r in (t_range, p_range, l_range)
+        )
+        return LocalFrame(
+            np.asarray(origin, float), t, p, lat, t_range[0], p_range[0], l_range[0], shape, step
+        )
+
+    def coords(self, axis: int) -> np.ndarray:
+        start = (self.t0, self.p0, self.l0)[axis]
+        return start + self.step * np.arange(self.shape[axis])
+
+    def grid_lps(self) -> np.ndarray:
+        tt, pp, ll = (self.coords(a) for a in range(3))
+        return (
+            self.origin_lps
+            + tt[:, None, None, None] * self.t_lps
+            + pp[None, :, None, None] * self.p_lps
+            + ll[None, None, :, None] * self.l_lps
+        )
+
+    def lps(self, t, p, lat) -> np.ndarray:
+        return self.origin_lps + t * self.t_lps + p * self.p_lps + lat * self.l_lps
+
+    def dir_lps(self, dt, dp, dl) -> np.ndarray:
+        v = dt * self.t_lps + dp * self.p_lps + dl * self.l_lps
+        return v / np.linalg.norm(v)
+
+
+@dataclass
+class BodyMeasurements:
+    centroid_lps: np.ndarray
+    superior_endplate: Plane | None
+    inferior_endplate: Plane | None
+    posterior_wall: Plane | None
+    heights_mm: dict
+    pedicle_left: Pedicle | None
+    pedicle_right: Pedicle | None
+    axis_lps: np.ndarray
+    posterior_lps: np.ndarray
+
+
+def _fit_plane(a: np.ndarray, b: np.ndarray, c: np.ndarray):
+    """Least-squares ``c = c0 + g1 * a + g2 * b`` with one round of outlier trimming."""
+    if len(a) < 6:
+        return None
+    A = np.column_stack([np.ones_like(a), a, b])
+    keep = np.ones(len(a), bool)
+    coef = None
+    for _ in range(2):
+        coef, *_ = np.linalg.lstsq(A[keep], c[keep], rcond=None)
+        res = np.abs(A @ coef - c)
+        lim = max(2.0, 2.5 * np.median(res[keep]))
+        keep = res <= lim
+        if keep.sum() < 6:
+            break
+    return coef
+
+
+def measure_body(
+    hu: VolumeSampler,
+    metal: VolumeSampler | None,
+    labels: VolumeSampler,
+    value: int,
+    center_lps: np.ndarray,
+    axis_lps: np.ndarray,
+    posterior_lps: np.ndarray,
+    half_height_mm: float,
+    canal_offset_mm: float,
+    canal_radius_mm: float,
+) -> BodyMeasurements | None:
+    """Measure the body, endplates, posterior wall, heights and pedicles of one vertebra.
+
+    ``center_lps`` is a first estimate of the body centre, ``canal_offset_mm`` the distance from
+    it to the canal centre along ``posterior_lps``; ``labels`` samples the vertebra label volume
+    (value ``value``) and limits everything to this vertebra.
+    """
+    reach_p = canal_offset_mm + canal_radius_mm + 12.0
+    frame = LocalFrame.make(
+        center_lps,
+        axis_lps,
+        posterior_lps,
+        (-half_height_mm - 8.0, half_height_mm + 8.0),
+        (-45.0, reach_p),
+        (-42.0, 42.0),
+    )
+    pts = frame.grid_lps()
+    h = hu.sample(pts, order=1)
+    own = labels.sample(pts, order=0) == value
+    bone = h >= BONE_HU
+    if metal is not None:
+        bone |= metal.sample(pts, order=0) > 0
+    tt, pp, ll = (frame.coords(a) for a in range(3))
+
+    # --- body: axial hole-filled bone of this vertebra in front of the canal ------------------
+    filled = _fill_holes_2d(bone)
+    canal_front = canal_offset_mm - canal_radius_mm
+    body = filled & own & (pp[None, :, None] < canal_front + 1.0) & (np.abs(ll)[None, None, :] < 36)
+    body = ndi.binary_opening(body, iterations=1)
+    lab, n = ndi.label(body)
+    if n == 0:
+        return None
+    sizes = np.bincount(lab.ravel())[1:]
+    body = lab == (1 + int(np.argmax(sizes)))
+    if body.sum() * frame.step**3 < 1500.0:  # < 1.5 ml is no vertebral body
+        return None
+    it, ip, il = np.nonzero(body)
+    bt, bp, bl = tt[it], pp[ip], ll[il]
+    centroid = frame.lps(bt.mean(), bp.mean(), bl.mean())
+
+    # --- endplates: top / bottom surface of each (p, l) column of the body ---------------------
+    col = body.any(axis=0)
+    has = col & (body.sum(axis=0) >= 3)
+    top = np.where(has, frame.shape[0] - 1 - np.argmax(body[::-1], axis=0), -1)
+    bot = np.where(has, np.argmax(body, axis=0), -1)
+    pj, lj = np.nonzero(has)
+    lat_half = 0.6 * (bl.max() - bl.min()) / 2
+    p_lo, p_hi = bp.min(), bp.max()
+    depth = max(p_hi - p_lo, 1.0)
+    central = (np.abs(ll[lj] - bl.mean()) < lat_half) & (pp[pj] > p_lo + 0.1 * depth) & (
+        pp[pj] < p_hi - 0.1 * depth
+    )
+    sup = inf = None
+    if central.sum() >= 6:
+        a_, b_ = pp[pj[central]], ll[lj[central]]
+        for which in ("sup", "inf"):
+            idx = top if which == "sup" else bot
+            c_ = tt[idx[pj[central], lj[central]]]
+            coef = _fit_plane(a_, b_, c_)
+            if coef is None:
+                continue
+            pm, lm = a_.mean(), b_.mean()
+            point = frame.lps(coef[0] + coef[1] * pm + coef[2] * lm, pm, lm)
+            normal = frame.dir_lps(1.0, -coef[1], -coef[2])
+            if which == "sup":
+                sup = Plane(point, normal)
+            else:
+                inf = Plane(point, -normal)
+
+    # --- heights in the mid-sagittal band -----------------------------------------------------
+    band = np.abs(ll - bl.mean()) <= 3.0
+    ext = np.where(has, (top - bot + 1) * frame.step, 0.0)[:, band]
+    cnt = (ext > 0).sum(axis=1)
+    ext_p = np.where(cnt > 0, ext.sum(axis=1) / np.maximum(cnt, 1), np.nan)
+    heights = {"anterior": float("nan"), "middle": float("nan"), "posterior": float("nan")}
+    okp = np.isfinite(ext_p)
+    if okp.sum() >= 5:
+        pv = pp[okp]
+        front, back = pv.min(), pv.max()
+        d = back - front
+        for name, frac in (("anterior", 0.12), ("middle", 0.5), ("posterior", 0.88)):
+            pc = front + frac * d
+            sel = okp & (np.abs(pp - pc) <= max(1.5, 0.05 * d))
+            if sel.any():
+                heights[name] = float(np.median(ext_p[sel]))
+
+    # --- posterior wall: back surface of each (t, l) row in the central part ------------------
+    wall = None
+    rows = body.any(axis=1)
+    tj, lj2 = np.nonzero(rows)
+    if len(tj) >= 6:
+        back_idx = frame.shape[1] - 1 - np.argmax(body[:, ::-1, :], axis=1)
+        t_lo, t_hi = bt.min(), bt.max()
+        keep = (np.abs(ll[lj2] - bl.mean()) < 0.35 * (bl.max() - bl.min())) & (
+            tt[tj] > t_lo + 0.15 * (t_hi - t_lo)
+        ) & (tt[tj] < t_hi - 0.15 * (t_hi - t_lo))
+        if keep.sum() >= 6:
+            a_, b_ = tt[tj[keep]], ll[lj2[keep]]
+            c_ = pp[back_idx[tj[keep], lj2[keep]]]
+            coef = _fit_plane(a_, b_, c_)
+            if coef is not None:
+                tm, lm = a_.mean(), b_.mean()
+                point = frame.lps(tm, coef[0] + coef[1] * tm + coef[2] * lm, lm)
+                wall = Plane(point, frame.dir_lps(-coef[1], 1.0, -coef[2]))
+
+    # --- pedicles ------------------------------------------------------------------------------
+    peds = {}
+    cor_filled = _fill_holes_2d(np.moveaxis(bone, 1, 0))  # fill in (t, l) planes, per p
+    cor_filled = np.moveaxis(cor_filled, 0, 1)
+    p_wall = bp.max()
+    p_end = canal_offset_mm + 0.6 * canal_radius_mm
+    for side, sgn in (("left", 1.0), ("right", -1.0)):
+        peds[side] = _measure_pedicle(
+            frame, cor_filled & own, tt, pp, ll, sgn, side, p_wall, p_end, canal_radius_mm,
+            (bt.min(), bt.max()),
+        )
+    return BodyMeasurements(
+        centroid_lps=centroid,
+        superior_endplate=sup,
+        inferior_endplate=inf,
+        posterior_wall=wall,
+        heights_mm=heights,
+        pedicle_left=peds["left"],
+        pedicle_right=peds["right"],
+        axis_lps=frame.t_lps,
+        posterior_lps=frame.p_lps,
+    )
+
+
+def _measure_pedicle(frame, mask, tt, pp, ll, sgn, side, p_wall, p_end, canal_r, t_range):
+    """Pedicle between the posterior wall and the back of the canal on one side."""
+    psel = (pp >= p_wall - 1.0) & (pp <= max(p_end, p_wall + 6.0))
+    lsel = (sgn * ll >= max(2.0, 0.5 * canal_r)) & (sgn * ll <= canal_r + 30.0)
+    tsel = (tt >= t_range[0] - 2) & (tt <= t_range[1] + 2)
+    region = mask & psel[None, :, None] & lsel[None, None, :] & tsel[:, None, None]
+    lab, n = ndi.label(region)
+    if n == 0:
+        return None
+    # the pedicle is the component present across most of the band
+    spans = ndi.labeled_comprehension(
+        np.broadcast_to(np.arange(len(pp))[None, :, None], region.shape),
+        lab, np.arange(1, n + 1), lambda v: len(np.unique(v)), int, 0,
+    )
+    comp = lab == (1 + int(np.argmax(spans)))
+    ps = np.nonzero(comp.any(axis=(0, 2)))[0]
+    if len(ps) < 3:
+        return None
+    cents, widths, heights = [], [], []
+    for j in ps:
+        sec = comp[:, j, :]
+        ti, li = np.nonzero(sec)
+        cents.append((tt[ti].mean(), pp[j], ll[li].mean()))
+        # transverse width at the section's own mid-height (+-2 mm)
+        tm = tt[ti].mean()
+        rows = np.abs(tt[ti] - tm) <= 2.0
+        widths.append((ll[li[rows]].max() - ll[li[rows]].min() + frame.step) if rows.any() else np.nan)
+        heights.append(tt[ti].max() - tt[ti].min() + frame.step)
+    cents = np.asarray(cents)
+    widths = np.asarray(widths)
+    # axis: line through the section centres, pointing anterior
+    c0 = cents.mean(axis=0)
+    _, _, vt = np.linalg.svd(cents - c0)
+    d = vt[0]
+    if d[1] > 0:
+        d = -d
+    cos_axial = abs(d[1]) / max(np.hypot(d[1], d[2]), 1e-9)
+    # the isthmus: narrowest section away from the ends of the band
+    inner = np.arange(len(ps))
+    if len(ps) >= 5:
+        inner = inner[1:-1]
+    wv = widths[inner] * cos_axial
+    if not np.isfinite(wv).any():
+        return None
+    k = inner[int(np.nanargmin(wv))]
+    point = frame.lps(*cents[k])
+    direction = frame.dir_lps(*d)
+    return Pedicle(side, point, direction, float(np.nanmin(wv)), float(heights[k]))

@@ -1,0 +1,166 @@
+"""Anatomy: levels, Genant grading, orientation handling, no-spine detection, phantom targets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fluoroplan.io.errors import FluoroplanError
+from fluoroplan.io.volume import CTVolume
+from fluoroplan.segmentation import levels as lv
+from fluoroplan.segmentation.anatomy import _canonical, analyze_anatomy
+from fluoroplan.segmentation.errors import NoSpineFound, UnknownLevel
+from fluoroplan.segmentation.vertebrae import Vertebra, genant_grade, height_loss
+
+
+def _vertebra(index: int, kind: str = "vertebra") -> Vertebra:
+    z = -30.0 * index
+    return Vertebra(
+        label=lv.generic_label(index),
+        label_confident=False,
+        label_source=lv.SOURCE_NONE,
+        index=index,
+        label_value=index + 1,
+        kind=kind,
+        complete=True,
+        centroid_lps=np.array([0.0, 0.0, z]),
+        vertebra_centroid_lps=np.array([0.0, 10.0, z]),
+        axis_lps=np.array([0.0, 0.0, 1.0]),
+        posterior_lps=np.array([0.0, 1.0, 0.0]),
+        superior_endplate=None,
+        inferior_endplate=None,
+        posterior_wall=None,
+        heights_mm={"anterior": 25.0, "middle": 24.0, "posterior": 26.0},
+        expected_height_mm=26.0,
+        height_loss=0.08,
+        fracture_grade=0,
+        pedicle_left=None,
+        pedicle_right=None,
+        canal_center_lps=None,
+        canal_radius_mm=None,
+    )
+
+
+# --- levels -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "text, level",
+    [("L3", "L3"), ("l03", "L3"), ("vertebrae_T12", "T12"), ("sacrum", "S1"), (" c7 ", "C7")],
+)
+def test_normalize_level(text, level):
+    assert lv.normalize_level(text) == level
+
+
+@pytest.mark.parametrize("text", ["L6", "T13", "X1", "", "kidney"])
+def test_normalize_level_rejects(text):
+    with pytest.raises(UnknownLevel):
+        lv.normalize_level(text)
+
+
+def test_relabel_from_one_statement_counts_every_level():
+    vs = [_vertebra(i) for i in range(5)]
+    out = lv.relabel(vs, 2, "L3")
+    assert [v.label for v in out] == ["L1", "L2", "L3", "L4", "L5"]
+    assert all(v.label_confident and v.label_source == "user" for v in out)
+    # by current label, and relabelling again moves everything
+    again = lv.relabel(out, "L1", "T12")
+    assert [v.label for v in again] == ["T12", "L1", "L2", "L3", "L4"]
+    # the inputs are untouched (frozen dataclasses)
+    assert vs[0].label == "V1"
+
+
+def test_relabel_refuses_levels_outside_the_spine():
+    vs = [_vertebra(i) for i in range(5)]
+    assert [v.label for v in lv.relabel(vs, 4, "L2")] == ["T10", "T11", "T12", "L1", "L2"]
+    with pytest.raises(UnknownLevel):
+        lv.relabel(vs, 0, "S1")  # four vertebrae below the sacrum
+    with pytest.raises(UnknownLevel):
+        lv.relabel(vs, "V9", "L1")
+
+
+def test_apply_labels_marks_out_of_range_positions_generic():
+    vs = [_vertebra(i) for i in range(3)]
+    out = lv.apply_labels(vs, 2, "C2", lv.SOURCE_LAST_RIB, True)
+    assert out[2].label == "C2" and out[1].label == "C1"
+    assert out[0].label == "V1" and not out[0].label_confident
+
+
+def test_vertebra_json_keys():
+    d = _vertebra(0).to_json()
+    for key in ("label", "label_confident", "centroid_lps", "heights_mm", "fracture_grade"):
+        assert key in d
+    assert set(d["heights_mm"]) == {"anterior", "middle", "posterior"}
+
+
+# --- Genant -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "loss, grade", [(0.0, 0), (0.19, 0), (0.21, 1), (0.249, 1), (0.26, 2), (0.39, 2), (0.41, 3)]
+)
+def test_genant_grade_thresholds(loss, grade):
+    assert genant_grade(loss) == grade
+
+
+def test_height_loss_wedge_and_crush():
+    # wedge: anterior 30 % lower than posterior
+    assert height_loss({"anterior": 17.5, "middle": 22.0, "posterior": 25.0}, 25.0) == pytest.approx(0.3)
+    # crush: all three 40 % lower than the neighbours
+    assert height_loss({"anterior": 15.0, "middle": 15.0, "posterior": 15.0}, 25.0) == pytest.approx(0.4)
+    assert height_loss({"anterior": float("nan"), "middle": 1.0, "posterior": 1.0}, 25.0) is None
+
+
+# --- orientation --------------------------------------------------------------------------------
+def test_canonical_view_round_trips_and_keeps_geometry():
+    rng = np.random.default_rng(1)
+    hu = rng.integers(-100, 100, size=(6, 7, 8)).astype(np.int16)
+    # i -> -y (anterior), j -> -x (right), k -> +z, spacings 0.5, 0.7, 2.0
+    A = np.eye(4)
+    A[:3, 0] = [0.0, -0.5, 0.0]
+    A[:3, 1] = [-0.7, 0.0, 0.0]
+    A[:3, 2] = [0.0, 0.0, 2.0]
+    A[:3, 3] = [10.0, 20.0, 30.0]
+    vol = CTVolume(hu, A)
+    canon = _canonical(vol)
+    c = canon.to_canon(vol.hu)
+    assert np.array_equal(canon.from_canon(c), vol.hu)
+    # the canonical affine maps the same voxel to the same LPS point
+    kk, jj, ii = 3, 2, 5
+    p = vol.lps_from_ijk_points([[ii, jj, kk]])[0]
+    hits = np.argwhere(c == vol.hu[kk, jj, ii])
+    pts = [canon.lps_from_cijk[:3, :3] @ h[::-1] + canon.lps_from_cijk[:3, 3] for h in hits]
+    assert min(np.linalg.norm(q - p) for q in pts) < 1e-9
+    # canonical axes point to +x (left), +y (posterior), +z (superior)
+    assert np.all(np.diag(canon.lps_from_cijk[:3, :3]) > 0)
+
+
+# --- no spine -----------------------------------------------------------------------------------
+def test_no_spine_in_a_ball_of_soft_tissue_and_bone():
+    zz, yy, xx = np.mgrid[0:60, 0:80, 0:80]
+    hu = np.full(zz.shape, -1000, np.int16)
+    body = (yy - 40) ** 2 + (xx - 40) ** 2 < 35**2
+    hu[body] = 40
+    bone = (zz - 30) ** 2 + (yy - 40) ** 2 + (xx - 40) ** 2 < 12**2
+    hu[bone] = 700
+    A = np.diag([2.0, 2.0, 2.0, 1.0])
+    with pytest.raises(NoSpineFound) as err:
+        analyze_anatomy(CTVolume(hu, A))
+    assert isinstance(err.value, FluoroplanError)
+    assert "No spinal column found in this CT" in str(err.value)
+
+
+# --- phantom targets (not reached yet) ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_phantom():
+    from fluoroplan.resources.phantom import make_phantom
+
+    return make_phantom(0, shape_ijk=(256, 256, 160), pixel_mm=1.5, slice_mm=1.5)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="unfinished: disc detection splits phantom bodies (endplate-pair score picks half periods)",
+)
+def test_phantom_vertebra_count_and_labels(small_phantom):
+    an = analyze_anatomy(small_phantom.volume, metal_mask=small_phantom.metal)
+    truth = [v["label"] for v in small_phantom.truth["vertebrae"]]
+    got = [v.label for v in an.vertebrae if v.complete]
+    assert len(got) == len(truth)
+    assert got == truth

@@ -1,0 +1,77 @@
+"""Anatomy on the real scans in ../shared/data (skipped when absent)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import shared_data
+from scipy import ndimage as ndi
+
+from fluoroplan.io.volume import CTVolume
+from fluoroplan.segmentation.anatomy import analyze_anatomy
+from fluoroplan.segmentation.errors import NoSpineFound
+
+pytestmark = pytest.mark.realdata
+
+TOTALSEG_V2 = {26: "S1", 27: "L5", 28: "L4", 29: "L3", 30: "L2", 31: "L1", 32: "T12"}
+
+
+def _read_nifti(path) -> tuple[CTVolume, np.ndarray]:
+    import SimpleITK as sitk
+
+    im = sitk.ReadImage(str(path))
+    a = np.clip(sitk.GetArrayFromImage(im), -1024, 3071).astype(np.int16)
+    A = np.eye(4)
+    A[:3, :3] = np.array(im.GetDirection()).reshape(3, 3) * np.array(im.GetSpacing())
+    A[:3, 3] = im.GetOrigin()
+    return CTVolume(a, A), a
+
+
+def test_head_ct_has_no_spine():
+    from fluoroplan.io import load_ct
+
+    vol = load_ct(shared_data("ge-head-gantry-tilt"))
+    with pytest.raises(NoSpineFound, match="No spinal column found in this CT"):
+        analyze_anatomy(vol)
+
+
+def test_abdomen_ct_finds_a_spinal_canal_on_the_midline():
+    """The canal track must lie on the reference vertebrae (TotalSegmentator labels)."""
+    import SimpleITK as sitk
+
+    vol, _ = _read_nifti(shared_data("totalseg-abdomen-ct", "ct.nii.gz"))
+    ref = sitk.GetArrayFromImage(
+        sitk.ReadImage(str(shared_data("totalseg-abdomen-ct", "labels_totalseg.nii.gz")))
+    )
+    an = analyze_anatomy(vol)
+    assert len(an.canal_centerline_lps) > 20
+    # every reference lumbar vertebra has a canal point within 25 mm of its centroid
+    for value in (27, 28, 29, 30, 31):
+        c = np.array(ndi.center_of_mass(ref == value))[::-1]
+        p = vol.lps_from_ijk[:3, :3] @ c + vol.lps_from_ijk[:3, 3]
+        d = np.linalg.norm(an.canal_centerline_lps - p, axis=1).min()
+        assert d < 25.0, (value, d)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="unfinished: on this osteoporotic 3 mm CT the T12/L1 disc is not detected and "
+    "the sacrum is not recognised, so levels and centroids are off",
+)
+def test_abdomen_ct_levels_and_centroids_within_3mm():
+    """Whole-vertebra centroid (``vertebra_centroid_lps``) against the TotalSegmentator label."""
+    import SimpleITK as sitk
+
+    vol, _ = _read_nifti(shared_data("totalseg-abdomen-ct", "ct.nii.gz"))
+    ref = sitk.GetArrayFromImage(
+        sitk.ReadImage(str(shared_data("totalseg-abdomen-ct", "labels_totalseg.nii.gz")))
+    )
+    an = analyze_anatomy(vol)
+    assert an.vertebrae[-1].label == "S1" and an.vertebrae[-1].label_source == "anchor:sacrum"
+    for value, name in TOTALSEG_V2.items():
+        if name == "S1":
+            continue
+        c = np.array(ndi.center_of_mass(ref == value))[::-1]
+        p = vol.lps_from_ijk[:3, :3] @ c + vol.lps_from_ijk[:3, 3]
+        v = an.vertebra(name)
+        assert np.linalg.norm(v.vertebra_centroid_lps - p) < 3.0, name
