@@ -40,6 +40,14 @@ class CArmLimits:
 
 DEFAULT_CARM_LIMITS = CArmLimits()
 
+# --- simulated fluoroscopy (DRR) ---------------------------------------------------------
+# Linear attenuation at an effective fluoroscopy energy of about 65 keV, per mm:
+# mu = MU_WATER_PER_MM * (1 + HU / 1000), clipped at 0. CT numbers of metal are clipped and
+# streaky, so voxels at or above TITANIUM_MIN_HU get titanium's attenuation instead
+# (about 0.5 cm^2/g x 4.5 g/cm^3 near 65 keV).
+MU_WATER_PER_MM = 0.02
+MU_METAL_PER_MM = 0.22
+
 # --- needle --------------------------------------------------------------------------------
 NEEDLE_GAUGE = 15
 NEEDLE_OUTER_DIAMETER_MM = 1.829

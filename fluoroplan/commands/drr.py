@@ -1,0 +1,112 @@
+"""``fluoroplan drr PATH --pose P S --out view.png``: a simulated fluoroscopy image of a CT."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from fluoroplan.commands._common import add_series_argument, load_volume
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "drr",
+        help="simulate a fluoroscopy image (DRR) of a CT at a C-arm pose",
+        description="Render a digitally reconstructed radiograph of the CT at a C-arm pose "
+        "(DICOM patient-relative angles), around the planned target when a plan trajectory "
+        "is given (drawn as a 15-gauge needle), else around the centre of the volume. Prints "
+        "the pose in patient and table terms and in words, and warns when the C-arm cannot "
+        "reach it.",
+    )
+    p.add_argument("path", help="DICOM folder/file or NIfTI file of the CT")
+    add_series_argument(p)
+    p.add_argument(
+        "--pose",
+        nargs=2,
+        type=float,
+        metavar=("PRIMARY", "SECONDARY"),
+        help="DICOM primary and secondary angles, patient-relative, degrees "
+        "(e.g. -165 -10: prone, detector over the back, 15 deg to the right, 10 deg caudal)",
+    )
+    p.add_argument(
+        "--view",
+        choices=("bullseye", "progression"),
+        help="instead of --pose: the trajectory's bull's-eye or progression (lateral) view",
+    )
+    p.add_argument("--size", type=int, default=512, help="image size in pixels (default 512)")
+    p.add_argument("--invert", action="store_true", help="bone bright on a dark background")
+    p.add_argument("--plan", metavar="PLAN.json", help="plan file with trajectories")
+    p.add_argument("--trajectory", metavar="ID", help="trajectory id in the plan to draw")
+    p.add_argument("--out", required=True, metavar="view.png", help="PNG file to write")
+    p.set_defaults(func=run)
+
+
+def _trajectory(plan_path: str, traj_id: str):
+    import numpy as np
+
+    from fluoroplan.io.jsonio import read_json
+
+    plan = read_json(plan_path)
+    trajs = plan.get("trajectories") or []
+    for t in trajs:
+        if str(t.get("id")) == traj_id:
+            return np.asarray(t["entry_lps"], float), np.asarray(t["target_lps"], float)
+    ids = ", ".join(str(t.get("id")) for t in trajs) or "none"
+    raise ValueError(f"trajectory {traj_id!r} is not in {plan_path} (its trajectories: {ids})")
+
+
+def run(args: argparse.Namespace) -> int:
+    from fluoroplan.geometry.carm import (
+        CArmPose,
+        bullseye_pose,
+        check_reachable,
+        pose_json,
+        progression_pose,
+    )
+    from fluoroplan.geometry.drr import AttenuationVolume, render_drr
+    from fluoroplan.io.png import write_png
+
+    if bool(args.plan) != bool(args.trajectory):
+        raise ValueError("--plan and --trajectory go together")
+    if (args.pose is None) == (args.view is None):
+        raise ValueError("give either --pose PRIMARY SECONDARY or --view")
+    if args.view and not args.trajectory:
+        raise ValueError("--view needs --plan and --trajectory")
+    if not 16 <= args.size <= 4096:
+        raise ValueError(f"--size must be 16..4096 pixels, got {args.size}")
+
+    traj = _trajectory(args.plan, args.trajectory) if args.plan else None
+    ct = load_volume(args.path, args.series)
+    position = ct.patient_position
+    if args.view == "bullseye":
+        pose = bullseye_pose(*traj, position)
+    elif args.view == "progression":
+        pose = progression_pose(*traj, position)
+    else:
+        pose = CArmPose(args.pose[0], args.pose[1], position)
+    if traj is not None:
+        iso = traj[1]
+    else:
+        lo, hi = ct.bounds_lps()
+        iso = (lo + hi) / 2.0
+    vol = AttenuationVolume.from_ct(ct)
+    drr = render_drr(
+        vol,
+        pose,
+        iso,
+        size=args.size,
+        invert=args.invert,
+        trajectories=[traj] if traj is not None else None,
+    )
+    write_png(args.out, drr.image)
+    block = pose_json(pose)
+    print(json.dumps(block))
+    print(f"{pose.dicom_text}; {pose.text}")
+    reach = check_reachable(pose)
+    if not reach.reachable:
+        print(f"warning: the C-arm cannot reach this pose: {reach.reason}", file=sys.stderr)
+    print(
+        f"wrote {args.out} ({drr.image.shape[1]}x{drr.image.shape[0]}, pyramid level {drr.level})"
+    )
+    return 0
