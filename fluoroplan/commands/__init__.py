@@ -8,4 +8,5 @@ imported lazily so ``fluoroplan --help`` stays fast and no command pays for anot
 COMMAND_MODULES = [
     "fluoroplan.commands.series",
     "fluoroplan.commands.demo",
+    "fluoroplan.commands.drr",
 ]
