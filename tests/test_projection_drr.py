@@ -432,3 +432,15 @@ def test_cli_drr(tmp_path, phantom_case):
         timeout=120,
     )
     assert bad.returncode == 2 and "NOPE" in bad.stderr
+
+
+def test_pyramid_level_choice():
+    hu, a = make_volume(shape=(40, 48, 48), spacing=(0.75, 0.75, 0.8))
+    hu[10:30, 10:30, 10:30] = 200
+    vol = AttenuationVolume(hu, a, levels=3)
+    pose = CArmPose(180.0, 0.0, "HFP")
+    full = render_drr(vol, pose, np.zeros(3), size=512)
+    preview = render_drr(vol, pose, np.zeros(3), size=256)
+    assert full.level == 0 and preview.level == 1
+    with pytest.raises(ValueError, match="level"):
+        render_line_integrals(vol, full.projection, level=3)

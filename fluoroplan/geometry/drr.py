@@ -144,9 +144,10 @@ class AttenuationVolume:
         scale[:3, 3] = (f - 1) / 2.0
         return self.lps_from_ijk @ scale
 
-    def level_voxel_mm(self, level: int) -> float:
-        """Largest voxel edge of a level, mm."""
-        return float(np.max(np.linalg.norm(self.level_affine(level)[:3, :3], axis=0)))
+    def level_voxel_mm(self, level: int, kind: str = "max") -> float:
+        """Voxel edge of a level, mm: the largest (``"max"``) or the geometric mean."""
+        edges = np.linalg.norm(self.level_affine(level)[:3, :3], axis=0)
+        return float(np.max(edges) if kind == "max" else np.prod(edges) ** (1.0 / 3.0))
 
     def level_array(self, level: int) -> np.ndarray:
         return self._levels[level]
@@ -199,10 +200,12 @@ def _interp_rows(coord: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.
 
 
 def _pick_level(vol: AttenuationVolume, proj: Projection) -> int:
-    """Coarsest level whose voxels are at most twice the detector pixel at the isocentre."""
+    """Coarsest level whose voxels (geometric mean edge) are at most ~2 detector pixels at the
+    isocentre: full resolution for a 512 image of a 0.75 mm CT, the 2x level for a 256 preview.
+    """
     px_iso_mm = proj.pose.pixel_mm * proj.pose.sod_mm / proj.pose.sid_mm
     level = 0
-    while level + 1 < vol.n_levels and vol.level_voxel_mm(level + 1) <= 2.0 * px_iso_mm:
+    while level + 1 < vol.n_levels and vol.level_voxel_mm(level + 1, "mean") <= 2.1 * px_iso_mm:
         level += 1
     return level
 
@@ -220,7 +223,7 @@ def render_line_integrals(
         Pose and isocentre: which rays.
     level : int, optional
         Pyramid level (0 = full resolution); default: the coarsest level whose voxels are
-        at most twice the detector pixel size at the isocentre.
+        at most about twice the detector pixel size at the isocentre.
     threads : int
         Worker threads (slices are split between them).
     """
