@@ -419,7 +419,7 @@ def make_phantom(
 
     # trunk (the same along z), seeded size
     ta, tb = 150.0 * rng.uniform(0.95, 1.05), 105.0 * rng.uniform(0.95, 1.05)
-    y_spine = 6.0 + rng.uniform(-4.0, 4.0)
+    y_spine = 14.0 + rng.uniform(-4.0, 4.0)  # skin ~75-85 mm behind the posterior body wall
     column = _make_column(rng, levels, y_spine)
     by_label = {v.label: v for v in column}
     verts = [by_label[lbl] for lbl in levels]

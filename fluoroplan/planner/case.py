@@ -1,0 +1,375 @@
+"""The case a planner works on: the CT and what the analysis found, in one normalised form.
+
+The planner reads the analysis as its JSON form (``fluoroplan.analysis/1``: what
+``fluoroplan analyze`` writes) so that a plan can be made from a saved analysis, and so that tests
+can plan on a phantom's ground truth as well as on the segmentation's output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+METAL_HU = 2000.0
+"""Voxels at or above this are metal for clearance checks (titanium reads >= ~2500 HU)."""
+BONE_HU = 150.0
+AIR_HU = -400.0
+BODY_HU = -300.0
+
+
+def _v(x) -> np.ndarray | None:
+    return None if x is None else np.asarray(x, float)
+
+
+def _unit(v) -> np.ndarray:
+    v = np.asarray(v, float)
+    n = np.linalg.norm(v)
+    return v / n if n > 0 else v
+
+
+@dataclass(frozen=True, eq=False)
+class PedicleGeom:
+    point_lps: np.ndarray  # centre of the isthmus
+    dir_lps: np.ndarray  # unit, posterior -> anterior (into the body)
+    width_mm: float
+
+
+@dataclass(frozen=True, eq=False)
+class VertebraGeom:
+    """What the planner needs of a vertebra, whatever produced it."""
+
+    label: str
+    centroid_lps: np.ndarray  # body centroid
+    axis_lps: np.ndarray  # unit, cranial
+    posterior_lps: np.ndarray  # unit, from the body toward the canal
+    left_lps: np.ndarray  # unit, patient's left in the vertebra's frame
+    body_depth_mm: float
+    body_width_mm: float
+    body_height_mm: float
+    fracture_grade: int
+    superior_endplate: tuple[np.ndarray, np.ndarray] | None  # (point, outward normal)
+    inferior_endplate: tuple[np.ndarray, np.ndarray] | None
+    posterior_wall: tuple[np.ndarray, np.ndarray] | None  # (point, normal toward posterior)
+    pedicles: dict  # side -> PedicleGeom
+    canal_center_lps: np.ndarray | None
+    canal_radius_mm: float | None
+    rib_heads_lps: dict  # side -> point
+    thoracic: bool
+
+    def to_local(self, p_lps: np.ndarray) -> np.ndarray:
+        """(left, posterior, cranial) mm of points relative to the body centroid."""
+        d = np.atleast_2d(p_lps) - self.centroid_lps
+        return np.stack([d @ self.left_lps, d @ self.posterior_lps, d @ self.axis_lps], axis=-1)
+
+    def from_local(self, lpc: np.ndarray) -> np.ndarray:
+        lpc = np.atleast_2d(lpc)
+        return (
+            self.centroid_lps
+            + lpc[:, :1] * self.left_lps
+            + lpc[:, 1:2] * self.posterior_lps
+            + lpc[:, 2:3] * self.axis_lps
+        )
+
+    def posterior_wall_offset_mm(self) -> float:
+        """Distance from the body centroid to the posterior wall, posteriorly."""
+        if self.posterior_wall is not None:
+            return float((self.posterior_wall[0] - self.centroid_lps) @ self.posterior_lps)
+        return self.body_depth_mm / 2.0
+
+    def anterior_third_point(self) -> np.ndarray:
+        """Midline point in the anterior third of the body, halfway between the endplates."""
+        back = self.posterior_wall_offset_mm()
+        front = back - self.body_depth_mm
+        # centre of the anterior third: 1/6 of the depth behind the anterior cortex
+        p = front + self.body_depth_mm / 6.0 + 1.0
+        mid_height = 0.0
+        if self.superior_endplate is not None and self.inferior_endplate is not None:
+            sup = (self.superior_endplate[0] - self.centroid_lps) @ self.axis_lps
+            inf = (self.inferior_endplate[0] - self.centroid_lps) @ self.axis_lps
+            mid_height = 0.5 * (sup + inf)
+        return self.from_local([0.0, p, mid_height])[0]
+
+
+@dataclass(frozen=True, eq=False)
+class ScrewGeom:
+    id: str
+    level: str
+    side: str
+    head_lps: np.ndarray
+    tip_lps: np.ndarray
+    diameter_mm: float
+    halo_mm: float
+    loose: bool
+
+    @property
+    def axis_lps(self) -> np.ndarray:
+        return _unit(self.tip_lps - self.head_lps)
+
+    @property
+    def length_mm(self) -> float:
+        return float(np.linalg.norm(self.tip_lps - self.head_lps))
+
+
+@dataclass(frozen=True, eq=False)
+class CageGeom:
+    between: tuple[str, str]
+    center_lps: np.ndarray
+    extent_mm: np.ndarray | None
+    subsidence_mm: float | None
+
+
+def _plane(block) -> tuple[np.ndarray, np.ndarray] | None:
+    if not block:
+        return None
+    return np.asarray(block["point_lps"], float), _unit(block["normal_lps"])
+
+
+def vertebra_from_json(v: dict) -> VertebraGeom:
+    """Normalise a vertebra from the analysis JSON or from the phantom's truth."""
+    c = np.asarray(v["centroid_lps"], float)
+    if "axes_lps" in v:  # phantom truth: rows are left, posterior, cranial
+        ax = np.asarray(v["axes_lps"], float)
+        left, post, cran = _unit(ax[0]), _unit(ax[1]), _unit(ax[2])
+    else:
+        cran = _unit(v.get("axis_lps", [0, 0, 1]))
+        post = _unit(v.get("posterior_lps") or [0, 1, 0])
+        post = _unit(post - (post @ cran) * cran)
+        left = _unit(np.cross(post, cran))
+    body = v.get("body_mm") or {}
+    heights = v.get("heights_mm") or {}
+    hmax = max([h for h in heights.values() if h] or [25.0])
+    pw = _plane(v.get("posterior_wall"))
+    depth = body.get("depth")
+    if depth is None:
+        back = float((pw[0] - c) @ post) if pw is not None else 15.0
+        depth = 2.0 * back
+    ped_json = v.get("pedicles") or {}
+    pedicles = {}
+    for side in ("left", "right"):
+        p = ped_json.get(side)
+        if p:
+            pedicles[side] = PedicleGeom(
+                np.asarray(p["axis_point_lps"], float),
+                _unit(p["axis_dir_lps"]),
+                float(p.get("narrowest_width_mm", p.get("width_mm", 6.0))),
+            )
+    canal = v.get("canal") or {}
+    cc = v.get("canal_center_lps", canal.get("center_lps"))
+    cr = v.get("canal_radius_mm", canal.get("radius_mm"))
+    ribs = v.get("rib_heads_lps") or {}
+    if isinstance(ribs, list):  # analysis JSON: a list of points; assign sides by position
+        pts = [np.asarray(p, float) for p in ribs]
+        ribs = {("left" if (p - c) @ left > 0 else "right"): p for p in pts}
+    else:
+        ribs = {k: np.asarray(p, float) for k, p in ribs.items() if p is not None}
+    label = str(v["label"])
+    return VertebraGeom(
+        label=label,
+        centroid_lps=c,
+        axis_lps=cran,
+        posterior_lps=post,
+        left_lps=left,
+        body_depth_mm=float(depth),
+        body_width_mm=float(body.get("width", 40.0)),
+        body_height_mm=float(hmax),
+        fracture_grade=int(v.get("fracture_grade") or 0),
+        superior_endplate=_plane(v.get("superior_endplate")),
+        inferior_endplate=_plane(v.get("inferior_endplate")),
+        posterior_wall=pw,
+        pedicles=pedicles,
+        canal_center_lps=_v(cc),
+        canal_radius_mm=None if cr is None else float(cr),
+        rib_heads_lps=ribs,
+        thoracic=label.upper().startswith("T") or bool(ribs),
+    )
+
+
+def screw_from_json(s: dict) -> ScrewGeom:
+    return ScrewGeom(
+        id=str(s["id"]),
+        level=str(s.get("level") or ""),
+        side=str(s.get("side") or ""),
+        head_lps=np.asarray(s["head_lps"], float),
+        tip_lps=np.asarray(s["tip_lps"], float),
+        diameter_mm=float(s["diameter_mm"]),
+        halo_mm=float(s.get("halo_mm") or 0.0),
+        loose=bool(s.get("loose")),
+    )
+
+
+def cage_from_json(c: dict) -> CageGeom:
+    ext = c.get("extent_mm")
+    sub = c.get("subsidence_mm")
+    return CageGeom(
+        between=tuple(c.get("between") or ("", "")),
+        center_lps=np.asarray(c["center_lps"], float),
+        extent_mm=None if ext is None else np.asarray(ext, float),
+        subsidence_mm=None if sub is None else float(sub),
+    )
+
+
+@dataclass(eq=False)
+class PlanningCase:
+    """The CT plus the analysis, with the spatial look-ups the checks need (built once)."""
+
+    volume: object  # CTVolume (hu [k,j,i] int16, lps_from_ijk)
+    analysis: dict
+    vertebrae: list[VertebraGeom] = field(default_factory=list)
+    screws: list[ScrewGeom] = field(default_factory=list)
+    rods: list[dict] = field(default_factory=list)
+    cages: list[CageGeom] = field(default_factory=list)
+    metal_hu: float = METAL_HU
+
+    def __post_init__(self) -> None:
+        a = self.analysis
+        self.vertebrae = [vertebra_from_json(v) for v in a.get("vertebrae", [])]
+        self.screws = [screw_from_json(s) for s in a.get("screws", [])]
+        self.rods = list(a.get("rods", []))
+        self.cages = [cage_from_json(c) for c in a.get("cages", [])]
+        self._build_metal()
+        self._build_canal()
+
+    # --- look-ups -------------------------------------------------------------------------
+    @property
+    def patient_position(self) -> str:
+        return getattr(self.volume, "patient_position", "HFS")
+
+    def vertebra(self, label: str) -> VertebraGeom:
+        for v in self.vertebrae:
+            if v.label.upper() == label.upper():
+                return v
+        raise KeyError(f"no vertebra {label}; the analysis has {[v.label for v in self.vertebrae]}")
+
+    def screw(self, screw_id: str) -> ScrewGeom:
+        for s in self.screws:
+            if s.id == screw_id:
+                return s
+        raise KeyError(f"no screw {screw_id}; the analysis has {[s.id for s in self.screws]}")
+
+    def nearest_vertebra(self, p_lps: np.ndarray) -> VertebraGeom:
+        d = [np.linalg.norm(v.centroid_lps - p_lps) for v in self.vertebrae]
+        return self.vertebrae[int(np.argmin(d))]
+
+    # --- metal ----------------------------------------------------------------------------
+    def _build_metal(self) -> None:
+        hu = self.volume.hu
+        kji = np.argwhere(hu >= self.metal_hu)
+        self.metal_voxel_mm = float(np.max(self.volume.spacing_mm))
+        if len(kji) > 400_000:  # keep the tree small: a surface-ish subsample suffices
+            kji = kji[:: int(np.ceil(len(kji) / 400_000))]
+        self.metal_lps = self.volume.lps_from_ijk_points(kji[:, ::-1]) if len(kji) else np.zeros((0, 3))
+        self._metal_tree = cKDTree(self.metal_lps) if len(self.metal_lps) else None
+        # which screw shaft (if any) each metal point belongs to
+        owner = np.full(len(self.metal_lps), -1, int)
+        for n, s in enumerate(self.screws):
+            d, t = _dist_to_segment(self.metal_lps, s.head_lps, s.tip_lps)
+            on_shaft = (d <= s.diameter_mm / 2 + 1.0) & (t >= -0.5) & (t <= s.length_mm + 1.5)
+            owner[on_shaft] = n
+        self.metal_owner = owner
+        self._trees_without: dict[int, cKDTree | None] = {}
+
+    def metal_distance(self, pts_lps: np.ndarray, exclude_screw: str | None = None) -> np.ndarray:
+        """Distance (mm) from points to the nearest metal voxel *surface* (voxel centre minus half
+        a voxel), optionally ignoring one screw's shaft; +inf without metal."""
+        tree = self._metal_tree
+        if exclude_screw is not None:
+            n = [s.id for s in self.screws].index(exclude_screw)
+            if n not in self._trees_without:
+                keep = self.metal_owner != n
+                self._trees_without[n] = cKDTree(self.metal_lps[keep]) if keep.any() else None
+            tree = self._trees_without[n]
+        if tree is None:
+            return np.full(len(pts_lps), np.inf)
+        d, _ = tree.query(pts_lps, k=1)
+        return d - 0.5 * self.metal_voxel_mm
+
+    # --- canal ----------------------------------------------------------------------------
+    def _build_canal(self) -> None:
+        canal = self.analysis.get("canal") or {}
+        pts = canal.get("centerline_lps")
+        radii = canal.get("radii_mm")
+        if not pts:
+            pts = [v.canal_center_lps for v in self.vertebrae if v.canal_center_lps is not None]
+            radii = [v.canal_radius_mm for v in self.vertebrae if v.canal_center_lps is not None]
+        pts = np.asarray(pts, float).reshape(-1, 3)
+        radii = np.asarray(radii, float).reshape(-1)
+        if len(pts) >= 2:  # densify to 0.5 mm so nearest-point distance ~ distance to the line
+            dense, dr = [], []
+            for a, b, ra, rb in zip(pts[:-1], pts[1:], radii[:-1], radii[1:], strict=True):
+                n = max(2, int(np.linalg.norm(b - a) / 0.5) + 1)
+                t = np.linspace(0, 1, n)[:-1, None]
+                dense.append(a * (1 - t) + b * t)
+                dr.append(ra * (1 - t[:, 0]) + rb * t[:, 0])
+            dense.append(pts[-1:])
+            dr.append(radii[-1:])
+            pts, radii = np.concatenate(dense), np.concatenate(dr)
+            # extend half a vertebra beyond both ends
+            for end, prev in ((0, 1), (-1, -2)):
+                step = pts[end] - pts[prev]
+                step /= max(np.linalg.norm(step), 1e-9)
+                ext = pts[end] + step[None, :] * np.arange(0.5, 15.0, 0.5)[:, None]
+                if end == 0:
+                    pts, radii = np.concatenate([ext[::-1], pts]), np.concatenate(
+                        [np.full(len(ext), radii[0]), radii])
+                else:
+                    pts, radii = np.concatenate([pts, ext]), np.concatenate(
+                        [radii, np.full(len(ext), radii[-1])])
+        self.canal_lps = pts
+        self.canal_radii = radii
+        self._canal_tree = cKDTree(pts) if len(pts) else None
+
+    def canal_clearance(self, pts_lps: np.ndarray) -> np.ndarray:
+        """Distance (mm) from points to the canal wall: > 0 outside the canal, < 0 inside."""
+        if self._canal_tree is None:
+            return np.full(len(pts_lps), np.inf)
+        d, i = self._canal_tree.query(pts_lps, k=1)
+        return d - self.canal_radii[i]
+
+    # --- HU sampling ----------------------------------------------------------------------
+    def hu_at(self, pts_lps: np.ndarray) -> np.ndarray:
+        return self.volume.hu_at_lps(pts_lps, outside=-1024).astype(np.float32)
+
+    def inside_volume(self, pts_lps: np.ndarray, margin: float = 0.0) -> np.ndarray:
+        ijk = self.volume.ijk_from_lps_points(pts_lps)
+        n = np.asarray(self.volume.shape_ijk, float)
+        return np.all((ijk >= -0.5 + margin) & (ijk <= n - 0.5 - margin), axis=1)
+
+    def skin_entry(self, target_lps: np.ndarray, n_lps: np.ndarray, max_mm: float = 260.0):
+        """Where the line ending at ``target_lps`` along ``n_lps`` crosses the skin.
+
+        Walks in from outside (``max_mm`` back along the line) to the first body voxel, so air
+        inside the body (lung, bowel) is not taken for the outside. Returns None when the line
+        leaves the scanned volume before reaching air.
+        """
+        n_lps = _unit(n_lps)
+        s = np.arange(max_mm, 0.0, -0.5)
+        pts = target_lps[None, :] - s[:, None] * n_lps[None, :]
+        inside = self.inside_volume(pts)
+        hu = self.hu_at(pts)
+        outside_body = (hu < BODY_HU) | ~inside
+        # last "outside" sample from the far end before continuous tissue begins
+        body = ~outside_body
+        if not body.any():
+            return None
+        first_body = int(np.argmax(body))
+        if first_body == 0:
+            return None  # the far end is already in the body: the line leaves the field of view
+        if not inside[first_body - 1] and not (hu[: first_body] < BODY_HU).any():
+            return None  # the skin is outside the scanned volume
+        return pts[first_body]
+
+
+def _dist_to_segment(p: np.ndarray, a: np.ndarray, b: np.ndarray):
+    """Distance of points to segment ab and the position (mm from a) of their projection."""
+    ab = b - a
+    L = float(np.linalg.norm(ab))
+    u = ab / L
+    t = (p - a) @ u
+    tc = np.clip(t, 0.0, L)
+    closest = a[None, :] + tc[:, None] * u[None, :]
+    return np.linalg.norm(p - closest, axis=1), t
+
+
+dist_to_segment = _dist_to_segment

@@ -1,0 +1,351 @@
+"""Safety checks of a trajectory, each with its measured value, limit and pass/warn/fail.
+
+All checks sample the 15-gauge needle's axis every 0.5 mm; clearances subtract the needle's
+radius, so a value of 0 means the needle's surface touches the structure.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fluoroplan.geometry.carm import (
+    CArmPose,
+    bullseye_pose,
+    check_reachable,
+    pose_json,
+    progression_pose,
+    working_view,
+)
+from fluoroplan.geometry.conventions import NEEDLE_MIN_OUTSIDE_SKIN_MM, breach_grade
+from fluoroplan.planner.case import AIR_HU, BONE_HU, PlanningCase, VertebraGeom, dist_to_segment
+from fluoroplan.planner.model import Check, Trajectory
+
+# limits (mm unless stated)
+METAL_CLEARANCE_WARN = 2.0
+METAL_CLEARANCE_FAIL = 1.0
+CANAL_CLEARANCE_WARN = 4.0
+PLEURA_WARN = 5.0
+ANTERIOR_MARGIN_WARN = 5.0
+ANTERIOR_MARGIN_FAIL = 2.0
+LATERAL_BREACH_WARN = 2.0
+LATERAL_BREACH_FAIL = 4.0
+MIDLINE_WARN = 100.0
+VISIBILITY_WARN = 0.5
+
+
+def _status(value: float, warn: float, fail: float, higher_is_better: bool = True) -> str:
+    if higher_is_better:
+        return "fail" if value < fail else ("warn" if value < warn else "pass")
+    return "fail" if value > fail else ("warn" if value > warn else "pass")
+
+
+def views_for(case: PlanningCase, traj: Trajectory) -> tuple[dict, dict]:
+    """Bull's-eye, working (from the screw's bull's-eye) and progression poses of a trajectory:
+    their JSON blocks and the pose objects."""
+    pos = case.patient_position
+    entry, aim = traj.entry_lps, traj.aim_lps
+    be = bullseye_pose(entry, aim, pos)
+    blocks = {"bullseye": pose_json(be)}
+    poses = {"bullseye": be}
+    ref = None
+    if traj.target.kind == "loose-screw":
+        ref_screw = case.screw(traj.target.ref)
+        ref = bullseye_pose(ref_screw.head_lps, ref_screw.tip_lps, pos)
+    else:  # the nearest screw of the same side and level, if any
+        same = [s for s in case.screws if s.level == traj.level and s.side == traj.side]
+        if same:
+            ref = bullseye_pose(same[0].head_lps, same[0].tip_lps, pos)
+    if ref is None:
+        ref = CArmPose.from_table_angles(0.0, 0.0, pos)  # a straight PA (table 0/0) reference
+        ref_name = "straight PA view"
+    else:
+        ref_name = "screw bull's-eye"
+    wv = working_view(entry, aim, ref)
+    blocks["working_view"] = {
+        **pose_json(wv.pose),
+        "delta_from_screw_bullseye_deg": [round(wv.d_primary_deg, 3), round(wv.d_secondary_deg, 3)],
+        "delta_table_deg": [round(wv.d_table_primary_deg, 3), round(wv.d_table_secondary_deg, 3)],
+        "reference": ref_name,
+        "reference_pose": pose_json(ref),
+        "how": wv.text,
+    }
+    poses["working_view"] = wv.pose
+    try:
+        vert = case.vertebra(traj.level)
+        lateral = vert.left_lps
+    except KeyError:
+        lateral = None
+    # the lateral on the entry side first; if the C-arm cannot reach it, the mirrored lateral
+    # (detector on the other side: the same beam line) when that one is reachable
+    pg = progression_pose(entry, aim, pos, lateral_lps=lateral)
+    if not check_reachable(pg).reachable:
+        other = CArmPose.from_detector_dir(-pg.detector_dir_lps, pos)
+        if check_reachable(other).reachable:
+            pg = other
+    blocks["progression"] = pose_json(pg)
+    poses["progression"] = pg
+    return blocks, poses
+
+
+def run_checks(
+    case: PlanningCase,
+    traj: Trajectory,
+    poses: dict | None = None,
+    visibility: bool = True,
+    fast: bool = False,
+) -> tuple[Check, ...]:
+    """Every safety check of ``traj`` on ``case``. ``fast`` skips the C-arm checks (views,
+    reachability, visibility): the search screens candidates with it."""
+    checks: list[Check] = []
+    r = traj.needle.radius_mm
+    ins = _seg(traj.entry_lps, traj.aim_lps)
+    slide = _seg(traj.aim_lps, traj.target_lps)[1:] if traj.contact_lps is not None else ins[:0]
+    target_screw = traj.target.ref if traj.target.kind == "loose-screw" else None
+
+    # 1. metal clearance (all metal; the target screw only before the planned contact zone)
+    if traj.contact_lps is not None and target_screw is not None:
+        # the planned contact is with the target screw's threaded shaft; its tulip and rod, and
+        # every other metal object, must stay clear along the whole path
+        d_other = case.metal_distance(np.concatenate([ins, slide]), exclude_screw=target_screw)
+        clearance = float(np.min(d_other)) - r
+        detail = (f"planned contact with the shaft of {target_screw}, then a "
+                  f"{traj.slide_mm:.0f} mm slide along it; its tulip, the rods and every other "
+                  "metal object must stay clear")
+    elif target_screw is not None:
+        d = case.metal_distance(ins)
+        clearance = float(np.min(d)) - r
+        detail = f"the path must keep clear of {target_screw} (aimed beside its tip) and all metal"
+    else:
+        clearance = float(np.min(case.metal_distance(ins))) - r
+        detail = "screws, rods and cages"
+    clearance = min(clearance, 99.0)
+    checks.append(Check("metal clearance", clearance, METAL_CLEARANCE_FAIL,
+                        _status(clearance, METAL_CLEARANCE_WARN, METAL_CLEARANCE_FAIL), "mm",
+                        detail))
+
+    # 2. spinal canal: clearance and breach grade (Gertzbein-Robbins applied to the needle)
+    path = traj.path_points()
+    canal = float(np.min(case.canal_clearance(path))) - r
+    canal = min(canal, 99.0)
+    grade = breach_grade(-canal)
+    st = "fail" if canal < 0 else ("warn" if canal < CANAL_CLEARANCE_WARN else "pass")
+    checks.append(Check("spinal canal clearance", canal, 0.0, st, "mm",
+                        f"breach grade {grade} (A none, B <2, C 2-4, D 4-6, E >=6 mm)"))
+
+    vert = _vertebra_or_none(case, traj.level)
+    # 3. medial pedicle wall (AP-view rule): before the tip reaches the posterior wall of the body
+    #    (lateral view), the needle must stay lateral to the canal (the medial pedicle wall).
+    if vert is not None and vert.canal_center_lps is not None and vert.canal_radius_mm:
+        loc = vert.to_local(path)
+        wall = vert.posterior_wall_offset_mm()
+        before = loc[:, 1] > wall  # still posterior of the posterior wall
+        cc = vert.to_local(vert.canal_center_lps)[0]
+        if before.any():
+            lateral_gap = np.abs(loc[before, 0] - cc[0]) - vert.canal_radius_mm - r
+            m = float(np.min(lateral_gap))
+        else:
+            m = 99.0
+        st = "pass" if m >= 1.0 else ("warn" if m >= 0.0 else "fail")
+        checks.append(Check("medial pedicle wall before the posterior wall", min(m, 99.0), 0.0, st,
+                            "mm", "AP-view rule: the tip must not cross the medial pedicle wall "
+                            "before it reaches the posterior wall of the body on the lateral view; "
+                            f"breach grade {breach_grade(-m)}"))
+
+    # 4. lateral cortex breach (transpedicular approaches): length of the pedicle passage outside bone
+    if traj.approach.startswith("transpedicular") and vert is not None and traj.side in vert.pedicles:
+        ped = vert.pedicles[traj.side]
+        loc = vert.to_local(path)
+        wall = vert.posterior_wall_offset_mm()
+        ped_l = vert.to_local(ped.point_lps)[0]
+        in_ped = (loc[:, 1] <= ped_l[1] + 8.0) & (loc[:, 1] >= wall)
+        if target_screw is not None:  # the loose screw's own halo is not a breach
+            ts = case.screw(target_screw)
+            d_ax, _ = dist_to_segment(path, ts.head_lps, ts.tip_lps)
+            in_ped &= d_ax > ts.diameter_mm / 2 + max(ts.halo_mm, 1.0) + 1.5
+        if in_ped.any():
+            hu = case.hu_at(path[in_ped])
+            outside = (hu < BONE_HU) & (hu > AIR_HU)
+            lateral = np.abs(loc[in_ped, 0]) > abs(ped_l[0])
+            breach = float(np.sum(outside & lateral) * 0.5)
+        else:
+            breach = 0.0
+        st = _status(breach, LATERAL_BREACH_WARN, LATERAL_BREACH_FAIL, False)
+        note = ("needle length in the pedicle passage outside bone, lateral to the pedicle axis")
+        if traj.approach != "transpedicular" and st == "fail":
+            # beside a screw that fills the pedicle the needle runs partly outside it by design
+            st, note = "warn", note + " (expected in part: the screw fills the pedicle)"
+        checks.append(Check("lateral pedicle cortex breach", breach, LATERAL_BREACH_FAIL, st,
+                            "mm", note))
+
+    # 5. air along the path (lung, pleura) and margin to it
+    hu_path = case.hu_at(ins)
+    skin_margin = 5.0
+    deep = np.linalg.norm(ins - traj.entry_lps, axis=1) > skin_margin
+    air_mm = float(np.sum((hu_path < AIR_HU) & deep) * 0.5)
+    margin = _air_margin(case, ins[deep])
+    st = "fail" if air_mm > 0 else ("warn" if margin < PLEURA_WARN else "pass")
+    checks.append(Check("lung / pleura", margin if air_mm == 0 else -air_mm, PLEURA_WARN, st, "mm",
+                        ("path crosses air inside the body (lung?) for "
+                         f"{air_mm:.1f} mm") if air_mm else "distance from the path to air inside "
+                        "the body (lung, pleura), sampled 2-10 mm around the needle"))
+
+    # 6. depth beyond the anterior cortex / tip margin to it
+    ahead = _bone_ahead(case, traj.target_lps, traj.direction_lps,
+                        case.screw(target_screw) if target_screw else None)
+    checks.append(Check("tip margin to the anterior cortex", ahead, ANTERIOR_MARGIN_FAIL,
+                        _status(ahead, ANTERIOR_MARGIN_WARN, ANTERIOR_MARGIN_FAIL), "mm",
+                        "bone ahead of the tip along the needle before the anterior cortex "
+                        "(negative: the tip is beyond it)"))
+
+    # 7. skin entry distance from the midline
+    if vert is not None:
+        mid = vert.canal_center_lps if vert.canal_center_lps is not None else vert.centroid_lps
+        lat = float(abs((traj.entry_lps - mid) @ vert.left_lps))
+    else:
+        lat = float(abs(traj.entry_lps[0]))
+    checks.append(Check("skin entry from the midline", lat, MIDLINE_WARN,
+                        "pass" if lat <= MIDLINE_WARN else "warn", "mm",
+                        "lateral distance of the skin entry from the spinous process line"))
+
+    # 8. path length vs needle length (>= 20 mm outside the skin)
+    outside = traj.needle.length_mm - traj.depth_mm
+    checks.append(Check("needle outside the skin", outside, NEEDLE_MIN_OUTSIDE_SKIN_MM,
+                        "pass" if outside >= NEEDLE_MIN_OUTSIDE_SKIN_MM else "fail", "mm",
+                        f"{traj.needle.length_mm:.0f} mm needle, {traj.depth_mm:.1f} mm inside"))
+
+    if fast:
+        return tuple(checks)
+    # 9. C-arm poses reachable
+    if poses is None:
+        _, poses = views_for(case, traj)
+    for name in ("bullseye", "progression"):
+        reach = check_reachable(poses[name])
+        nice = "bull's-eye" if name == "bullseye" else "progression"
+        checks.append(Check(f"{nice} view reachable", "yes" if reach.reachable else "no",
+                            "C-arm limits", "pass" if reach.reachable else "fail", "",
+                            reach.reason if not reach.reachable else poses[name].text))
+
+    # 10. landmark visibility in the bull's-eye view
+    if visibility:
+        checks.append(visibility_check(case, traj, poses["bullseye"]))
+    return tuple(checks)
+
+
+def visibility_check(case: PlanningCase, traj: Trajectory, pose: CArmPose) -> Check:
+    """How much of the target pedicle/body and of the needle path metal hides in the bull's-eye
+    projection (the seed series lost a case to exactly that)."""
+    from fluoroplan.geometry.projection import Projection
+
+    proj = Projection(pose.with_image_size(256), isocenter_lps=traj.aim_lps)
+    metal = case.metal_lps
+    if len(metal) == 0:
+        return Check("landmarks visible in the bull's-eye view", 0.0, VISIBILITY_WARN, "pass", "",
+                     "no metal in this CT")
+    uv_m = np.rint(proj.detector_px_from_lps(metal)).astype(int)
+    h, w = pose.with_image_size(256).image_shape_px
+    ok = (uv_m[:, 0] >= 0) & (uv_m[:, 0] < w) & (uv_m[:, 1] >= 0) & (uv_m[:, 1] < h)
+    shadow = np.zeros((h, w), bool)
+    shadow[uv_m[ok, 1], uv_m[ok, 0]] = True
+    from scipy import ndimage as ndi
+
+    shadow = ndi.binary_closing(shadow, iterations=1)
+    path = traj.path_points(1.0)
+    vert = _vertebra_or_none(case, traj.level)
+    land = []
+    if vert is not None and traj.side in vert.pedicles:
+        p = vert.pedicles[traj.side]
+        ring = _ring(p.point_lps, p.dir_lps, p.width_mm / 2.0)
+        land.append(ring)
+    land.append(traj.target.point_lps[None, :])
+    land_pts = np.concatenate(land)
+
+    def hidden(pts):
+        uv = np.rint(proj.detector_px_from_lps(pts)).astype(int)
+        inside = (uv[:, 0] >= 0) & (uv[:, 0] < w) & (uv[:, 1] >= 0) & (uv[:, 1] < h)
+        if not inside.any():
+            return 1.0
+        return float(np.mean(shadow[uv[inside, 1], uv[inside, 0]]))
+
+    frac_path, frac_land = hidden(path), hidden(land_pts)
+    worst = max(frac_path, frac_land)
+    st = "warn" if worst > VISIBILITY_WARN else "pass"
+    return Check("landmarks visible in the bull's-eye view", worst, VISIBILITY_WARN, st, "fraction",
+                 f"metal overlaps {100 * frac_land:.0f}% of the target pedicle/point and "
+                 f"{100 * frac_path:.0f}% of the needle path in projection")
+
+
+def _ring(center, axis, radius, n=16):
+    axis = np.asarray(axis, float)
+    a = np.cross(axis, [0, 0, 1.0])
+    if np.linalg.norm(a) < 1e-3:
+        a = np.cross(axis, [1.0, 0, 0])
+    a /= np.linalg.norm(a)
+    b = np.cross(axis, a)
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    return center + radius * (np.cos(t)[:, None] * a + np.sin(t)[:, None] * b)
+
+
+def _seg(a, b, step=0.5):
+    n = max(2, int(np.ceil(np.linalg.norm(b - a) / step)) + 1)
+    t = np.linspace(0, 1, n)[:, None]
+    return a * (1 - t) + b * t
+
+
+def _vertebra_or_none(case: PlanningCase, label: str) -> VertebraGeom | None:
+    try:
+        return case.vertebra(label)
+    except KeyError:
+        return None
+
+
+def _air_margin(case: PlanningCase, pts: np.ndarray) -> float:
+    """Smallest distance (2..10 mm, 12 directions) from path points to air inside the body."""
+    if len(pts) == 0:
+        return 99.0
+    n = pts[-1] - pts[0]
+    n = n / max(np.linalg.norm(n), 1e-9)
+    a = np.cross(n, [0, 0, 1.0])
+    if np.linalg.norm(a) < 1e-3:
+        a = np.cross(n, [1.0, 0, 0])
+    a /= np.linalg.norm(a)
+    b = np.cross(n, a)
+    ang = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+    dirs = np.cos(ang)[:, None] * a + np.sin(ang)[:, None] * b
+    sub = pts[::4]
+    for rad in (2.0, 4.0, 6.0, 8.0, 10.0):
+        ring = (sub[:, None, :] + rad * dirs[None, :, :]).reshape(-1, 3)
+        hu = case.hu_at(ring).reshape(len(sub), len(dirs))
+        # air counts only if bone or soft tissue lies beyond it on the same ray (inside the body)
+        beyond = case.hu_at((sub[:, None, :] + (rad + 15.0) * dirs[None, :, :]).reshape(-1, 3))
+        lung = (hu < AIR_HU) & (beyond.reshape(hu.shape) > AIR_HU)
+        lung |= (hu < -700) & (hu > -990)  # lung parenchyma reads -700..-900, outside air -1000
+        if lung.any():
+            return rad
+    return 99.0
+
+
+def _bone_ahead(case: PlanningCase, tip: np.ndarray, n: np.ndarray, screw=None,
+                max_mm: float = 40.0) -> float:
+    """Length of bone ahead of the tip before it gives way to soft tissue for >= 2 mm;
+    negative when the tip itself is already beyond the anterior cortex (in soft tissue after
+    having crossed bone)."""
+    s = np.arange(0.0, max_mm, 0.5)
+    pts = tip[None, :] + s[:, None] * n[None, :]
+    hu = case.hu_at(pts)
+    soft = hu < 100.0
+    if screw is not None:  # the loose screw's halo (and the screw) belong to the bone here
+        d_ax, t = dist_to_segment(pts, screw.head_lps, screw.tip_lps)
+        near = (d_ax <= screw.diameter_mm / 2 + max(screw.halo_mm, 1.0) + 1.0) & (
+            t <= screw.length_mm + 3.0)
+        soft &= ~near
+    run = 0
+    for idx, is_soft in enumerate(soft):
+        run = run + 1 if is_soft else 0
+        if run >= 4:
+            return float(s[idx - 3])
+    # never left bone within max_mm
+    if soft[0]:
+        back = case.hu_at(tip[None, :] - s[:20, None] * n[None, :])
+        if (back >= 100).any():
+            return -float(s[int(np.argmax(back >= 100))])
+    return max_mm

@@ -1,0 +1,221 @@
+"""Automatic proposals: a coarse-to-fine search over each approach's candidates, ranked by a
+cost whose terms the report can explain; full checks on the winners."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from fluoroplan.io.progress import CancelToken, ProgressCallback, no_progress
+from fluoroplan.planner.approaches import Candidate, applicable, generate
+from fluoroplan.planner.case import PlanningCase
+from fluoroplan.planner.checks import run_checks, views_for
+from fluoroplan.planner.model import Needle, NoSafeTrajectory, Plan, Target, Trajectory
+from fluoroplan.planner.targets import targets_from_analysis
+
+# cost weights (per mm or per degree) - the report prints each term
+W_METAL = 10.0  # per mm of metal clearance below 2 mm
+W_CANAL = 6.0  # per mm of canal clearance below 6 mm
+W_AIR = 4.0  # per mm of pleura margin below 8 mm
+W_DEPTH = 0.03  # per mm of needle inside the patient
+W_TILT = 0.4  # per degree away from the preferred tilt of a parallel / tip approach
+W_LATERAL = 0.05  # per mm of skin entry beyond 70 mm from the midline
+W_VIS = 4.0  # per unit fraction of landmarks hidden by metal in the bull's-eye view
+PREFERRED_TILT_DEG = {"transpedicular-parallel": 5.0, "transpedicular-tip": 9.0}
+
+
+@dataclass(frozen=True, eq=False)
+class Scored:
+    cand: Candidate
+    entry: np.ndarray
+    cost: float
+    terms: dict
+    hard_fail: str  # "" when none
+
+
+def _quick(case: PlanningCase, target: Target, cand: Candidate) -> Scored | None:
+    """Screen a candidate with the fast checks (all but the C-arm ones) and score it."""
+    n = cand.aim_lps - cand.params["through_lps"]
+    n = n / np.linalg.norm(n)
+    entry = case.skin_entry(cand.aim_lps, n)
+    if entry is None or np.linalg.norm(cand.aim_lps - entry) < 10.0:
+        return None
+    depth = float(np.linalg.norm(cand.aim_lps - entry))
+    if cand.contact_lps is not None:
+        depth += float(np.linalg.norm(cand.target_lps - cand.aim_lps))
+    traj = Trajectory(id="candidate", target=target, approach=cand.approach,
+                      level=target.level, side=cand.side, entry_lps=entry,
+                      target_lps=cand.target_lps, needle=Needle.for_depth(depth),
+                      contact_lps=cand.contact_lps)
+    checks = run_checks(case, traj, fast=True)
+    terms = cost_terms(checks, traj, cand)
+    fail = next((c.name for c in checks if c.status == "fail"), "")
+    return Scored(cand, entry, float(sum(terms.values())), terms, fail)
+
+
+def cost_terms(checks, traj: Trajectory, cand: Candidate | None = None) -> dict:
+    """The explained cost of a trajectory: one term per concern, in cost units."""
+    val = {c.name: c.value for c in checks}
+    terms: dict[str, float] = {}
+    metal = float(val.get("metal clearance", 99.0))
+    terms["metal"] = W_METAL * max(0.0, 2.0 - metal)
+    canal = float(val.get("spinal canal clearance", 99.0))
+    terms["canal"] = W_CANAL * max(0.0, 6.0 - canal)
+    medial = val.get("medial pedicle wall before the posterior wall")
+    if medial is not None:
+        terms["medial wall"] = W_CANAL * max(0.0, 2.0 - float(medial))
+    pleura = float(val.get("lung / pleura", 99.0))
+    terms["pleura"] = W_AIR * max(0.0, 8.0 - pleura)
+    terms["depth"] = W_DEPTH * traj.depth_mm
+    breach = val.get("lateral pedicle cortex breach")
+    if breach is not None:
+        terms["lateral breach"] = 1.0 * float(breach)
+    ahead = float(val.get("tip margin to the anterior cortex", 40.0))
+    terms["anterior margin"] = 1.0 * max(0.0, 5.0 - ahead)
+    lat = float(val.get("skin entry from the midline", 0.0))
+    terms["lateral entry"] = W_LATERAL * max(0.0, lat - 70.0)
+    if cand is not None:
+        pref = PREFERRED_TILT_DEG.get(cand.approach)
+        if pref is not None:
+            key = "tilt_deg" if "tilt_deg" in cand.params else "obliquity_deg"
+            terms["tilt"] = W_TILT * abs(cand.params[key] - pref)
+    return terms
+
+
+def cost_terms_of(checks, traj: Trajectory) -> dict:
+    return cost_terms(checks, traj, None)
+
+
+def _seg(a, b, step=0.5):
+    n = max(2, int(np.ceil(np.linalg.norm(b - a) / step)) + 1)
+    t = np.linspace(0, 1, n)[:, None]
+    return a * (1 - t) + b * t
+
+
+def _screw_for(case: PlanningCase, cand: Candidate) -> str | None:
+    best, dmin = None, np.inf
+    for s in case.screws:
+        d = np.linalg.norm(np.cross(cand.contact_lps - s.head_lps, s.axis_lps))
+        if d < dmin:
+            best, dmin = s.id, d
+    return best
+
+
+def _search(case: PlanningCase, target: Target, approach: str, side: str,
+            cancel: CancelToken | None) -> list[Scored]:
+    """Coarse grid, then two refinements around the five best; returns all scored, best first."""
+    scored = [q for c in generate(case, target, approach, side)
+              if (q := _quick(case, target, c))]
+    for scale in (0.5, 0.25):
+        if cancel is not None:
+            cancel.check()
+        ok = sorted((q for q in scored if not q.hard_fail), key=lambda q: q.cost)[:5]
+        seeds = ok or sorted(scored, key=lambda q: q.cost)[:3]
+        for q in seeds[:3]:
+            scored += [r for c in generate(case, target, approach, side, scale, q.cand.params)
+                       if _one_step(c.params, q.cand.params) and (r := _quick(case, target, c))]
+    return sorted(scored, key=lambda q: (bool(q.hard_fail), q.cost))
+
+
+def _one_step(params: dict, around: dict) -> bool:
+    """True for the neighbours of ``around`` that differ in exactly one search parameter."""
+    diff = sum(
+        1 for k, v in around.items()
+        if isinstance(v, float) and abs(params.get(k, v) - v) > 1e-9
+    )
+    return diff == 1
+
+
+def build_trajectory(case: PlanningCase, target: Target, approach: str, side: str,
+                     entry_lps, target_lps, contact_lps=None, traj_id: str | None = None,
+                     explained: dict | None = None, edited: bool = False,
+                     notes: tuple[str, ...] = ()) -> Trajectory:
+    """A trajectory with its needle, views and checks computed (used by the search and by edits)."""
+    entry_lps = np.asarray(entry_lps, float)
+    aim = np.asarray(contact_lps if contact_lps is not None else target_lps, float)
+    depth = float(np.linalg.norm(aim - entry_lps))
+    if contact_lps is not None:
+        depth += float(np.linalg.norm(np.asarray(target_lps, float) - aim))
+    traj = Trajectory(
+        id=traj_id or f"{target.level}-{side}-{approach}",
+        target=target, approach=approach, level=target.level, side=side,
+        entry_lps=entry_lps, target_lps=np.asarray(target_lps, float),
+        needle=Needle.for_depth(depth), contact_lps=contact_lps, edited=edited, notes=notes,
+    )
+    blocks, poses = views_for(case, traj)
+    checks = run_checks(case, traj, poses)
+    terms = dict(explained or {}) if explained else cost_terms_of(checks, traj)
+    vis = next(c for c in checks if c.name.startswith("landmarks visible"))
+    terms["visibility"] = W_VIS * float(vis.value)
+    for c in checks:
+        if c.name.endswith("view reachable") and c.status == "fail":
+            terms["unreachable view"] = terms.get("unreachable view", 0.0) + 20.0
+    from dataclasses import replace
+
+    return replace(traj, views=blocks, checks=checks, cost=float(sum(terms.values())),
+                   cost_terms=terms)
+
+
+def recheck(case: PlanningCase, traj: Trajectory) -> Trajectory:
+    """Re-run views and checks of a (user-edited) trajectory."""
+    return build_trajectory(case, traj.target, traj.approach, traj.side, traj.entry_lps,
+                            traj.target_lps, traj.contact_lps, traj.id, edited=traj.edited,
+                            notes=traj.notes)
+
+
+def propose(case: PlanningCase, target: Target, approach: str, side: str,
+            cancel: CancelToken | None = None) -> Trajectory | NoSafeTrajectory:
+    """The best trajectory of one approach for a target, or why there is none."""
+    ranked = _search(case, target, approach, side, cancel)
+    if not ranked:
+        return NoSafeTrajectory(target, approach, "skin entry",
+                                "every candidate line leaves the scanned volume before it "
+                                "reaches the skin; a wider field of view is needed")
+    failed = None
+    for q in [q for q in ranked if not q.hard_fail][:8]:
+        c = q.cand
+        traj = build_trajectory(case, target, c.approach, c.side, q.entry, c.target_lps,
+                                c.contact_lps, explained=q.terms,
+                                notes=tuple(f"{k} = {v:.1f}" for k, v in c.params.items()
+                                            if isinstance(v, float)))
+        if traj.status != "fail":
+            return traj
+        failed = failed or traj
+    if failed is not None:
+        bad = next(c for c in failed.checks if c.status == "fail")
+        return NoSafeTrajectory(target, approach, bad.name,
+                                f"the best candidate fails '{bad.name}' ({bad.detail})", failed)
+    counts: dict[str, int] = {}
+    for q in ranked:
+        counts[q.hard_fail] = counts.get(q.hard_fail, 0) + 1
+    worst = max(counts, key=counts.get)
+    return NoSafeTrajectory(target, approach, worst,
+                            f"all {len(ranked)} candidate paths fail; most often on '{worst}'")
+
+
+def plan_case(volume, analysis: dict, targets: list[Target] | None = None,
+              progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
+              planner: str | None = None) -> Plan:
+    """Propose the best trajectory of each applicable approach for every target."""
+    progress = progress or no_progress
+    t0 = time.perf_counter()
+    case = PlanningCase(volume, analysis)
+    targets = targets_from_analysis(case) if targets is None else targets
+    trajs, unsolved = [], []
+    jobs = [(t, a, s) for t in targets for a, s in applicable(case, t)]
+    for n, (t, a, s) in enumerate(jobs):
+        if cancel is not None:
+            cancel.check()
+        progress(n / max(len(jobs), 1), f"Planning {t.ref}: {a} ({s})")
+        res = propose(case, t, a, s, cancel)
+        (trajs if isinstance(res, Trajectory) else unsolved).append(res)
+    progress(1.0, "Planning done")
+    kw = {} if planner is None else {"planner": planner}
+    series = volume.series_json() if hasattr(volume, "series_json") else {}
+    return Plan(series=series, targets=tuple(targets), trajectories=tuple(trajs),
+                unsolved=tuple(unsolved),
+                analysis={"levels": [v.label for v in case.vertebrae],
+                          "screws": analysis.get("screws", []),
+                          "planning_s": round(time.perf_counter() - t0, 3)}, **kw)
