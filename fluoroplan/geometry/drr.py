@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 MU_UNIT_PER_MM = 1e-5  # one uint16 step of the stored attenuation, per mm
-AIR_HU = -950.0  # at or below: no attenuation (air, so that empty rows can be skipped)
+AIR_HU = -900.0  # at or below: no attenuation (air with its noise; lets empty rows be skipped)
 _SLICES_PER_BATCH = 16  # slices resampled together (keeps the transposes in cache)
 
 
