@@ -17,6 +17,8 @@ from fluoroplan.geometry.carm import (
     working_view,
 )
 from fluoroplan.geometry.conventions import NEEDLE_MIN_OUTSIDE_SKIN_MM, breach_grade
+from fluoroplan.geometry.drr import landmark_visibility
+from fluoroplan.geometry.projection import Projection
 from fluoroplan.planner.case import AIR_HU, BONE_HU, PlanningCase, VertebraGeom, dist_to_segment
 from fluoroplan.planner.model import Check, Trajectory
 
@@ -232,46 +234,26 @@ def run_checks(
 
 
 def visibility_check(case: PlanningCase, traj: Trajectory, pose: CArmPose) -> Check:
-    """How much of the target pedicle/body and of the needle path metal hides in the bull's-eye
+    """How much of the target pedicle and of the needle path metal hides in the bull's-eye
     projection (the seed series lost a case to exactly that)."""
-    from fluoroplan.geometry.projection import Projection
-
-    proj = Projection(pose.with_image_size(256), isocenter_lps=traj.aim_lps)
-    metal = case.metal_lps
-    if len(metal) == 0:
+    if len(case.metal_lps) == 0:
         return Check("landmarks visible in the bull's-eye view", 0.0, VISIBILITY_WARN, "pass", "",
                      "no metal in this CT")
-    uv_m = np.rint(proj.detector_px_from_lps(metal)).astype(int)
-    h, w = pose.with_image_size(256).image_shape_px
-    ok = (uv_m[:, 0] >= 0) & (uv_m[:, 0] < w) & (uv_m[:, 1] >= 0) & (uv_m[:, 1] < h)
-    shadow = np.zeros((h, w), bool)
-    shadow[uv_m[ok, 1], uv_m[ok, 0]] = True
-    from scipy import ndimage as ndi
-
-    shadow = ndi.binary_closing(shadow, iterations=1)
-    path = traj.path_points(1.0)
+    proj = Projection(pose.with_image_size(256), isocenter_lps=traj.aim_lps)
     vert = _vertebra_or_none(case, traj.level)
-    land = []
     if vert is not None and traj.side in vert.pedicles:
         p = vert.pedicles[traj.side]
-        ring = _ring(p.point_lps, p.dir_lps, p.width_mm / 2.0)
-        land.append(ring)
-    land.append(traj.target.point_lps[None, :])
-    land_pts = np.concatenate(land)
-
-    def hidden(pts):
-        uv = np.rint(proj.detector_px_from_lps(pts)).astype(int)
-        inside = (uv[:, 0] >= 0) & (uv[:, 0] < w) & (uv[:, 1] >= 0) & (uv[:, 1] < h)
-        if not inside.any():
-            return 1.0
-        return float(np.mean(shadow[uv[inside, 1], uv[inside, 0]]))
-
-    frac_path, frac_land = hidden(path), hidden(land_pts)
-    worst = max(frac_path, frac_land)
-    st = "warn" if worst > VISIBILITY_WARN else "pass"
-    return Check("landmarks visible in the bull's-eye view", worst, VISIBILITY_WARN, st, "fraction",
-                 f"metal overlaps {100 * frac_land:.0f}% of the target pedicle/point and "
-                 f"{100 * frac_path:.0f}% of the needle path in projection")
+        pedicle = np.concatenate([
+            _ring(p.point_lps + t * p.dir_lps, p.dir_lps, rad)
+            for t in (-4.0, 0.0, 4.0) for rad in (0.5 * p.width_mm, 0.25 * p.width_mm)
+        ])
+    else:
+        pedicle = traj.target.point_lps[None, :]
+    vis = landmark_visibility(proj, case.metal_lps, pedicle, traj.entry_lps, traj.aim_lps,
+                              voxel_mm=case.metal_voxel_mm, threshold=VISIBILITY_WARN)
+    worst = max(vis.pedicle_hidden_fraction, vis.needle_hidden_fraction)
+    return Check("landmarks visible in the bull's-eye view", worst, VISIBILITY_WARN,
+                 "warn" if vis.hidden else "pass", "fraction", vis.text)
 
 
 def _ring(center, axis, radius, n=16):
