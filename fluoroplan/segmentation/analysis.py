@@ -1,0 +1,96 @@
+"""The whole analysis of a case: implants and anatomy together, levels on the screws.
+
+Order: a quick metal mask (so the anatomy treats metal as occupied bone, never as density) ->
+the anatomy (vertebrae, levels, canal) -> the implants with the vertebra labels (so each screw
+knows its level, its side relative to its own vertebra's midline, and its bone for the halo).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from fluoroplan.io.jsonio import ANALYSIS_SCHEMA
+from fluoroplan.io.progress import CancelToken, ProgressCallback, Stage
+from fluoroplan.io.volume import CTVolume
+from fluoroplan.segmentation.anatomy import Anatomy, analyze_anatomy
+from fluoroplan.segmentation.implants import DEFAULT_METAL_HU, Implants, find_implants
+
+
+@dataclass(frozen=True, eq=False)
+class Analysis:
+    """What fluoroplan found in a CT."""
+
+    volume: CTVolume
+    anatomy: Anatomy
+    implants: Implants
+    timings_s: dict = field(default_factory=dict)
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.anatomy.warnings) + list(self.implants.warnings)
+
+    def to_json(self) -> dict:
+        """The ``fluoroplan.analysis/1`` document (what ``fluoroplan analyze`` writes)."""
+        imp = self.implants.to_json()
+        anat = self.anatomy.to_json()
+        return {
+            "schema": ANALYSIS_SCHEMA,
+            "series": self.volume.series_json(),
+            "vertebrae": anat["vertebrae"],
+            "screws": imp["screws"],
+            "rods": imp["rods"],
+            "cages": imp["cages"],
+            "other_metal": imp["other_metal"],
+            "canal": anat["canal"],
+            "metal_threshold_hu": imp["threshold_hu"],
+            "warnings": self.warnings,
+            "notes": list(self.volume.notes),
+            "timings_s": {k: round(float(v), 3) for k, v in self.timings_s.items()},
+        }
+
+    def relabel(self, index_or_label: int | str, level: str) -> Analysis:
+        """The same analysis with every level renamed from "this vertebra is ``level``"; the
+        screws and cages take their vertebrae's new names."""
+        anatomy = self.anatomy.relabel(index_or_label, level)
+        implants = find_implants(
+            self.volume, self.implants.threshold_hu, anatomy.labels, _names(anatomy)
+        )
+        return Analysis(self.volume, anatomy, implants, dict(self.timings_s))
+
+
+def _names(anatomy: Anatomy) -> dict[int, str]:
+    return {v.label_value: v.label for v in anatomy.vertebrae}
+
+
+def analyze(
+    volume: CTVolume,
+    levels: str | None = None,
+    metal_hu: float | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> Analysis:
+    """Find every screw, rod, cage and vertebra (with levels) and measure screw halos.
+
+    Parameters
+    ----------
+    volume : CTVolume
+    levels : str, optional
+        Label of the most cranial vertebra fully in view (e.g. ``"L1"``); overrides the
+        automatic labelling.
+    metal_hu : float, optional
+        Metal threshold in HU (default ``DEFAULT_METAL_HU``; titanium is often clipped at 3071).
+    progress, cancel : progress callback and cancel token.
+    """
+    thr = float(DEFAULT_METAL_HU if metal_hu is None else metal_hu)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    metal = volume.hu >= thr
+    anatomy = analyze_anatomy(volume, metal_mask=metal, levels=levels,
+                              progress=Stage(progress, 0.0, 0.6, cancel), cancel=cancel)
+    t1 = time.perf_counter()
+    timings["vertebrae"] = t1 - t0
+    implants = find_implants(volume, thr, anatomy.labels, _names(anatomy),
+                             progress=Stage(progress, 0.6, 1.0, cancel), cancel=cancel)
+    timings["implants"] = time.perf_counter() - t1
+    return Analysis(volume, anatomy, implants, timings)
