@@ -7,7 +7,6 @@ one line and writes the demo's results to files instead.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -52,8 +51,11 @@ def demo_case(out: Path, seed: int = 0, regenerate: bool = False, progress=None)
     return dicom
 
 
-def write_results(out: Path, dicom: Path, volume, series_rows: str, seconds: dict) -> list[Path]:
-    """The demo's results as files: what was loaded, and (as the engine grows) what was found."""
+def write_results(out: Path, dicom: Path, volume, series_rows: str, seconds: dict,
+                  analysis=None, plan=None) -> list[Path]:
+    """The demo's results as files: what was loaded, what was found, the plan and its views."""
+    from fluoroplan.io.jsonio import write_json_atomic
+
     written = []
     (out / "series.txt").write_text(series_rows + "\n")
     written.append(out / "series.txt")
@@ -66,8 +68,34 @@ def write_results(out: Path, dicom: Path, volume, series_rows: str, seconds: dic
         "hu_range": [int(volume.hu.min()), int(volume.hu.max())],
         "timings_s": seconds,
     }
-    (out / "volume.json").write_text(json.dumps(summary, indent=2) + "\n")
-    written.append(out / "volume.json")
+    written.append(write_json_atomic(out / "volume.json", summary))
+    if analysis is not None:
+        doc = analysis.to_json()
+        doc["timings_s"] = {"load": seconds.get("load", 0.0), **doc["timings_s"]}
+        written.append(write_json_atomic(out / "analysis.json", doc))
+    if plan is not None:
+        written.append(write_json_atomic(out / "plan.json", plan.to_json()))
+        written += write_views(out, volume, plan)
+    return written
+
+
+def write_views(out: Path, volume, plan) -> list[Path]:
+    """Simulated fluoroscopy (DRR) of the best trajectory's bull's-eye and progression views."""
+    from fluoroplan.geometry.carm import pose_from_json
+    from fluoroplan.geometry.drr import AttenuationVolume, render_drr
+    from fluoroplan.io.png import write_png
+
+    if not plan.trajectories:
+        return []
+    best = min(plan.trajectories, key=lambda t: (t.status == "fail", t.target.kind != "loose-screw",
+                                                 t.cost))
+    vol = AttenuationVolume.from_ct(volume)
+    written = []
+    for name in ("bullseye", "progression"):
+        pose = pose_from_json(best.views[name], volume.patient_position)
+        drr = render_drr(vol, pose, best.aim_lps, size=512,
+                         trajectories=[(best.entry_lps, best.aim_lps)])
+        written.append(write_png(out / f"{best.id}-{name}.png", drr.image))
     return written
 
 
@@ -77,6 +105,10 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    headless = not has_display() or args.no_gui
+    if headless:
+        print(f"No display: writing the demo's results to {out} instead of opening the window."
+              if not args.no_gui else f"Writing the demo's results to {out}.")
     t0 = time.perf_counter()
     dicom = demo_case(out, args.seed, args.regenerate, terminal_progress("phantom "))
     t1 = time.perf_counter()
@@ -86,21 +118,26 @@ def run(args: argparse.Namespace) -> int:
     t2 = time.perf_counter()
     seconds = {"phantom": round(t1 - t0, 3), "load": round(t2 - t1, 3)}
     table = format_table([s.row() for s in found])
+    if not headless:
+        from fluoroplan.app import run_app
 
-    if has_display() and not args.no_gui:
-        from fluoroplan import app
+        return int(run_app(volume=volume))
+    from fluoroplan.planner.propose import plan_case
+    from fluoroplan.segmentation.analysis import analyze
 
-        if hasattr(app, "run_app"):
-            return int(app.run_app(volume=volume))
-        print("The workstation window is not part of this version yet; writing the demo's "
-              f"results to {out} instead.")
-    elif not args.no_gui:
-        print(f"No display: writing the demo's results to {out} instead of opening the window.")
-    written = write_results(out, dicom, volume, table, seconds)
+    analysis = analyze(volume, progress=terminal_progress("analyse "))
+    t3 = time.perf_counter()
+    plan = plan_case(volume, analysis.to_json(), progress=terminal_progress("plan "))
+    seconds.update(analysis=round(t3 - t2, 3), plan=round(time.perf_counter() - t3, 3))
+    written = write_results(out, dicom, volume, table, seconds, analysis, plan)
     print(f"Demo case: {info.describe()}")
     print(f"Loaded {volume.shape_ijk[0]}x{volume.shape_ijk[1]}x{volume.shape_ijk[2]} voxels "
           f"({', '.join(f'{s:.2f}' for s in volume.spacing_mm)} mm), patient position "
           f"{volume.patient_position}, in {seconds['load']:.2f} s.")
+    loose = [s.id for s in analysis.implants.screws if s.loose]
+    print(f"Found {len(analysis.anatomy.vertebrae)} vertebrae, {len(analysis.implants.screws)} "
+          f"screws (loose: {', '.join(loose) or 'none'}); planned {len(plan.trajectories)} "
+          f"trajectories for {len(plan.targets)} targets.")
     for p in written:
         print(f"  wrote {p}")
     return 0
