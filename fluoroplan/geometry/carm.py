@@ -285,11 +285,11 @@ def pose_json(pose: CArmPose) -> dict:
     angles (degrees) and the room-terms sentence."""
     tp, ts = pose.table_angles_deg
     return {
-        "detector_dir_lps": [round(float(v), 6) for v in pose.detector_dir_lps],
-        "primary_deg": round(pose.primary_deg, 3),
-        "secondary_deg": round(pose.secondary_deg, 3),
-        "table_primary_deg": round(tp, 3),
-        "table_secondary_deg": round(ts, 3),
+        "detector_dir_lps": [round(float(v), 6) + 0.0 for v in pose.detector_dir_lps],
+        "primary_deg": round(pose.primary_deg, 3) + 0.0,
+        "secondary_deg": round(pose.secondary_deg, 3) + 0.0,
+        "table_primary_deg": round(tp, 3) + 0.0,  # no -0.0
+        "table_secondary_deg": round(ts, 3) + 0.0,
         "text": pose.text,
     }
 
