@@ -50,8 +50,8 @@ class Halo:
     Attributes
     ----------
     median_mm, max_mm : float
-        Halo width from the metal surface to bone: median over the halo stretch (over the
-        in-bone shaft when there is no stretch) and maximum of the per-position widths.
+        Halo width from the metal surface to bone: median over the halo stretch when the screw
+        is loose, else over the in-bone shaft; maximum of the per-position widths.
     from_mm, to_mm : float
         The longest stretch where the halo is wider than 1 mm, in mm along the axis from the
         screw head (both 0 when there is none).
@@ -64,10 +64,11 @@ class Halo:
     bone_hu, threshold_hu : float
         Bone level around the screw and the threshold at which bone is deemed recovered.
     volume_mm3 : float
-        Halo volume over the stretch from the measured widths (annulus integral).
+        Halo volume over the stretch from the measured widths (annulus integral); 0 unless loose.
     mask : ndarray bool [k, j, i] ; mask_origin_ijk : (i0, j0, k0)
         The halo voxels (HU below the threshold, outside the metal, within the stretch) in a
         box of the CT grid starting at ``mask_origin_ijk``; ``mask_volume_mm3`` their volume.
+        Empty unless loose.
     """
 
     median_mm: float
@@ -114,16 +115,27 @@ class Halo:
         }
 
 
-def _longest_stretch(s: np.ndarray, on: np.ndarray, max_gap_mm: float) -> tuple[float, float]:
-    idx = np.nonzero(on)[0]
-    if idx.size == 0:
-        return 0.0, 0.0
-    ss = s[idx]
-    breaks = np.nonzero(np.diff(ss) > max_gap_mm)[0]
-    starts = np.concatenate([[0], breaks + 1])
-    ends = np.concatenate([breaks, [len(ss) - 1]])
-    k = int(np.argmax(ss[ends] - ss[starts]))
-    return float(ss[starts[k]]), float(ss[ends[k]])
+def _longest_stretch(s: np.ndarray, on: np.ndarray, valid: np.ndarray,
+                     max_gap_mm: float) -> tuple[float, float, int]:
+    """Longest run of ``on`` among the ``valid`` positions (invalid ones, out of bone, do not
+    break a run; valid positions not ``on`` break it when longer than ``max_gap_mm``).
+
+    Returns ``(from_s, to_s, number of valid positions in the run)``.
+    """
+    idx = np.nonzero(valid)[0]
+    if idx.size == 0 or not on[idx].any():
+        return 0.0, 0.0, 0
+    ov = on[idx].copy()
+    k = np.nonzero(ov)[0]
+    for a, b in zip(k[:-1], k[1:], strict=True):  # bridge short valid gaps
+        if b - a > 1 and s[idx[b - 1]] - s[idx[a + 1]] <= max_gap_mm:
+            ov[a:b] = True
+    m = np.concatenate([[False], ov, [False]]).astype(np.int8)
+    starts = np.nonzero(np.diff(m) == 1)[0]
+    ends = np.nonzero(np.diff(m) == -1)[0] - 1
+    best = int(np.argmax(ends - starts))
+    a, b = starts[best], ends[best]
+    return float(s[idx[a]]), float(s[idx[b]]), int(b - a + 1)
 
 
 def _smooth_r(p: np.ndarray, n: int) -> np.ndarray:
@@ -189,17 +201,20 @@ def measure_halo(
     width = np.where(has_dip, r_rec - R, 0.0)
     in_bone = np.where(has_dip, has_rec & (r_rec - R <= MAX_WIDTH_MM), True)
     if bone_labels is not None:
-        probe_r = np.where(has_dip & has_rec, r_rec + 0.5, R + 1.5)
+        base_r = np.where(has_dip & has_rec, r_rec, R)
         e1, e2 = perpendicular_frame(axis)
         radial_dir = (np.cos(theta)[:, None] * e1 + np.sin(theta)[:, None] * e2)[None, :, :]
-        probe = (head[None, None, :] + s[:, None, None] * axis[None, None, :]
-                 + probe_r[..., None] * radial_dir)
-        ijk = np.rint(sampler.ijk(probe.reshape(-1, 3))).astype(int)
         nk, nj, ni = bone_labels.shape
-        ok = ((ijk >= 0) & (ijk < np.array([ni, nj, nk]))).all(axis=1)
-        lab = np.zeros(len(ijk), bool)
-        lab[ok] = bone_labels[ijk[ok, 2], ijk[ok, 1], ijk[ok, 0]] > 0
-        in_bone &= lab.reshape(in_bone.shape)
+        labelled = np.zeros(in_bone.shape, bool)
+        for extra in (1.0, 2.0):  # just beyond the recovery point (labels exclude the halo)
+            probe = (head[None, None, :] + s[:, None, None] * axis[None, None, :]
+                     + (base_r + extra)[..., None] * radial_dir)
+            ijk = np.rint(sampler.ijk(probe.reshape(-1, 3))).astype(int)
+            ok = ((ijk >= 0) & (ijk < np.array([ni, nj, nk]))).all(axis=1)
+            lab = np.zeros(len(ijk), bool)
+            lab[ok] = bone_labels[ijk[ok, 2], ijk[ok, 1], ijk[ok, 0]] > 0
+            labelled |= lab.reshape(in_bone.shape)
+        in_bone &= labelled
     w_rays = np.where(in_bone, width, np.nan)
     valid = in_bone.mean(axis=1) >= 0.5
     w_s = np.full(len(s), np.nan)
@@ -212,21 +227,23 @@ def measure_halo(
     else:
         b0 = b1 = in_bone_len = 0.0
     wide = valid & (np.nan_to_num(w_s) > LOOSENING_HALO_MM)
-    h0, h1 = _longest_stretch(s, wide, max_gap_mm=1.5)
-    stretch = (s >= h0) & (s <= h1) & valid if h1 > h0 else np.zeros(len(s), bool)
-    stretch_len = float(h1 - h0 + DS_MM) if h1 > h0 else 0.0
+    h0, h1, n_run = _longest_stretch(s, wide, valid, max_gap_mm=1.5)
+    stretch = (s >= h0) & (s <= h1) & valid if n_run else np.zeros(len(s), bool)
+    stretch_len = float(n_run * DS_MM)
     loose = bool(stretch_len >= MEANINGFUL_MM
                  or (in_bone_len > 0 and stretch_len >= MEANINGFUL_FRACTION * in_bone_len))
-    if stretch_len > 0 and stretch.any():
+    if loose and stretch.any():
         median = float(np.nanmedian(w_s[stretch]))
-        vol = float(np.nansum(np.pi * ((R + w_s[stretch]) ** 2 - R * R)) * DS_MM)
+        span = (s >= h0) & (s <= h1)  # out-of-bone gaps inside the stretch: interpolated
+        w_fill = np.interp(s[span], s[stretch], w_s[stretch])
+        vol = float(np.sum(np.pi * ((R + w_fill) ** 2 - R * R)) * DS_MM)
     else:
         median = float(np.nanmedian(w_s[valid])) if valid.any() else 0.0
         vol = 0.0
     wmax = float(np.nanmax(w_s[valid])) if valid.any() else 0.0
 
     mask, origin, mvol = _halo_mask(volume, head, axis, R, h0, h1, wmax, thr, metal_mask) \
-        if stretch_len > 0 else (np.zeros((0, 0, 0), bool), (0, 0, 0), 0.0)
+        if loose else (np.zeros((0, 0, 0), bool), (0, 0, 0), 0.0)
     return Halo(median_mm=median, max_mm=wmax, from_mm=h0 if stretch_len else 0.0,
                 to_mm=h1 if stretch_len else 0.0, in_bone_from_mm=b0, in_bone_to_mm=b1,
                 loose=loose, s_mm=s, width_mm=w_s, bone_hu=bone, threshold_hu=thr,

@@ -526,13 +526,44 @@ def _rods_of(ridge: Ridge, fits: list[ScrewFit], sampler: HUSampler) -> list:
         bins = np.arange(t.min(), t.max() + 6.0, 6.0)
         which = np.digitize(t, bins)
         poly = np.array([np.median(q[which == b], axis=0) for b in np.unique(which)])
-        poly = poly[np.argsort(-(poly @ np.array([0, 0, 1.0])))]  # cranial first
+        poly = _add_seats(poly, fits, d)
+        poly = poly[np.argsort(-(poly @ d))]  # cranial first
         poly = _extend_rod_ends(sampler, poly)
         diam = _rod_diameter(sampler, poly, q)
         if diam is None:
             continue
         rods.append((poly, diam, id(ridge)))
     return rods
+
+
+def _add_seats(poly: np.ndarray, fits: list[ScrewFit], d: np.ndarray) -> np.ndarray:
+    """Insert the rod's seats: inside a tulip the rod lies on the screw's axis (behind the head).
+
+    The distance ridge has no rod voxels inside a tulip; the seat is the point of the tulip axis
+    closest to the line through the rod's neighbouring pieces.
+    """
+    seats = []
+    t_axis = np.arange(0.0, 22.0, 0.25)
+    for f in fits:
+        if not f.tulip_found:
+            continue
+        line = f.head_lps[None, :] - t_axis[:, None] * f.axis_lps[None, :]
+        proj = (poly - poly.mean(axis=0)) @ d
+        tq = (line - poly.mean(axis=0)) @ d
+        # the rod's centreline at the tulip's height: interpolate the binned points along d
+        order = np.argsort(proj)
+        interp = np.stack([np.interp(tq, proj[order], poly[order, c]) for c in range(3)], axis=1)
+        beyond = np.clip(tq - proj.max(), 0.0, None) + np.clip(tq - proj.min(), None, 0.0)
+        interp = interp + beyond[:, None] * d[None, :]  # straight on past the end pieces
+        dist = np.linalg.norm(line - interp, axis=1)
+        k = int(np.argmin(dist))
+        if dist[k] < 6.0 and proj.min() - 25.0 < tq[k] < proj.max() + 25.0:
+            seats.append(line[k])
+    if not seats:
+        return poly
+    seats = np.array(seats)
+    far = np.min(np.linalg.norm(poly[:, None, :] - seats[None, :, :], axis=2), axis=1) > 4.0
+    return np.vstack([poly[far], seats])
 
 
 def _extend_rod_ends(sampler: HUSampler, poly: np.ndarray) -> np.ndarray:

@@ -35,7 +35,9 @@ RIDGE_RADIUS_MM = (1.2, 4.6)
 CRANIOCAUDAL_COS = 0.6
 """|cos| to the z axis above which a straight piece counts as running cranio-caudally (a rod)."""
 MIN_SHAFT_RUN_MM = 12.0
-GAP_MM = 3.5
+GAP_MM = 4.0
+RIDGE_SLACK = 0.5
+"""A voxel is on the ridge when its distance is within this many voxels of its neighbours' max."""
 
 
 @dataclass
@@ -54,7 +56,7 @@ def ridge_of(mask: np.ndarray, spacing_kji: np.ndarray, lps_from_ijk: np.ndarray
     pad = np.pad(mask, 1)
     dist = ndi.distance_transform_edt(pad, sampling=spacing_kji).astype(np.float32)
     dmax = ndi.maximum_filter(dist, size=3)
-    tol = np.float32(0.02 * float(np.min(spacing_kji)))
+    tol = np.float32(RIDGE_SLACK * float(np.min(spacing_kji)))
     keep = (dist >= dmax - tol) & (dist >= RIDGE_RADIUS_MM[0]) & (dist <= RIDGE_RADIUS_MM[1])
     kji = np.argwhere(keep)
     radius = dist[keep]
