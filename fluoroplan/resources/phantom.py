@@ -536,11 +536,12 @@ def _validate(levels, instrumented, loose_screw, fracture_level, fracture_grade,
             raise ValueError(f"{what} must be consecutive, cranial to caudal: {seq}")
 
     consecutive(levels, "levels")
-    consecutive(instrumented, "instrumented")
     if len(levels) < 2:
         raise ValueError("at least two levels are needed")
-    if len(instrumented) < 2 or not set(instrumented) <= set(levels):
-        raise ValueError("instrumented must be two or more of the drawn levels")
+    if instrumented:  # () draws an uninstrumented spine: a CT without metal
+        consecutive(instrumented, "instrumented")
+        if len(instrumented) < 2 or not set(instrumented) <= set(levels):
+            raise ValueError("instrumented must be two or more of the drawn levels, or empty")
     if loose_screw is not None:
         lvl, _, side = loose_screw.rpartition("-")
         if lvl not in instrumented or side not in SIDES:
@@ -851,6 +852,8 @@ def _draw_instrumentation(hu, labels, metal, grid, by_label, instrumented, loose
             _metal_paint(hu, metal, labels, grid, box, np.minimum(sdf, tulip), blooming_mm)
     rods = []
     for side, pts in seats.items():
+        if len(pts) < 2:
+            continue  # no instrumentation on this side
         pts = np.array(pts)
         order = np.argsort(-pts[:, 2])
         pts = pts[order]
