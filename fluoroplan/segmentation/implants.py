@@ -66,6 +66,9 @@ SCREW_DIAMETER_OK_MM = (3.0, 10.0)
 SCREW_LENGTH_OK_MM = (15.0, 100.0)
 ROD_MIN_LENGTH_MM = 25.0
 ROD_LINK_MM = 22.0
+ROD_DIAMETER_OK_MM = (3.5, 8.5)
+ROD_ALONE_FRACTION = 0.8
+"""A rod in an object without screws must make up this much of the object's metal."""
 CAGE_MAX_EXTENT_MM = 50.0
 CAGE_VOLUME_MM3 = (150.0, 25000.0)
 LEFTOVER_MIN_MM3 = 150.0
@@ -407,9 +410,13 @@ def find_implants(
     rods_raw, explained = [], []
     for n, (gbox, m) in enumerate(objects):
         fits = [f.fit for f in found if f.component == n]
-        rods_raw += _rods_of(ridges[n], fits, sampler)
-        explained.append(_explained(gbox, m, fits, [r for r in rods_raw if r[2] == id(ridges[n])],
-                                    volume))
+        rods = _rods_of(ridges[n], fits, sampler)
+        ex = _explained(gbox, m, fits, rods, volume)
+        if rods and not fits and ex.sum() < ROD_ALONE_FRACTION * m.sum():
+            # a tube that is only part of a larger object (a prosthesis stem, a stent): not a rod
+            rods, ex = [], np.zeros_like(m)
+        rods_raw += rods
+        explained.append(ex)
     timings["rods"] = time.perf_counter() - t2
 
     t3 = time.perf_counter()
@@ -530,7 +537,7 @@ def _rods_of(ridge: Ridge, fits: list[ScrewFit], sampler: HUSampler) -> list:
         poly = poly[np.argsort(-(poly @ d))]  # cranial first
         poly = _extend_rod_ends(sampler, poly)
         diam = _rod_diameter(sampler, poly, q)
-        if diam is None:
+        if diam is None or not ROD_DIAMETER_OK_MM[0] <= diam <= ROD_DIAMETER_OK_MM[1]:
             continue
         rods.append((poly, diam, id(ridge)))
     return rods

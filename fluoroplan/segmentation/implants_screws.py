@@ -239,7 +239,7 @@ def measure_screw(sampler: HUSampler, line: ShaftLine) -> ScrewFit | None:
     # 1. coarse profiles beyond both ends of the ridge run: which end carries the tulip?
     half_n = int(np.ceil((0.5 * (s1 - s0) + 24.0) / 0.5))
     s = 0.5 * (s0 + s1) + 0.5 * np.arange(-half_n, half_n + 1)  # symmetric: flips onto itself
-    p, _, r = radial_profiles(sampler, o, d, s, n_theta=16, r_max=10.0, dr=0.2)
+    p, _, r = radial_profiles(sampler, o, d, s, n_theta=12, r_max=10.0, dr=0.25)
     rmed, edges0, _ = _median_edge(p, r, clip)
     inside = (s >= s0) & (s <= s1)
     R = float(np.median(rmed[inside]))
@@ -281,7 +281,7 @@ def measure_screw(sampler: HUSampler, line: ShaftLine) -> ScrewFit | None:
         o, d = _refine_axis(sampler, o, d, s_head + 3.0, s_tip - 6.0, R, clip)
     # 3. final profiles along the refined axis
     s = np.arange(s_head - 6.0, s_tip + 4.0 + 1e-6, 0.5)
-    p, _, r = radial_profiles(sampler, o, d, s, n_theta=24, r_max=10.0, dr=0.1)
+    p, _, r = radial_profiles(sampler, o, d, s, n_theta=24, r_max=9.0, dr=0.1)
     rmed, edges, bg = _median_edge(p, r, clip)
     shaft = (s >= s_head + 2.0) & (s <= s_tip - 6.0)
     if shaft.sum() < 4:
