@@ -175,3 +175,20 @@ def test_targets_list_has_no_duplicates(phantom):
     case = PlanningCase(phantom.volume, phantom.truth)
     ts = targets_from_analysis(case)
     assert len({t.id for t in ts}) == len(ts)
+
+
+@pytest.mark.parametrize("subsidence, expected", [(0.0, False), (3.0, True)])
+def test_subsided_cage_becomes_a_target(subsidence, expected):
+    ph = full_phantom(cage=("L3", "L4"), cage_subsidence_mm=subsidence, fracture_level=None)
+    case = PlanningCase(ph.volume, ph.truth)
+    cages = [t for t in targets_from_analysis(case) if t.kind == "cage"]
+    assert bool(cages) == expected
+    if expected:
+        (t,) = cages
+        assert t.ref == "L3-L4" and t.level == "L4"  # sunk into L4's superior endplate
+        res = propose(case, t, "transpedicular", "left")
+        assert isinstance(res, Trajectory) and res.status != "fail", res
+        # the tip ends at the bone-cage interface: within a few mm of the cage's lower face
+        cage = ph.truth["cages"][0]
+        d = np.linalg.norm(res.target_lps - np.array(cage["center_lps"]))
+        assert d < np.linalg.norm(cage["extent_mm"]) / 2 + 4.0

@@ -118,6 +118,15 @@ class CageGeom:
     center_lps: np.ndarray
     extent_mm: np.ndarray | None
     subsidence_mm: float | None
+    axes_lps: np.ndarray | None = None  # rows: the axes the extents are measured along
+
+    def half_extent_along(self, direction: np.ndarray) -> float:
+        """Half the cage's size along a unit direction (a box's support half-width)."""
+        if self.extent_mm is None:
+            return 5.0
+        if self.axes_lps is None:
+            return 0.5 * float(self.extent_mm[-1])
+        return 0.5 * float(np.sum(np.abs(self.axes_lps @ direction) * self.extent_mm))
 
 
 def _plane(block) -> tuple[np.ndarray, np.ndarray] | None:
@@ -202,11 +211,13 @@ def screw_from_json(s: dict) -> ScrewGeom:
 def cage_from_json(c: dict) -> CageGeom:
     ext = c.get("extent_mm")
     sub = c.get("subsidence_mm")
+    axes = c.get("axes_lps")
     return CageGeom(
         between=tuple(c.get("between") or ("", "")),
         center_lps=np.asarray(c["center_lps"], float),
         extent_mm=None if ext is None else np.asarray(ext, float),
         subsidence_mm=None if sub is None else float(sub),
+        axes_lps=None if axes is None else np.asarray(axes, float).reshape(-1, 3),
     )
 
 

@@ -60,10 +60,6 @@ def targets_from_analysis(case: PlanningCase) -> list[Target]:
 def cage_subsidence(case: PlanningCase, cage) -> tuple[float, str, np.ndarray] | None:
     """How far a cage sits past the endplate of the vertebra above or below: (mm, level, the
     interface point in that body). None when the neighbours' endplates are unknown."""
-    if cage.subsidence_mm is not None and cage.subsidence_mm > 0:
-        known = float(cage.subsidence_mm)
-    else:
-        known = None
     best = None
     for label, plane_name, sign in ((cage.between[0], "inferior_endplate", -1),
                                     (cage.between[1], "superior_endplate", +1)):
@@ -75,7 +71,7 @@ def cage_subsidence(case: PlanningCase, cage) -> tuple[float, str, np.ndarray] |
         if plane is None:
             continue
         point, normal = plane
-        half = 0.5 * (float(cage.extent_mm[2]) if cage.extent_mm is not None else 10.0)
+        half = cage.half_extent_along(v.axis_lps)
         # face of the cage toward this vertebra
         face = cage.center_lps + (-sign) * half * v.axis_lps
         # normal points out of the body toward the disc; depth = how far the face is inside
@@ -83,10 +79,6 @@ def cage_subsidence(case: PlanningCase, cage) -> tuple[float, str, np.ndarray] |
         interface = face + (-sign) * 2.0 * v.axis_lps
         if best is None or depth > best[0]:
             best = (depth, label, interface)
-    if best is None:
-        return None
-    if known is not None and known > best[0]:
-        best = (known, best[1], best[2])
     return best
 
 
