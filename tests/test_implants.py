@@ -219,3 +219,10 @@ def test_2d_slice_through_screws(results):
     # nothing on a slice without metal
     k_empty = int(np.nonzero(~imp.metal_mask.any(axis=(1, 2)))[0][0])
     assert metal_regions_2d(ph.volume.hu[k_empty])[0] == []
+
+
+def test_uninstrumented_phantom_has_no_metal():
+    ph = make_phantom(1, instrumented=(), loose_screw=None, **COARSE)
+    imp = find_implants(ph.volume)
+    assert imp.screws == () and imp.rods == () and imp.other == ()
+    assert imp.warnings == (NO_METAL,)
