@@ -44,6 +44,7 @@ class CTVolume:
         if a.shape != (4, 4):
             raise ValueError("lps_from_ijk must be 4x4")
         object.__setattr__(self, "lps_from_ijk", a)
+        object.__setattr__(self, "_ijk_from_lps", np.linalg.inv(a))
 
     # --- geometry --------------------------------------------------------------------------
     @property
@@ -63,7 +64,7 @@ class CTVolume:
 
     @property
     def ijk_from_lps(self) -> np.ndarray:
-        return np.linalg.inv(self.lps_from_ijk)
+        return self._ijk_from_lps
 
     def lps_from_ijk_points(self, ijk: np.ndarray) -> np.ndarray:
         """Map (N, 3) voxel indices (i, j, k) to (N, 3) LPS mm."""

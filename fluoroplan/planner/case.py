@@ -293,8 +293,9 @@ class PlanningCase:
             tree = self._trees_without[n]
         if tree is None:
             return np.full(len(pts_lps), np.inf)
-        d, _ = tree.query(pts_lps, k=1)
-        return d - 0.5 * self.metal_voxel_mm
+        # beyond 15 mm the exact value does not matter to any check or cost: bound the search
+        d, _ = tree.query(pts_lps, k=1, distance_upper_bound=15.0)
+        return np.minimum(d, 15.0) - 0.5 * self.metal_voxel_mm
 
     # --- canal ----------------------------------------------------------------------------
     def _build_canal(self) -> None:

@@ -294,15 +294,19 @@ def _air_margin(case: PlanningCase, pts: np.ndarray) -> float:
     ang = np.linspace(0, 2 * np.pi, 12, endpoint=False)
     dirs = np.cos(ang)[:, None] * a + np.sin(ang)[:, None] * b
     sub = pts[::4]
-    for rad in (2.0, 4.0, 6.0, 8.0, 10.0):
-        ring = (sub[:, None, :] + rad * dirs[None, :, :]).reshape(-1, 3)
-        hu = case.hu_at(ring).reshape(len(sub), len(dirs))
-        # air counts only if bone or soft tissue lies beyond it on the same ray (inside the body)
-        beyond = case.hu_at((sub[:, None, :] + (rad + 15.0) * dirs[None, :, :]).reshape(-1, 3))
-        lung = (hu < AIR_HU) & (beyond.reshape(hu.shape) > AIR_HU)
-        lung |= (hu < -700) & (hu > -990)  # lung parenchyma reads -700..-900, outside air -1000
-        if lung.any():
-            return rad
+    radii = np.array([2.0, 4.0, 6.0, 8.0, 10.0])
+    # (points, radii, directions) samples, and the same rays 15 mm further out
+    offs = radii[None, :, None, None] * dirs[None, None, :, :]
+    ring = sub[:, None, None, :] + offs
+    far = sub[:, None, None, :] + offs + 15.0 * dirs[None, None, :, :]
+    hu = case.hu_at(ring.reshape(-1, 3)).reshape(ring.shape[:3])
+    beyond = case.hu_at(far.reshape(-1, 3)).reshape(ring.shape[:3])
+    # air counts only if bone or soft tissue lies beyond it on the same ray (inside the body);
+    # lung parenchyma reads -700..-900 HU, outside air -1000
+    lung = ((hu < AIR_HU) & (beyond > AIR_HU)) | ((hu < -700) & (hu > -990))
+    hit = lung.any(axis=(0, 2))
+    if hit.any():
+        return float(radii[int(np.argmax(hit))])
     return 99.0
 
 
