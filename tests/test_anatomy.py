@@ -146,21 +146,64 @@ def test_no_spine_in_a_ball_of_soft_tissue_and_bone():
     assert "No spinal column found in this CT" in str(err.value)
 
 
-# --- phantom targets (not reached yet) ------------------------------------------------------------
-@pytest.fixture(scope="module")
-def small_phantom():
-    from fluoroplan.resources.phantom import make_phantom
+# --- phantom targets ---------------------------------------------------------------------------
+def _phantom(**kwargs):
+    from phantom_fixtures import small_phantom
 
-    return make_phantom(0, shape_ijk=(256, 256, 160), pixel_mm=1.5, slice_mm=1.5)
+    return small_phantom(**kwargs)
+
+
+PHANTOM_CASES = [
+    {},
+    {"patient_position": "HFS"},
+    pytest.param(
+        {"streaks": True},
+        marks=pytest.mark.xfail(
+            strict=True,
+            reason="unfinished: streak artifacts below L4 form a 30 mm bone-like run that is "
+            "counted as a seventh body (measured: 7 vertebrae, labels shifted to T10..L4)",
+        ),
+    ),
+    {"cage": ("L3", "L4")},
+    {"seed": 1},
+]
+
+
+@pytest.mark.parametrize("kwargs", PHANTOM_CASES, ids=["HFP", "HFS", "streaks", "cage-L3-L4", "seed1"])
+def test_phantom_vertebra_count_and_labels(kwargs):
+    """Exact count and labels from the last-rib anchor (T12), prone and supine, with artifacts."""
+    ph = _phantom(**kwargs)
+    an = analyze_anatomy(ph.volume, metal_mask=ph.metal)
+    truth = [v["label"] for v in ph.truth["vertebrae"]]
+    got = [v.label for v in an.vertebrae if v.complete]
+    assert got == truth
+    assert all(v.label_confident and v.label_source == lv.SOURCE_LAST_RIB for v in an.vertebrae)
+    assert an.vertebra("T12").has_ribs and not an.vertebra("L1").has_ribs
+
+
+def test_phantom_body_centroids_within_3mm():
+    ph = _phantom()
+    an = analyze_anatomy(ph.volume, metal_mask=ph.metal)
+    errs = {
+        t["label"]: float(np.linalg.norm(an.vertebra(t["label"]).centroid_lps - t["centroid_lps"]))
+        for t in ph.truth["vertebrae"]
+        if t["fracture_grade"] == 0
+    }
+    assert max(errs.values()) < 3.0, errs
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="unfinished: disc detection splits phantom bodies (endplate-pair score picks half periods)",
+    reason="unfinished: body masks of measure_body run into the neighbouring endplates; "
+    "measured (seed 0, small phantom) T11 heights 10.5/27.7/13.7 mm vs 21.7, grade 3 vs 0; "
+    "L4 centroid error 4.2 mm",
 )
-def test_phantom_vertebra_count_and_labels(small_phantom):
-    an = analyze_anatomy(small_phantom.volume, metal_mask=small_phantom.metal)
-    truth = [v["label"] for v in small_phantom.truth["vertebrae"]]
-    got = [v.label for v in an.vertebrae if v.complete]
-    assert len(got) == len(truth)
-    assert got == truth
+def test_phantom_heights_grades_and_fractured_centroid():
+    ph = _phantom()
+    an = analyze_anatomy(ph.volume, metal_mask=ph.metal)
+    for t in ph.truth["vertebrae"]:
+        v = an.vertebra(t["label"])
+        assert v.fracture_grade == t["fracture_grade"], t["label"]
+        assert np.linalg.norm(v.centroid_lps - t["centroid_lps"]) < 3.0, t["label"]
+        for k in ("anterior", "middle", "posterior"):
+            assert abs(v.heights_mm[k] - t["heights_mm"][k]) < 2.0, (t["label"], k)

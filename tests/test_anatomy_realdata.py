@@ -53,10 +53,49 @@ def test_abdomen_ct_finds_a_spinal_canal_on_the_midline():
         assert d < 25.0, (value, d)
 
 
+def _ref_centroids(vol, ref) -> dict:
+    out = {}
+    for value, name in TOTALSEG_V2.items():
+        c = np.array(ndi.center_of_mass(ref == value))[::-1]
+        out[name] = vol.lps_from_ijk[:3, :3] @ c + vol.lps_from_ijk[:3, 3]
+    return out
+
+
+def test_abdomen_ct_levels_from_the_sacrum():
+    """Discs found on the osteoporotic 3 mm CT: T12..L5 and the sacrum, labelled from the sacrum,
+    each vertebra nearest to its own reference level."""
+    import SimpleITK as sitk
+
+    vol, _ = _read_nifti(shared_data("totalseg-abdomen-ct", "ct.nii.gz"))
+    ref = sitk.GetArrayFromImage(
+        sitk.ReadImage(str(shared_data("totalseg-abdomen-ct", "labels_totalseg.nii.gz")))
+    )
+    an = analyze_anatomy(vol)
+    assert [v.label for v in an.vertebrae][-7:] == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    assert an.vertebrae[-1].kind == "sacrum" and an.vertebrae[-1].label_source == "anchor:sacrum"
+    refc = _ref_centroids(vol, ref)
+    for v in an.vertebrae:
+        if v.label in refc and v.complete:
+            d = {name: np.linalg.norm(v.vertebra_centroid_lps - p) for name, p in refc.items()}
+            assert min(d, key=d.get) == v.label, (v.label, d)
+
+
+def test_thorax_cta_claims_no_sacrum_and_labels_honestly():
+    """A thoracic crop with a stent graft: no sacrum; labels confident only from a T12 anchor."""
+    vol, _ = _read_nifti(shared_data("totalseg-thorax-cta-stent", "ct.nii.gz"))
+    an = analyze_anatomy(vol)
+    assert all(v.kind != "sacrum" for v in an.vertebrae)
+    for v in an.vertebrae:
+        if v.label_confident:
+            assert v.label_source in ("anchor:T12-last-rib", "user")
+
+
 @pytest.mark.xfail(
     strict=True,
-    reason="unfinished: on this osteoporotic 3 mm CT the T12/L1 disc is not detected and "
-    "the sacrum is not recognised, so levels and centroids are off",
+    reason="unfinished: levels are right (sacrum anchor) but the whole-vertebra labels from the "
+    "grid watershed are poor on this 3 mm osteoporotic CT; measured centroid errors T12 13.8 "
+    "(incomplete), L1 11.9, L2 5.8, L3 13.0, L4 21.8, L5 16.0 mm; labels not confident because "
+    "a false rib on L1 disagrees with the sacrum",
 )
 def test_abdomen_ct_levels_and_centroids_within_3mm():
     """Whole-vertebra centroid (``vertebra_centroid_lps``) against the TotalSegmentator label."""

@@ -57,6 +57,15 @@ CANAL_AREA_MM2 = (20.0, 700.0)
 ROI_LATERAL_MM = 72.0
 _DEBUG: dict | None = None  # set to a dict to collect intermediate profiles (bench, tests)
 RIB_EDGE_MM = 60.0
+PERIOD_MM = (20, 60)
+"""Range of vertebral periods (body + disc height, mm) looked for along the column."""
+MIN_BODY_MM = 15.0
+"""No vertebral body (even a crushed one) is shorter than this along the column."""
+MIN_GAP_FRAC = 0.65
+DISC_FRAC_MAX = 0.8
+SACRUM_MIN_WIDTH_MM = 110.0
+"""The sacrum's bone runs on for at least this many vertebral periods below its top."""
+"""A disc candidate: the filled-bone fraction of the body section falls below this."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -609,6 +618,7 @@ def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str]) -> _S
     rp = float(np.clip(body_r, 6.0, 20.0))
     g = np.arange(-rp, rp + 1e-6, 1.5)
     uu, vv = np.meshgrid(g, g, indexing="ij")
+    uu0, vv0 = uu, vv
     rr2 = uu**2 + vv**2
     inside = (rr2 <= (1.05 * rp) ** 2) & (rr2 >= (0.55 * rp) ** 2)
     uu, vv = uu[inside], vv[inside]
@@ -621,35 +631,42 @@ def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str]) -> _S
     prof = ndi.gaussian_filter1d(prof, 1.0, mode="nearest")
     frac = ndi.map_coordinates(filled.astype(np.float32), idx, order=1, mode="nearest")
     frac = ndi.gaussian_filter1d(frac.reshape(len(s), -1).mean(axis=1), 1.0, mode="nearest")
-    discs = _find_discs(prof, frac)
+    col = frac > 0.2
+    if col.sum() >= 10:
+        disc_level = float(np.percentile(prof[col], 10))
+        body_level = float(np.median(prof[col]))
+    else:
+        disc_level, body_level = 60.0, GRID_BONE_HU
+    thr2 = disc_level + 0.5 * (body_level - disc_level)
+    bone2 = (ndi.gaussian_filter(hu, 0.6) >= thr2) | metal
+    filled2 = _fill_holes_2d(bone2)
+    full = (uu0**2 + vv0**2) <= (1.0 * rp) ** 2
+    pts2 = C[:, None, :] + uu0[full][None, :, None] * e1[:, None, :] + vv0[full][None, :, None] * e2[:, None, :]
+    f2 = ndi.map_coordinates(filled2.astype(np.float32), (pts2 / sp).reshape(-1, 3).T, order=1, mode="nearest")
+    frac2 = f2.reshape(len(s), -1).mean(axis=1)
     if _DEBUG is not None:
-        _DEBUG.update(prof=prof, frac=frac, C=C + off_mm, discs=discs, score=_disc_score(prof))
+        _DEBUG.update(frac2=frac2, thr2=thr2)
+    discs = _find_discs_frac(frac2)
+    frac = frac2
+    if _DEBUG is not None:
+        _DEBUG.update(prof=prof, frac=frac, C=C + off_mm, discs=discs, frac_col=frac, score=_disc_score(prof))
     runs = _runs_between(discs, len(s), frac)
     if len(runs) < 2:
         raise NoSpineFound("fewer than two vertebral bodies separated by discs")
     runs = _split_long_runs(runs, -_disc_score(prof), warnings)
 
     # --- sacrum: the first body whose thick bone spreads to the iliac wings --------------------
-    thick = dist >= 5.0
-    widths = []
-    for a, b in runs:
-        sm = int((a + b) / 2)
-        k = int(np.clip(round(C[sm, 0] / sp[0]), 0, rz - 1))
-        sl2 = ndi.label(thick[k])[0]
-        yy, xx = int(round(C[sm, 1] / sp[1])), int(round(C[sm, 2] / sp[2]))
-        lab0 = sl2[np.clip(yy, 0, ry - 1), np.clip(xx, 0, rx - 1)]
-        if lab0 == 0:
-            widths.append(0.0)
-            continue
-        cols = np.nonzero((sl2 == lab0).any(axis=0))[0]
-        widths.append((cols.max() - cols.min() + 1) * sp[2])
-    widths = np.asarray(widths)
+    widths = np.array([_slab_width(bone2, C, sp, a, b, rz) for a, b in runs])
+    if _DEBUG is not None:
+        _DEBUG.update(widths=widths, runs=list(runs))
     sacrum_at = None
-    for n in range(1, len(runs)):
-        ref = np.median(widths[:n][widths[:n] > 0]) if (widths[:n] > 0).any() else 0.0
-        if ref > 0 and widths[n] >= max(80.0, 1.6 * ref):
+    n = len(runs) - 1
+    if n >= 1:
+        ref = float(np.median(widths[:n]))
+        # the sacrum is the last body, much wider than the bodies above it (alae, sacro-iliac
+        # joints); ribs make thoracic bodies wide, so a thoracic crop never qualifies
+        if ref > 0 and widths[n] >= max(SACRUM_MIN_WIDTH_MM, 1.6 * ref):
             sacrum_at = n
-            break
     if sacrum_at is not None:
         runs = runs[: sacrum_at + 1]
         runs[-1] = (runs[-1][0], len(s) - 1)
@@ -757,6 +774,24 @@ def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str]) -> _S
     return _Separation(labels, (z_lo, y_lo, x_lo), bodies, rib_heads)
 
 
+def _slab_width(bone, C, sp, a, b, rz) -> float:
+    """Left-right extent (mm) of the bone connected to the body centre, projected over the axial
+    slices of the body run ``a..b`` (indices along the 1 mm centreline)."""
+    ks = np.clip(np.rint(C[[a, (a + b) // 2, b], 0] / sp[0]).astype(int), 0, rz - 1)
+    k0, k1 = int(ks.min()), int(ks.max())
+    proj = bone[k0 : k1 + 1].any(axis=0)
+    lab, _ = ndi.label(proj)
+    m = (a + b) // 2
+    yy = int(np.clip(round(C[m, 1] / sp[1]), 0, proj.shape[0] - 1))
+    xx = int(np.clip(round(C[m, 2] / sp[2]), 0, proj.shape[1] - 1))
+    win = lab[max(0, yy - 2) : yy + 3, max(0, xx - 2) : xx + 3]
+    ids = win[win > 0]
+    if len(ids) == 0:
+        return 0.0
+    cols = np.nonzero((lab == np.bincount(ids).argmax()).any(axis=0))[0]
+    return float((cols.max() - cols.min() + 1) * sp[2])
+
+
 def _ball2d():
     s = np.zeros((3, 3, 3), bool)
     s[1] = ndi.generate_binary_structure(2, 1)
@@ -816,6 +851,71 @@ def _find_discs(prof: np.ndarray, frac: np.ndarray) -> np.ndarray:
             best[i] = val[k]
             prev[i] = js[k]
             last_gap[i] = dd[k] if dd[k] <= 1.5 * period else last_gap[js[k]]
+    i = int(np.argmax(best))
+    out = []
+    while i >= 0:
+        out.append(int(cand[i]))
+        i = prev[i]
+    return np.array(sorted(out), int)
+
+
+def _body_period(frac: np.ndarray) -> float:
+    """Vertebral period (mm) along the column: the first strong peak of the autocorrelation of
+    the bone-fraction profile between 20 and 60 mm."""
+    col = frac > 0.2
+    if col.sum() < 40:
+        return 30.0
+    a, b = np.nonzero(col)[0][[0, -1]]
+    x = frac[a : b + 1] - frac[a : b + 1].mean()
+    n = len(x)
+    lags = np.arange(PERIOD_MM[0], min(PERIOD_MM[1], n // 2) + 1)
+    if len(lags) < 3:
+        return 30.0
+    ac = np.array([np.dot(x[:-k], x[k:]) / (n - k) for k in lags])
+    peaks = [i for i in range(1, len(ac) - 1) if ac[i] >= ac[i - 1] and ac[i] >= ac[i + 1] and ac[i] > 0]
+    if not peaks:
+        return float(lags[int(np.argmax(ac))])
+    i = max(peaks, key=lambda q: ac[q])
+    # a strong peak at half the lag is the fundamental (the best peak was its multiple)
+    half = [q for q in peaks if abs(2 * lags[q] - lags[i]) <= 4 and ac[q] >= 0.8 * ac[i]]
+    return float(lags[half[0]] if half else lags[i])
+
+
+def _find_discs_frac(frac: np.ndarray) -> np.ndarray:
+    """Disc centres (indices along the 1 mm profile) from the fraction of the body section that is
+    (hole-filled) bone: the chain of local minima with the most total depth whose spacings stay
+    within a vertebral period (a body is never split: spacings below ``MIN_GAP_FRAC`` periods
+    are impossible; a spacing near two periods is a disc not seen, split later)."""
+    period = _body_period(frac)
+    m = (frac <= ndi.minimum_filter1d(frac, 7, mode="nearest")) & (frac < DISC_FRAC_MAX)
+    cand = np.nonzero(m)[0]
+    # one candidate per flat minimum
+    if len(cand) == 0:
+        return cand
+    keep = [cand[0]]
+    for c in cand[1:]:
+        if c - keep[-1] > 3:
+            keep.append(c)
+    cand = np.array(keep)
+    depth = 1.0 - frac[cand]
+    k = len(cand)
+    best = depth.copy()
+    prev = -np.ones(k, int)
+    lo, hi = max(MIN_BODY_MM + 4.0, MIN_GAP_FRAC * period), 1.4 * period
+    for i in range(k):
+        d = cand[i] - cand[:i]
+        ok = ((d >= lo) & (d <= hi)) | ((d >= 1.7 * period) & (d <= 2.4 * period))
+        if not ok.any():
+            continue
+        js = np.nonzero(ok)[0]
+        dd = d[js].astype(float)
+        r = dd / period
+        pen = 4.0 * (r - np.rint(r).clip(1, 2)) ** 2 + np.where(dd > hi, 0.5, 0.0)
+        val = best[js] - pen + depth[i]
+        j = int(np.argmax(val))
+        if val[j] > best[i]:
+            best[i] = val[j]
+            prev[i] = js[j]
     i = int(np.argmax(best))
     out = []
     while i >= 0:
