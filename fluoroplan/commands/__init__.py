@@ -8,6 +8,7 @@ imported lazily so ``fluoroplan --help`` stays fast and no command pays for anot
 COMMAND_MODULES = [
     "fluoroplan.commands.series",
     "fluoroplan.commands.demo",
+    "fluoroplan.commands.gui",
     "fluoroplan.commands.analyze",
     "fluoroplan.commands.plan",
     "fluoroplan.commands.drr",

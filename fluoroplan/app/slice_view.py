@@ -1,0 +1,406 @@
+"""The linked axial / sagittal / coronal reformat views (QPainter on numpy slices).
+
+:class:`ViewerState` holds what the views share (volume, crosshair, window/level); each
+:class:`SliceView` draws one plane through the crosshair and edits the state from the mouse
+and keyboard. Zoom and pan belong to each view.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PySide6.QtCore import QObject, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPen, QTransform
+from PySide6.QtWidgets import QSizePolicy, QWidget
+
+from fluoroplan.app.qtcompat import emit
+from fluoroplan.app.reformat import (
+    PlaneAxes,
+    PlaneGrid,
+    display_axes,
+    plane_grid,
+    reformat,
+    window_to_uint8,
+)
+from fluoroplan.io.volume import CTVolume
+
+# Window presets (width, level) in HU: name -> (W, L)
+PRESETS = {
+    "bone": (2000.0, 500.0),
+    "soft tissue": (400.0, 40.0),
+    "metal": (4000.0, 1500.0),
+}
+DEFAULT_PRESET = "bone"
+
+VIEW_COLOURS = {"axial": "#e0574f", "sagittal": "#e8c33a", "coronal": "#5cc46a"}
+BACKGROUND = QColor(0, 0, 0)
+
+
+class ViewerState(QObject):
+    """What the three views share. Emits ``crosshair_changed`` and ``window_changed``."""
+
+    volume_changed = Signal()
+    crosshair_changed = Signal()
+    window_changed = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.volume: CTVolume | None = None
+        self.axes: dict[str, PlaneAxes] = {}
+        self.grids: dict[str, PlaneGrid] = {}
+        self.crosshair_lps = np.zeros(3)
+        self.window_width, self.window_level = PRESETS[DEFAULT_PRESET]
+
+    def set_volume(self, volume: CTVolume | None) -> None:
+        self.volume = volume
+        if volume is None:
+            self.axes, self.grids = {}, {}
+        else:
+            self.axes = display_axes(volume.patient_position)
+            self.grids = {name: plane_grid(volume, a) for name, a in self.axes.items()}
+            lo, hi = volume.bounds_lps()
+            self.crosshair_lps = (lo + hi) / 2.0
+        emit(self.volume_changed)
+        emit(self.crosshair_changed)
+
+    def set_crosshair(self, lps: np.ndarray) -> None:
+        if self.volume is None:
+            return
+        lo, hi = self.volume.bounds_lps()
+        self.crosshair_lps = np.clip(np.asarray(lps, float).reshape(3), lo, hi)
+        emit(self.crosshair_changed)
+
+    def set_window(self, width: float, level: float) -> None:
+        self.window_width = float(min(max(width, 1.0), 8000.0))
+        self.window_level = float(min(max(level, -1500.0), 4000.0))
+        emit(self.window_changed)
+
+    def hu_at(self, lps: np.ndarray) -> int:
+        assert self.volume is not None
+        return int(self.volume.hu_at_lps(np.asarray(lps, float).reshape(1, 3))[0])
+
+
+class SliceView(QWidget):
+    """One reformat plane through the crosshair.
+
+    Mouse: click / drag sets the crosshair; wheel scrolls slices; Ctrl+wheel or right-drag
+    zooms; middle-drag pans; Shift+left-drag sets window (horizontal) and level (vertical).
+    Keys: Up/Down one slice, PageUp/PageDown ten slices.
+    """
+
+    hovered = Signal(object)  # LPS (ndarray) under the cursor, or None when outside
+    activated = Signal(str)  # this view was clicked or scrolled (name)
+
+    def __init__(self, name: str, state: ViewerState, parent=None):
+        super().__init__(parent)
+        self.name = name
+        self.state = state
+        self.colour = QColor(VIEW_COLOURS[name])
+        self.setObjectName(f"view_{name}")
+        self.setMouseTracking(True)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
+        self.setMinimumSize(self.fontMetrics().height() * 12, self.fontMetrics().height() * 10)
+        self._hu: np.ndarray | None = None
+        self._image: QImage | None = None
+        self._depth_shown: float | None = None
+        self._zoom = 1.0  # widget px per mm, relative to "fit"
+        self._pan = QPointF(0.0, 0.0)  # widget px
+        self._drag: tuple | None = None
+        state.volume_changed.connect(self._on_volume)
+        state.crosshair_changed.connect(self._on_crosshair)
+        state.window_changed.connect(self._on_window)
+
+    # --- state -> picture -------------------------------------------------------------------
+    @property
+    def grid(self) -> PlaneGrid | None:
+        return self.state.grids.get(self.name)
+
+    def _on_volume(self) -> None:
+        self._hu, self._image, self._depth_shown = None, None, None
+        self.reset_view()
+
+    def _on_crosshair(self) -> None:
+        grid = self.grid
+        if grid is None:
+            self.update()
+            return
+        depth = grid.depth_of(self.state.crosshair_lps)
+        if self._depth_shown is None or abs(depth - self._depth_shown) > 1e-6:
+            self._hu = reformat(self.state.volume, grid, depth)
+            self._depth_shown = depth
+            self._make_image()
+        self.update()
+
+    def _on_window(self) -> None:
+        self._make_image()
+        self.update()
+
+    def _make_image(self) -> None:
+        if self._hu is None:
+            self._image = None
+            return
+        grey = np.ascontiguousarray(
+            window_to_uint8(self._hu, self.state.window_width, self.state.window_level)
+        )
+        rows, cols = grey.shape
+        self._image = QImage(grey.data, cols, rows, cols, QImage.Format.Format_Grayscale8).copy()
+
+    def reset_view(self) -> None:
+        self._zoom, self._pan = 1.0, QPointF(0.0, 0.0)
+        self.update()
+
+    # --- geometry: plane mm <-> widget px ---------------------------------------------------
+    def _extent_mm(self) -> tuple[float, float]:
+        g = self.grid
+        rows, cols = g.shape
+        return cols * g.pixel_mm[0], rows * g.pixel_mm[1]
+
+    def _view_rect(self) -> QRectF:
+        """The area available for the image (below the title line)."""
+        fm = self.fontMetrics()
+        m = fm.height() * 1.3
+        return QRectF(m, m * 1.2, max(self.width() - 2 * m, 1.0), max(self.height() - 2.2 * m, 1.0))
+
+    def transform(self) -> QTransform:
+        """Plane mm (relative to the centre of pixel (0, 0)) -> widget pixels."""
+        g = self.grid
+        w_mm, h_mm = self._extent_mm()
+        r = self._view_rect()
+        scale = min(r.width() / w_mm, r.height() / h_mm) * self._zoom
+        t = QTransform()
+        cx = r.center().x() + self._pan.x()
+        cy = r.center().y() + self._pan.y()
+        t.translate(cx, cy)
+        t.scale(scale, scale)
+        # centre of the image extent at the view centre; pixel centres at (c + 0.5) * size
+        t.translate(-w_mm / 2 + g.pixel_mm[0] / 2, -h_mm / 2 + g.pixel_mm[1] / 2)
+        return t
+
+    def widget_from_lps(self, lps: np.ndarray) -> QPointF:
+        uv = self.grid.uv_from_lps(lps)[0]
+        return self.transform().map(QPointF(float(uv[0]), float(uv[1])))
+
+    def lps_from_widget(self, pos: QPointF) -> np.ndarray:
+        inv, ok = self.transform().inverted()
+        p = inv.map(QPointF(pos))
+        depth = self.grid.depth_of(self.state.crosshair_lps)
+        return self.grid.lps_from_uv(np.array([[p.x(), p.y()]]), depth)[0]
+
+    def inside_volume(self, lps: np.ndarray) -> bool:
+        vol = self.state.volume
+        ijk = vol.ijk_from_lps_points(lps)[0]
+        return bool(np.all(ijk > -0.5) and np.all(ijk < np.array(vol.shape_ijk) - 0.5))
+
+    # --- painting ---------------------------------------------------------------------------
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt)
+        p = QPainter(self)
+        p.fillRect(self.rect(), BACKGROUND)
+        fm = self.fontMetrics()
+        if self.grid is None or self._image is None:
+            p.setPen(QColor("#9aa0a6"))
+            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self._empty_text())
+            self._draw_title(p)
+            p.end()
+            return
+        g = self.grid
+        t = self.transform()
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self._zoom < 4)
+        p.save()
+        p.setTransform(t)
+        rows, cols = g.shape
+        target = QRectF(-g.pixel_mm[0] / 2, -g.pixel_mm[1] / 2, cols * g.pixel_mm[0],
+                        rows * g.pixel_mm[1])
+        p.drawImage(target, self._image)
+        p.restore()
+        self._draw_crosshair(p)
+        self._draw_letters(p, fm)
+        self._draw_title(p)
+        self._draw_footer(p, fm)
+        if self.hasFocus():
+            pen = QPen(self.colour)
+            pen.setWidthF(max(1.0, fm.height() / 8))
+            p.setPen(pen)
+            p.setBrush(Qt.BrushStyle.NoBrush)
+            p.drawRect(QRectF(self.rect()).adjusted(0.5, 0.5, -0.5, -0.5))
+        p.end()
+
+    def _empty_text(self) -> str:
+        return "Open a CT folder (Ctrl+O), drop one here,\nor open the demo case"
+
+    def _draw_crosshair(self, p: QPainter) -> None:
+        c = self.widget_from_lps(self.state.crosshair_lps)
+        gap = self.fontMetrics().height() * 0.6
+        others = [n for n in ("axial", "sagittal", "coronal") if n != self.name]
+        w, h = self.width(), self.height()
+        a = self.grid.axes
+        for other in others:
+            n = self.state.axes[other].into_screen_lps
+            # the other plane is a line here: vertical if its normal lies along screen-right
+            vertical = abs(np.dot(n, a.right_lps)) > abs(np.dot(n, a.down_lps))
+            pen = QPen(QColor(VIEW_COLOURS[other]))
+            pen.setWidthF(max(1.0, self.fontMetrics().height() / 14))
+            pen.setCosmetic(True)
+            p.setPen(pen)
+            if vertical:
+                p.drawLine(QPointF(c.x(), 0), QPointF(c.x(), c.y() - gap))
+                p.drawLine(QPointF(c.x(), c.y() + gap), QPointF(c.x(), h))
+            else:
+                p.drawLine(QPointF(0, c.y()), QPointF(c.x() - gap, c.y()))
+                p.drawLine(QPointF(c.x() + gap, c.y()), QPointF(w, c.y()))
+
+    def _draw_letters(self, p: QPainter, fm) -> None:
+        letters = self.grid.axes.edge_letters()
+        font = QFont(self.font())
+        font.setBold(True)
+        font.setPointSizeF(self.font().pointSizeF() * 1.25)
+        p.setFont(font)
+        p.setPen(QColor("#ffd27f"))
+        r = self._view_rect()
+        m = fm.height() * 0.3
+        big = QRectF(r.left() - fm.height() * 1.3 + m, r.top(), r.width() + 2 * fm.height() * 1.3 - 2 * m,
+                     r.height())
+        a = Qt.AlignmentFlag
+        p.drawText(big, a.AlignLeft | a.AlignVCenter, letters["left"])
+        p.drawText(big, a.AlignRight | a.AlignVCenter, letters["right"])
+        p.drawText(r, a.AlignTop | a.AlignHCenter, letters["top"])
+        p.drawText(r, a.AlignBottom | a.AlignHCenter, letters["bottom"])
+        p.setFont(self.font())
+
+    def _draw_title(self, p: QPainter) -> None:
+        fm = self.fontMetrics()
+        p.setPen(self.colour)
+        font = QFont(self.font())
+        font.setBold(True)
+        p.setFont(font)
+        x = fm.height() * 0.4
+        title = self.name.capitalize()
+        p.drawText(QPointF(x, fm.ascent() + fm.height() * 0.2), title)
+        p.setFont(self.font())
+        if self.grid is not None:
+            p.setPen(QColor("#c8ccd0"))
+            where = f"  viewed from {self.grid.axes.viewed_from()}"
+            if self.name == "axial" and self.state.volume is not None:
+                pos = self.state.volume.patient_position
+                prone = pos.upper() in ("HFP", "FFP")
+                where += f" ({pos}: as the patient lies)" if prone else f" ({pos}: radiological)"
+            p.drawText(QPointF(x + QFontMetrics(font).horizontalAdvance(title) + fm.averageCharWidth(),
+                               fm.ascent() + fm.height() * 0.2), where)
+
+    def _draw_footer(self, p: QPainter, fm) -> None:
+        g = self.grid
+        depth = g.depth_of(self.state.crosshair_lps)
+        n = self.grid.axes.into_screen_lps
+        axis = int(np.argmax(np.abs(n)))
+        coord = float(self.state.crosshair_lps[axis])
+        name = "xyz"[axis]
+        lo, hi = g.depth_range_mm
+        index = int(round((depth - lo) / g.depth_step_mm)) + 1
+        total = int(round((hi - lo) / g.depth_step_mm)) + 1
+        text = (f"{name} = {coord:.1f} mm   slice {index}/{total}   "
+                f"W {self.state.window_width:.0f} L {self.state.window_level:.0f}")
+        p.setPen(QColor("#c8ccd0"))
+        p.drawText(QPointF(fm.height() * 0.4, self.height() - fm.descent() - fm.height() * 0.15), text)
+
+    # --- interaction ------------------------------------------------------------------------
+    def scroll_slices(self, n: int) -> None:
+        g = self.grid
+        if g is None:
+            return
+        c = np.array(self.state.crosshair_lps, float)
+        c += n * g.depth_step_mm * g.axes.into_screen_lps
+        self.state.set_crosshair(c)
+
+    def zoom_by(self, factor: float, about: QPointF | None = None) -> None:
+        if self.grid is None:
+            return
+        about = about if about is not None else QPointF(self.width() / 2, self.height() / 2)
+        new_zoom = min(max(self._zoom * factor, 0.25), 40.0)
+        factor = new_zoom / self._zoom
+        r = self._view_rect()
+        centre = QPointF(r.center().x() + self._pan.x(), r.center().y() + self._pan.y())
+        # keep the point under ``about`` fixed
+        self._pan += (centre - about) * (factor - 1.0)
+        self._zoom = new_zoom
+        self.update()
+
+    def mousePressEvent(self, ev) -> None:  # noqa: N802
+        self.setFocus()
+        emit(self.activated, self.name)
+        if self.grid is None:
+            return
+        pos = ev.position()
+        mods = ev.modifiers()
+        if ev.button() == Qt.MouseButton.LeftButton and mods & Qt.KeyboardModifier.ShiftModifier:
+            self._drag = ("window", pos, self.state.window_width, self.state.window_level)
+        elif ev.button() == Qt.MouseButton.LeftButton:
+            self._drag = ("crosshair",)
+            self._set_crosshair_at(pos)
+        elif ev.button() == Qt.MouseButton.RightButton:
+            self._drag = ("zoom", pos, self._zoom)
+        elif ev.button() == Qt.MouseButton.MiddleButton:
+            self._drag = ("pan", pos, QPointF(self._pan))
+
+    def mouseMoveEvent(self, ev) -> None:  # noqa: N802
+        if self.grid is None:
+            return
+        pos = ev.position()
+        if self._drag:
+            kind = self._drag[0]
+            if kind == "crosshair":
+                self._set_crosshair_at(pos)
+            elif kind == "window":
+                _, start, w0, l0 = self._drag
+                d = pos - start
+                self.state.set_window(w0 * math.exp(d.x() / 200.0), l0 - d.y() * w0 / 400.0)
+            elif kind == "zoom":
+                _, start, z0 = self._drag
+                target = z0 * math.exp(-(pos.y() - start.y()) / 150.0)
+                self.zoom_by(target / self._zoom, start)
+            elif kind == "pan":
+                _, start, pan0 = self._drag
+                self._pan = pan0 + (pos - start)
+                self.update()
+        lps = self.lps_from_widget(pos)
+        emit(self.hovered, lps if self.inside_volume(lps) else None)
+
+    def mouseReleaseEvent(self, ev) -> None:  # noqa: N802
+        self._drag = None
+
+    def leaveEvent(self, ev) -> None:  # noqa: N802
+        emit(self.hovered, None)
+
+    def _set_crosshair_at(self, pos: QPointF) -> None:
+        lps = self.lps_from_widget(pos)
+        self.state.set_crosshair(lps)
+        emit(self.hovered, self.state.crosshair_lps.copy())
+
+    def wheelEvent(self, ev) -> None:  # noqa: N802
+        emit(self.activated, self.name)
+        steps = ev.angleDelta().y() / 120.0
+        if not steps:
+            return
+        if ev.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            self.zoom_by(1.15**steps, ev.position())
+        else:
+            self.scroll_slices(int(math.copysign(max(1, round(abs(steps))), steps)))
+
+    def keyPressEvent(self, ev) -> None:  # noqa: N802
+        k = Qt.Key
+        step = {k.Key_Up: 1, k.Key_Down: -1, k.Key_PageUp: 10, k.Key_PageDown: -10,
+                k.Key_Right: 1, k.Key_Left: -1}.get(ev.key())
+        if step is not None and self.grid is not None:
+            emit(self.activated, self.name)
+            self.scroll_slices(step)
+        else:
+            super().keyPressEvent(ev)
+
+    def focusInEvent(self, ev) -> None:  # noqa: N802
+        self.update()
+        super().focusInEvent(ev)
+
+    def focusOutEvent(self, ev) -> None:  # noqa: N802
+        self.update()
+        super().focusOutEvent(ev)

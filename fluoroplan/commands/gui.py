@@ -1,0 +1,42 @@
+"""``fluoroplan gui``: open the workstation window (optionally on a folder or the demo case)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "gui",
+        help="open the workstation window",
+        description="Open the workstation on a CT folder (or NIfTI file), on the demo case, or "
+        "empty. With --screenshot the window loads, renders, saves a PNG of itself and exits. "
+        "Needs a display; without one use `xvfb-run -a fluoroplan gui ...` (or "
+        "QT_QPA_PLATFORM=offscreen for screenshots).",
+    )
+    p.add_argument("path", nargs="?", help="folder of DICOM images, or a .nii/.nii.gz file")
+    p.add_argument("--demo", action="store_true", help="open the demo case (written once per user)")
+    p.add_argument("--screenshot", metavar="FILE.png",
+                   help="save a picture of the whole window once loaded, then exit")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fluoroplan import app
+
+    if args.path and args.demo:
+        print("fluoroplan gui: give a PATH or --demo, not both")
+        return 2
+    if args.screenshot and not (args.path or args.demo):
+        print("fluoroplan gui: --screenshot needs a PATH or --demo to show")
+        return 2
+    if args.screenshot:
+        shot = Path(args.screenshot)
+        if shot.suffix.lower() != ".png":
+            print("fluoroplan gui: --screenshot writes a PNG; give a file name ending in .png")
+            return 2
+        if not shot.resolve().parent.is_dir():
+            print(f"fluoroplan gui: the folder of {shot} does not exist")
+            return 2
+    return app.run_app(path=args.path, demo=args.demo, screenshot=args.screenshot)
