@@ -279,7 +279,7 @@ def analyze_anatomy(
     # --- 2. canal ---------------------------------------------------------------------------
     t1 = time.perf_counter()
     _report(progress, cancel, 0.1, "Looking for the spinal canal")
-    canal = _find_canal(grid_hu, grid_metal, sp)
+    canal = _find_canal_coarse(grid_hu, grid_metal, sp)
     times["canal"] = time.perf_counter() - t1
 
     # --- 3. bodies ----------------------------------------------------------------------------
@@ -311,10 +311,16 @@ def analyze_anatomy(
         return v / np.linalg.norm(v)
 
     # whole-vertebra centroids on the grid (one call)
-    values = np.arange(1, len(sep.bodies) + 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        vcent = ndi.center_of_mass(np.ones_like(lab_grid, dtype=np.uint8), lab_grid, values)
-    vcount = ndi.sum(np.ones_like(lab_grid, dtype=np.uint8), lab_grid, values)
+    nval = len(sep.bodies) + 1
+    lz, ly, lx = np.nonzero(sep.labels)
+    lv_ = sep.labels[lz, ly, lx].astype(np.intp)
+    vcount = np.bincount(lv_, minlength=nval)[1:].astype(float)
+    vcent = [
+        np.array([np.bincount(lv_, weights=q + o, minlength=nval)[n] for q, o in zip((lz, ly, lx), roi_off, strict=True)])
+        / max(vcount[n - 1], 1.0)
+        for n in range(1, nval)
+    ]
+    boxes = ndi.find_objects(lab_grid, max_label=nval - 1)
     voxel_ml = float(np.prod(sp_full)) * float(np.prod(f)) / 1000.0
     found: list[dict] = []
     nb = len(sep.bodies)
@@ -340,7 +346,7 @@ def analyze_anatomy(
             )
         vc = np.array(vcent[n], float) if vcount[n] > 0 else None
         vcent_lps = c_lps if vc is None else lps_from_grid[:3, :3] @ vc[::-1] + lps_from_grid[:3, 3]
-        bbox = _bbox_ijk(lab_grid == value, f, canon, volume)
+        bbox = _bbox_ijk(boxes[n], f, canon, volume)
         found.append(
             dict(
                 b=b,
@@ -382,10 +388,9 @@ def analyze_anatomy(
     )
 
 
-def _bbox_ijk(mask_grid, f, canon: _Canon, volume: CTVolume):
-    if not mask_grid.any():
+def _bbox_ijk(sl, f, canon: _Canon, volume: CTVolume):
+    if sl is None:
         return ((0, 0, 0), (0, 0, 0))
-    sl = ndi.find_objects(mask_grid.astype(np.uint8))[0]
     lo = np.array([s.start * k for s, k in zip(sl, f, strict=True)])
     hi = np.array([s.stop * k for s, k in zip(sl, f, strict=True)])
     # canonical (z, y, x) ranges -> original hu axes, undoing the flips
@@ -511,6 +516,25 @@ def _find_canal(grid_hu: np.ndarray, grid_metal: np.ndarray, sp: np.ndarray) -> 
     y, x, r = (ndi.gaussian_filter1d(a, sig, mode="nearest") for a in (y, x, r))
     centre = np.column_stack([z, y, x])
     return _Canal(z, centre, r, k0, k1, chain)
+
+
+CANAL_GRID_MM = 3.0
+"""In-plane block size for the canal search (the canal is 12-25 mm wide)."""
+
+
+def _find_canal_coarse(grid_hu: np.ndarray, grid_metal: np.ndarray, sp: np.ndarray) -> _Canal:
+    """:func:`_find_canal` on a grid coarsened in-plane to about ``CANAL_GRID_MM`` (same slices),
+    with the result in the millimetres of the input grid."""
+    c = max(1, int(round(CANAL_GRID_MM / sp[1])))
+    if c == 1:
+        return _find_canal(grid_hu, grid_metal, sp)
+    g2, m2 = _block_mean(grid_hu, (1, c, c), grid_metal)
+    sp2 = sp * np.array([1, c, c])
+    canal = _find_canal(g2, m2, sp2)
+    shift = np.array([0.0, (c - 1) / 2.0 * sp[1], (c - 1) / 2.0 * sp[2]])
+    canal.centre_mm = canal.centre_mm + shift
+    canal.nodes = canal.nodes + np.append(shift, 0.0)
+    return canal
 
 
 def _longest_chain(nodes: np.ndarray) -> np.ndarray:
