@@ -46,3 +46,16 @@ def load_volume(path: str, series: str | None = None, quiet: bool = False):
 
     progress = None if quiet else terminal_progress("load ")
     return load_ct(path, series_uid=series, progress=progress)
+
+
+def add_analysis_arguments(parser) -> None:
+    """The input and analysis options shared by ``analyze`` and ``plan``."""
+    parser.add_argument("path", help="DICOM folder or file, or a NIfTI volume")
+    parser.add_argument("--levels", metavar="LEVEL",
+                        help="label of the most cranial vertebra fully in view (e.g. L1); "
+                        "overrides the automatic level labels")
+    parser.add_argument("--metal-hu", type=float, metavar="HU",
+                        help="metal threshold in HU (default 2200; titanium is often clipped at "
+                        "3071)")
+    add_series_argument(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")

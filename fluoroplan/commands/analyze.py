@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from fluoroplan.commands._common import add_series_argument, load_volume, terminal_progress
+from fluoroplan.commands._common import add_analysis_arguments, load_volume, terminal_progress
 
 
 def register(sub) -> None:
@@ -16,15 +16,8 @@ def register(sub) -> None:
         "loose), rod, cage and vertebra (levels, heights, fracture grade). Writes the "
         "fluoroplan.analysis/1 JSON.",
     )
-    p.add_argument("path", help="DICOM folder or file, or a NIfTI volume")
+    add_analysis_arguments(p)
     p.add_argument("--json", required=True, metavar="OUT.json", help="where to write the analysis")
-    p.add_argument("--levels", metavar="LEVEL",
-                   help="label of the most cranial vertebra fully in view (e.g. L1); overrides "
-                   "the automatic level labels")
-    p.add_argument("--metal-hu", type=float, metavar="HU",
-                   help="metal threshold in HU (default 2200; titanium is often clipped at 3071)")
-    add_series_argument(p)
-    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fluoroplan.commands._common import add_series_argument, terminal_progress
+from fluoroplan.commands._common import add_analysis_arguments, terminal_progress
 
 
 def register(sub) -> None:
@@ -15,14 +15,9 @@ def register(sub) -> None:
         "cages) and propose, for every target, the best trajectory of each applicable approach "
         "with its safety checks and C-arm angles. Writes the fluoroplan.plan/1 JSON.",
     )
-    p.add_argument("path", help="DICOM folder or file, or a NIfTI volume")
+    add_analysis_arguments(p)
     p.add_argument("--json", required=True, metavar="PLAN.json", help="where to write the plan")
-    p.add_argument("--levels", metavar="LEVEL",
-                   help="label of the most cranial vertebra fully in view (e.g. L1)")
-    p.add_argument("--metal-hu", type=float, metavar="HU", help="metal threshold in HU")
     p.add_argument("--planner", help="name of the planner recorded in the plan")
-    add_series_argument(p)
-    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)
 
 

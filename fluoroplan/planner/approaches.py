@@ -60,14 +60,7 @@ def transpedicular_parallel(
     around the shaft, 0 = lateral), that meet the shaft surface at ``contact`` (fraction of the
     shaft from head to tip) and then slide along it to the target in the halo."""
     s = case.screw(target.ref)
-    v = _vertebra_of(case, s)
-    axis = s.axis_lps
-    lateral = (
-        (v.left_lps if s.side == "left" else -v.left_lps)
-        if v is not None
-        else np.array([1.0 if s.side == "left" else -1.0, 0, 0])
-    )
-    e1, e2 = _perp_basis(axis, lateral)
+    axis, e1, e2 = _screw_frame(case, s)
     r_touch = s.diameter_mm / 2 + case_needle_radius() + 0.1
     if around is None:
         tilts = np.array([3.0, 5.0, 7.0, 9.0])
@@ -129,14 +122,7 @@ def transpedicular_tip(
     the screw axis tilted ``obliquity`` degrees toward ``phi``, so the needle converges on the
     tip region while staying ``TIP_CLEARANCE_MM`` off the shaft."""
     s = case.screw(target.ref)
-    v = _vertebra_of(case, s)
-    axis = s.axis_lps
-    lateral = (
-        (v.left_lps if s.side == "left" else -v.left_lps)
-        if v is not None
-        else np.array([1.0 if s.side == "left" else -1.0, 0, 0])
-    )
-    e1, e2 = _perp_basis(axis, lateral)
+    axis, e1, e2 = _screw_frame(case, s)
     if around is None:
         obls = np.array([6.0, 9.0, 12.0, 15.0])
         phis = np.radians(np.arange(0, 360, 45.0))
@@ -279,6 +265,16 @@ def transpedicular(
                             "through_lps": through - 30.0 * n,
                         },
                     )
+
+
+def _screw_frame(case: PlanningCase, s: ScrewGeom) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The screw axis and two unit vectors around it, the first toward the screw's lateral side
+    (angle ``phi`` = 0 in the generators)."""
+    v = _vertebra_of(case, s)
+    sign = 1.0 if s.side == "left" else -1.0
+    lateral = sign * (v.left_lps if v is not None else np.array([1.0, 0.0, 0.0]))
+    e1, e2 = _perp_basis(s.axis_lps, lateral)
+    return s.axis_lps, e1, e2
 
 
 def _vertebra_of(case: PlanningCase, s: ScrewGeom) -> VertebraGeom | None:
