@@ -179,17 +179,23 @@ def extrapedicular(
         ped_lat, ped_z, half_w = abs(pl[0]), pl[2], ped.width_mm / 2
     else:
         ped_lat, ped_z, half_w = v.body_width_mm * 0.3, 0.0, 3.5
+    # thoracic levels: pass between the pedicle and the rib head (the costovertebral joint)
+    max_dl = 4.0
+    rib = v.rib_heads_lps.get(side)
+    if rib is not None:
+        rib_lat = abs(v.to_local(rib)[0][0])
+        max_dl = float(np.clip(rib_lat - ped_lat - 3.0, 0.0, 4.0))
     screw = next((s for s in case.screws if s.level == v.label and s.side == side), None)
     screw_r = screw.diameter_mm / 2 if screw is not None else 0.0
     zsign = 1.0 if variant == "cranial" else -1.0
     if around is None:
         dzs = np.array([1.0, 2.5, 4.0]) + half_w + screw_r * 0.5
-        dls = np.array([0.0, 2.0, 4.0])  # lateral of the pedicle axis at the junction
+        dls = np.linspace(0.0, max_dl, 3)  # lateral of the pedicle axis at the junction
         dps = np.array([-2.0, 1.0])  # anterior(-)/posterior(+) of the posterior wall
         tms = np.array([-4.0, 0.0, 4.0])  # target shift across the midline
     else:
         dzs = around["dz_mm"] + np.array([-0.7, 0, 0.7]) * scale
-        dls = around["dl_mm"] + np.array([-1.0, 0, 1.0]) * scale
+        dls = np.clip(around["dl_mm"] + np.array([-1.0, 0, 1.0]) * scale, -1.0, max_dl)
         dps = around["dp_mm"] + np.array([-1.0, 0, 1.0]) * scale
         tms = around["tm_mm"] + np.array([-1.5, 0, 1.5]) * scale
     if base_t is None:
