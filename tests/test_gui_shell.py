@@ -454,3 +454,22 @@ def test_cli_screenshot(tmp_path, case_dir, platform):
     quad = arr[arr.shape[0] // 2:, arr.shape[1] // 2:].astype(int)
     is_bg = np.abs(quad - bg).max(axis=2) <= 2
     assert 0.3 < is_bg.mean() < 0.97
+
+
+def test_run_app_with_a_loaded_volume(tmp_path, case_dir):
+    """The path ``fluoroplan demo`` takes with a display: ``app.run_app(volume=...)``."""
+    shot = tmp_path / "volume.png"
+    code = (
+        "import sys; from fluoroplan import app; from fluoroplan.io import load_ct; "
+        f"sys.exit(app.run_app(volume=load_ct({str(case_dir)!r}), screenshot={str(shot)!r}))"
+    )
+    env = _env(DISPLAY=None, QT_QPA_PLATFORM="offscreen", VTK_DEFAULT_OPENGL_WINDOW=None,
+               XDG_DATA_HOME=str(tmp_path / "data"), XDG_CONFIG_HOME=str(tmp_path / "config"))
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    from PySide6.QtGui import QImage
+
+    arr = _qimage_rgb(QImage(str(shot)))
+    axial = arr[: arr.shape[0] // 2, : arr.shape[1] // 2]
+    assert axial.std() > 20  # the axial quadrant shows the CT, not an empty view
