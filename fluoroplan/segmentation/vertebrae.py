@@ -202,6 +202,18 @@ def genant_grade(loss: float | None) -> int | None:
     return g
 
 
+def expected_heights(hmax, reach: int = 2) -> list[float | None]:
+    """Height expected of each body from its neighbours: the median of the largest heights of
+    the bodies within ``reach`` positions (NaN entries, e.g. incomplete bodies, are skipped)."""
+    hmax = np.asarray(hmax, float)
+    out: list[float | None] = []
+    for n in range(len(hmax)):
+        neigh = [hmax[j] for j in range(max(0, n - reach), min(len(hmax), n + reach + 1)) if j != n]
+        neigh = [h for h in neigh if np.isfinite(h)]
+        out.append(float(np.median(neigh)) if neigh else None)
+    return out
+
+
 def height_loss(heights: dict, expected_mm: float | None) -> float | None:
     """Largest fractional height loss of a body.
 
@@ -345,12 +357,16 @@ def measure_body(
     half_height_mm: float,
     canal_offset_mm: float,
     canal_radius_mm: float,
+    label_is_bone: bool = False,
 ) -> BodyMeasurements | None:
     """Measure the body, endplates, posterior wall, heights and pedicles of one vertebra.
 
     ``center_lps`` is a first estimate of the body centre, ``canal_offset_mm`` the distance from
     it to the canal centre along ``posterior_lps``; ``labels`` samples the vertebra label volume
     (value ``value``) and limits everything to this vertebra.
+    ``label_is_bone``: the label covers all of the vertebra's bone including dark cancellous
+    bone (a label map made elsewhere), so it is used as the body's filled bone instead of
+    thresholded HU.
     """
     reach_p = canal_offset_mm + canal_radius_mm + 12.0
     frame = LocalFrame.make(
@@ -370,7 +386,8 @@ def measure_body(
     tt, pp, ll = (frame.coords(a) for a in range(3))
 
     # --- body: axial hole-filled bone of this vertebra in front of the canal ------------------
-    filled = _fill_holes_2d(bone)
+    # a label map drawn elsewhere holds the cancellous bone too: it *is* the filled bone
+    filled = own.copy() if label_is_bone else _fill_holes_2d(bone)
     canal_front = canal_offset_mm - canal_radius_mm
     body = filled & own & (pp[None, :, None] < canal_front + 1.0) & (np.abs(ll)[None, None, :] < 36)
     body = ndi.binary_opening(body, iterations=1)
