@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import getpass
+import json
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -14,6 +15,7 @@ from fluoroplan.geometry.conventions import (
     NEEDLE_MIN_OUTSIDE_SKIN_MM,
     NEEDLE_OUTER_DIAMETER_MM,
 )
+from fluoroplan.io.errors import FluoroplanError
 
 PLAN_SCHEMA = "fluoroplan.plan/1"
 TARGET_KINDS = ("loose-screw", "fracture", "cage", "manual")
@@ -26,6 +28,79 @@ APPROACHES = (
     "manual",
 )
 STATUSES = ("pass", "warn", "fail")
+
+
+class PlanFormatError(FluoroplanError, ValueError):
+    """A plan document (the JSON form of a :class:`Plan`) has a missing, mistyped or
+    inconsistent field. The message names the field (e.g. ``trajectories[2].entry_lps``)."""
+
+
+def _fail(where: str, what: str) -> PlanFormatError:
+    return PlanFormatError(f"{where} {what}")
+
+
+def _obj(d, where: str) -> dict:
+    if not isinstance(d, dict):
+        raise _fail(where, f"must be an object, not {type(d).__name__}")
+    return d
+
+
+def _get(d: dict, key: str, where: str):
+    if key not in d:
+        raise _fail(f"{where}.{key}" if where else key, "is missing")
+    return d[key]
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _num(d: dict, key: str, where: str, none_ok: bool = False) -> float | None:
+    v = _get(d, key, where)
+    if v is None and none_ok:
+        return None
+    if not _is_num(v) or not np.isfinite(v):
+        raise _fail(f"{where}.{key}", f"must be a number, not {v!r}")
+    return v
+
+
+def _str(d: dict, key: str, where: str, none_ok: bool = False) -> str | None:
+    v = _get(d, key, where)
+    if v is None and none_ok:
+        return None
+    if not isinstance(v, str):
+        raise _fail(f"{where}.{key}", f"must be text, not {v!r}")
+    return v
+
+
+def _bool(d: dict, key: str, where: str) -> bool:
+    v = _get(d, key, where)
+    if not isinstance(v, bool):
+        raise _fail(f"{where}.{key}", f"must be true or false, not {v!r}")
+    return v
+
+
+def _list(d: dict, key: str, where: str) -> list:
+    v = _get(d, key, where)
+    if not isinstance(v, list):
+        raise _fail(f"{where}.{key}", f"must be a list, not {type(v).__name__}")
+    return v
+
+
+def _vec3(d: dict, key: str, where: str, none_ok: bool = False) -> np.ndarray | None:
+    v = _get(d, key, where)
+    if v is None and none_ok:
+        return None
+    if not (isinstance(v, list) and len(v) == 3 and all(_is_num(x) for x in v)
+            and all(np.isfinite(x) for x in v)):
+        raise _fail(f"{where}.{key}", f"must be three numbers (mm, LPS), not {v!r}")
+    return np.asarray(v, float)
+
+
+def _no_extra(d: dict, known, where: str) -> None:
+    extra = [k for k in d if k not in known]
+    if extra:
+        raise _fail(where or "the plan", f"has unexpected field(s) {extra}")
 
 
 def _r(v, nd: int = 3) -> list[float]:
@@ -72,6 +147,19 @@ class Needle:
             "beveled": self.beveled,
         }
 
+    @classmethod
+    def from_json(cls, d: dict, where: str = "needle") -> Needle:
+        _obj(d, where)
+        _no_extra(d, ("gauge", "outer_diameter_mm", "length_mm", "beveled"), where)
+        gauge = _num(d, "gauge", where)
+        if gauge != int(gauge):
+            raise _fail(f"{where}.gauge", f"must be a whole number, not {gauge!r}")
+        try:
+            return cls(gauge=int(gauge), outer_diameter_mm=_num(d, "outer_diameter_mm", where),
+                       length_mm=_num(d, "length_mm", where), beveled=_bool(d, "beveled", where))
+        except ValueError as err:
+            raise _fail(where, str(err)) from None
+
 
 @dataclass(frozen=True, eq=False)
 class Target:
@@ -110,6 +198,20 @@ class Target:
             "description": self.description,
         }
 
+    @classmethod
+    def from_json(cls, d: dict, where: str = "target") -> Target:
+        """The target of a plan document (``region_lps`` is not stored: empty)."""
+        _obj(d, where)
+        _no_extra(d, ("kind", "ref", "level", "side", "point_lps", "description"), where)
+        kind = _str(d, "kind", where)
+        if kind not in TARGET_KINDS:
+            raise _fail(f"{where}.kind", f"must be one of {TARGET_KINDS}, not {kind!r}")
+        side = _str(d, "side", where, none_ok=True)
+        return cls(kind=kind, ref=_str(d, "ref", where), level=_str(d, "level", where),
+                   side=side, point_lps=_vec3(d, "point_lps", where),
+                   description=_str(d, "description", where),
+                   sides=(side,) if side else ("left", "right"))
+
 
 @dataclass(frozen=True)
 class Check:
@@ -141,6 +243,20 @@ class Check:
             "unit": self.unit,
             "detail": self.detail,
         }
+
+    @classmethod
+    def from_json(cls, d: dict, where: str = "check") -> Check:
+        _obj(d, where)
+        _no_extra(d, ("name", "value", "limit", "status", "unit", "detail"), where)
+        for key in ("value", "limit"):
+            v = _get(d, key, where)
+            if not (v is None or isinstance(v, (str, bool)) or (_is_num(v) and np.isfinite(v))):
+                raise _fail(f"{where}.{key}", f"must be a number, text or null, not {v!r}")
+        status = _str(d, "status", where)
+        if status not in STATUSES:
+            raise _fail(f"{where}.status", f"must be one of {STATUSES}, not {status!r}")
+        return cls(name=_str(d, "name", where), value=d["value"], limit=d["limit"],
+                   status=status, unit=_str(d, "unit", where), detail=_str(d, "detail", where))
 
 
 @dataclass(frozen=True, eq=False)
@@ -261,6 +377,110 @@ class Trajectory:
         out["edited"] = self.edited
         return out
 
+    @classmethod
+    def from_json(cls, d: dict, targets: dict | None = None,
+                  where: str = "trajectory") -> Trajectory:
+        """A trajectory from its JSON form, checked field by field and for consistency (the
+        stored direction, depth, lengths and status must follow from the stored points and
+        checks). ``targets`` maps ``(kind, ref)`` to the plan's :class:`Target` objects."""
+        _obj(d, where)
+        _no_extra(d, TRAJECTORY_KEYS + VIEW_KEYS, where)
+        tid = _str(d, "id", where)
+        where = f"{where} ({tid})"
+        ref = _obj(_get(d, "target", where), f"{where}.target")
+        _no_extra(ref, ("kind", "ref"), f"{where}.target")
+        key = (_str(ref, "kind", f"{where}.target"), _str(ref, "ref", f"{where}.target"))
+        detail = Target.from_json(_get(d, "target_detail", where), f"{where}.target_detail")
+        if (detail.kind, detail.ref) != key:
+            raise _fail(f"{where}.target_detail", f"names {detail.id}, not {key[0]}:{key[1]}")
+        target = (targets or {}).get(key, detail)
+        if targets is not None and key not in targets:
+            raise _fail(f"{where}.target", f"names {key[0]}:{key[1]}, which is not among the "
+                        "plan's targets")
+        if target.to_json() != detail.to_json():
+            raise _fail(f"{where}.target_detail", f"differs from the plan's target {target.id}")
+        approach = _str(d, "approach", where)
+        if approach not in APPROACHES:
+            raise _fail(f"{where}.approach", f"must be one of {APPROACHES}, not {approach!r}")
+        views = {}
+        for name in VIEW_KEYS:
+            if name in d:
+                views[name] = _view_block(d[name], f"{where}.{name}")
+        checks = tuple(Check.from_json(c, f"{where}.checks[{n}]")
+                       for n, c in enumerate(_list(d, "checks", where)))
+        terms = _obj(_get(d, "cost_terms", where), f"{where}.cost_terms")
+        for k in terms:
+            _num(terms, k, f"{where}.cost_terms")
+        notes = _list(d, "notes", where)
+        if not all(isinstance(n, str) for n in notes):
+            raise _fail(f"{where}.notes", "must be a list of text")
+        try:
+            traj = cls(
+                id=tid, target=target, approach=approach, level=_str(d, "level", where),
+                side=_str(d, "side", where), entry_lps=_vec3(d, "entry_lps", where),
+                target_lps=_vec3(d, "target_lps", where),
+                needle=Needle.from_json(_get(d, "needle", where), f"{where}.needle"),
+                contact_lps=_vec3(d, "contact_lps", where, none_ok=True), checks=checks,
+                cost=_num(d, "cost", where), cost_terms=dict(terms), views=views,
+                notes=tuple(notes), edited=_bool(d, "edited", where),
+            )
+        except ValueError as err:
+            raise _fail(where, str(err)) from None
+        # derived values must agree with the stored ones: a mismatch means a damaged or
+        # hand-edited file, whose numbers cannot be trusted
+        stored_dir = _vec3(d, "direction_lps", where)
+        if float(stored_dir @ traj.direction_lps) < np.cos(np.radians(0.1)):
+            raise _fail(f"{where}.direction_lps", "does not point from the entry to the target")
+        for name in ("depth_mm", "insertion_mm", "slide_mm"):
+            stored = _num(d, name, where)
+            if abs(stored - getattr(traj, name)) > 0.05:
+                raise _fail(f"{where}.{name}", f"is {stored} but the entry, contact and target "
+                            f"give {getattr(traj, name):.2f} mm")
+        status = _str(d, "status", where)
+        if status != traj.status:
+            raise _fail(f"{where}.status", f"is {status!r} but its checks give {traj.status!r}")
+        return traj
+
+
+TRAJECTORY_KEYS = (
+    "id", "target", "level", "side", "approach", "entry_lps", "target_lps", "direction_lps",
+    "depth_mm", "needle", "checks", "cost", "cost_terms", "status", "contact_lps", "slide_mm",
+    "insertion_mm", "target_detail", "notes", "edited",
+)
+VIEW_KEYS = ("bullseye", "working_view", "progression")
+POSE_KEYS = ("detector_dir_lps", "primary_deg", "secondary_deg", "table_primary_deg",
+             "table_secondary_deg", "text")
+
+
+def _pose_block(b, where: str) -> dict:
+    _obj(b, where)
+    _vec3(b, "detector_dir_lps", where)
+    for k in POSE_KEYS[1:5]:
+        _num(b, k, where)
+    if not -90.0 <= b["secondary_deg"] <= 90.0:
+        raise _fail(f"{where}.secondary_deg", "must lie in [-90, 90] deg")
+    if not _str(b, "text", where):
+        raise _fail(f"{where}.text", "is empty: every angle needs its room-terms sentence")
+    return b
+
+
+def _view_block(b, where: str) -> dict:
+    """A view block (pose keys, and for the working view its reference and deltas),
+    validated and deep-copied through JSON types."""
+    _pose_block(b, where)
+    if "reference_pose" in b:
+        _pose_block(b["reference_pose"], f"{where}.reference_pose")
+    for k in ("delta_from_screw_bullseye_deg", "delta_table_deg"):
+        if k in b and not (isinstance(b[k], list) and len(b[k]) == 2
+                           and all(_is_num(x) for x in b[k])):
+            raise _fail(f"{where}.{k}", "must be two numbers (deg)")
+    for k in ("reference", "how"):
+        if k in b:
+            _str(b, k, where)
+    _no_extra(b, POSE_KEYS + ("delta_from_screw_bullseye_deg", "delta_table_deg", "reference",
+                              "reference_pose", "how"), where)
+    return json.loads(json.dumps(b))
+
 
 def _segment(a: np.ndarray, b: np.ndarray, step_mm: float) -> np.ndarray:
     n = max(2, int(np.ceil(np.linalg.norm(b - a) / step_mm)) + 1)
@@ -288,6 +508,25 @@ class NoSafeTrajectory:
             "reason": self.reason,
         }
 
+    @classmethod
+    def from_json(cls, d: dict, targets: dict,
+                  where: str = "no_safe_trajectory") -> NoSafeTrajectory:
+        """From its JSON form; the best failed attempt is not stored (``None``)."""
+        _obj(d, where)
+        _no_extra(d, ("target", "level", "approach", "result", "failed_check", "reason"), where)
+        ref = _obj(_get(d, "target", where), f"{where}.target")
+        key = (_str(ref, "kind", f"{where}.target"), _str(ref, "ref", f"{where}.target"))
+        if key not in targets:
+            raise _fail(f"{where}.target", f"names {key[0]}:{key[1]}, which is not among the "
+                        "plan's targets")
+        target = targets[key]
+        if _str(d, "level", where) != target.level:
+            raise _fail(f"{where}.level", f"differs from its target's level {target.level!r}")
+        if _str(d, "result", where) != "no safe trajectory":
+            raise _fail(f"{where}.result", "must be 'no safe trajectory'")
+        return cls(target=target, approach=_str(d, "approach", where),
+                   failed_check=_str(d, "failed_check", where), reason=_str(d, "reason", where))
+
 
 @dataclass(frozen=True, eq=False)
 class Plan:
@@ -314,6 +553,49 @@ class Plan:
             "no_safe_trajectory": [u.to_json() for u in self.unsolved],
             "analysis": self.analysis,
         }
+
+    @classmethod
+    def from_json(cls, d: dict) -> Plan:
+        """A plan from its ``fluoroplan.plan/1`` document, validated completely before anything
+        is returned (raises :class:`PlanFormatError` naming the first bad field)."""
+        _obj(d, "the plan")
+        _no_extra(d, PLAN_KEYS, "")
+        if d.get("schema") != PLAN_SCHEMA:
+            raise _fail("schema", f"must be {PLAN_SCHEMA!r}, not {d.get('schema')!r}")
+        series = _obj(_get(d, "series", ""), "series")
+        for k in ("series_instance_uid", "study_instance_uid", "fingerprint"):
+            _str(series, k, "series")
+        analysis = _obj(_get(d, "analysis", ""), "analysis")
+        if "levels" in analysis:
+            levels = _list(analysis, "levels", "analysis")
+            if not all(isinstance(x, str) for x in levels):
+                raise _fail("analysis.levels", "must be a list of level names")
+        for n, sc in enumerate(analysis.get("screws", [])):
+            w = f"analysis.screws[{n}]"
+            _obj(sc, w)
+            _str(sc, "id", w)
+            _vec3(sc, "head_lps", w)
+            _vec3(sc, "tip_lps", w)
+            _num(sc, "diameter_mm", w)
+            if "halo_mm" in sc:
+                _num(sc, "halo_mm", w, none_ok=True)
+        targets = tuple(Target.from_json(t, f"targets[{n}]")
+                        for n, t in enumerate(_list(d, "targets", "")))
+        by_key = {(t.kind, t.ref): t for t in targets}
+        if len(by_key) != len(targets):
+            raise _fail("targets", "name the same target twice")
+        trajs = tuple(Trajectory.from_json(t, by_key, f"trajectories[{n}]")
+                      for n, t in enumerate(_list(d, "trajectories", "")))
+        unsolved = tuple(NoSafeTrajectory.from_json(u, by_key, f"no_safe_trajectory[{n}]")
+                         for n, u in enumerate(_list(d, "no_safe_trajectory", "")))
+        return cls(series=json.loads(json.dumps(series)), targets=targets, trajectories=trajs,
+                   unsolved=unsolved, planner=_str(d, "planner", ""),
+                   created=_str(d, "created", ""), modified=_str(d, "modified", ""),
+                   analysis=json.loads(json.dumps(analysis)))
+
+
+PLAN_KEYS = ("schema", "series", "planner", "created", "modified", "targets", "trajectories",
+             "no_safe_trajectory", "analysis")
 
 
 def _now() -> str:
