@@ -12,4 +12,5 @@ COMMAND_MODULES = [
     "fluoroplan.commands.analyze",
     "fluoroplan.commands.plan",
     "fluoroplan.commands.drr",
+    "fluoroplan.commands.rehearse",
 ]

@@ -1,0 +1,88 @@
+"""``fluoroplan rehearse``: scores and summary sheets of rehearsal attempts, and the
+instructor's choice of a plan's reference trajectory.
+
+- ``fluoroplan rehearse score ATTEMPT.json``: replays the attempt from its events, re-scores it
+  (with the safety checks saved in it) and prints the score and every lost point's reason.
+- ``fluoroplan rehearse summary ATTEMPT.json... --pdf OUT.pdf``: one table row per attempt.
+- ``fluoroplan rehearse mark-reference PLAN.json TRAJECTORY_ID``: marks the expert trajectory
+  rehearsals of its target are scored against (``"reference": true`` in the plan JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "rehearse",
+        help="score rehearsal attempts, print their summary sheet, mark a reference trajectory",
+        description="Rehearsal mode: trainees rehearse an access on a real case with the expert "
+        "plan hidden. These commands score saved attempts (fluoroplan.rehearsal/1 JSON), write "
+        "the summary sheet and let an instructor mark the expert trajectory.",
+    )
+    rs = p.add_subparsers(dest="rehearse_command", metavar="ACTION")
+    sc = rs.add_parser("score", help="replay an attempt and print its score and lost points")
+    sc.add_argument("attempt", metavar="ATTEMPT.json")
+    sc.set_defaults(func=run_score)
+    sm = rs.add_parser("summary", help="summary sheet (PDF) of attempts: one row per attempt")
+    sm.add_argument("attempts", nargs="+", metavar="ATTEMPT.json")
+    sm.add_argument("--pdf", required=True, metavar="OUT.pdf", help="where to write the sheet")
+    sm.add_argument("--title", default="Rehearsal attempts", help="title of the sheet")
+    sm.set_defaults(func=run_summary)
+    mr = rs.add_parser("mark-reference",
+                       help="mark a plan trajectory as the reference of its target's rehearsals")
+    mr.add_argument("plan", metavar="PLAN.json")
+    mr.add_argument("trajectory_id", metavar="TRAJECTORY_ID")
+    mr.add_argument("-o", "--output", metavar="OUT.json",
+                    help="write the marked plan here (default: update PLAN.json in place)")
+    mr.set_defaults(func=run_mark_reference)
+    p.set_defaults(func=lambda args: _no_action(p))
+
+
+def _no_action(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def run_score(args: argparse.Namespace) -> int:
+    from fluoroplan.planner.rehearsal import load_attempt, score_attempt
+
+    attempt = load_attempt(args.attempt)
+    score = score_attempt(attempt)
+    stored = attempt.get("score")
+    print(f"{attempt.get('trainee') or '(unnamed)'}, {attempt['target']['kind']}:"
+          f"{attempt['target']['ref']}, {attempt.get('started', '')}")
+    print(score.text)
+    m = score.metrics
+    print(f"shots {m['shots']}, fluoro {m['fluoro_s']:.1f} s, DAP proxy {m['dap_cm2s']:.0f} "
+          f"cm2*s, corrections {m['corrections']}")
+    if stored is None:
+        print("note: the attempt was not ended; scored as it stands")
+    elif abs(float(stored["total"]) - score.total) > 0.01:
+        print(f"warning: the saved score was {float(stored['total']):.2f}; the replay gives "
+              f"{score.total:.2f}")
+        return 1
+    return 0
+
+
+def run_summary(args: argparse.Namespace) -> int:
+    from fluoroplan.planner.rehearsal import load_attempt
+    from fluoroplan.planner.rehearsal_summary import write_summary_pdf
+
+    attempts = [load_attempt(a) for a in args.attempts]
+    out = write_summary_pdf(attempts, args.pdf, title=args.title)
+    print(f"{len(attempts)} attempt(s) -> {out}")
+    return 0
+
+
+def run_mark_reference(args: argparse.Namespace) -> int:
+    from fluoroplan.io.jsonio import PLAN_SCHEMA, read_json, write_json_atomic
+    from fluoroplan.planner.rehearsal import mark_reference
+
+    plan = read_json(args.plan, PLAN_SCHEMA)
+    marked = mark_reference(plan, args.trajectory_id)
+    out = args.output or args.plan
+    write_json_atomic(out, marked)
+    print(f"{args.trajectory_id} is the reference of its target -> {out}")
+    return 0
