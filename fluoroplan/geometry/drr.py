@@ -377,20 +377,29 @@ def fluoroscopy_display(
 
     Grey falls linearly with the line integral between ``window = (lo, hi)``: at or below
     ``lo`` white, at or above ``hi`` black (saturated: metal goes black as on an image
-    intensifier). Default window: ``lo = 0`` (air white) and ``hi`` the 99th percentile of
-    the rays that cross the patient. ``invert=True`` shows bone bright on a dark background.
+    intensifier). Default window: :func:`default_window`. ``invert=True`` shows bone bright on a dark background.
     """
     li = np.asarray(line_integrals, dtype=np.float32)
     if window is None:
-        body = li[li > 0.05]
-        hi = float(np.percentile(body, 99.0)) if body.size else 1.0
-        window = (0.0, max(hi, 1e-3))
+        window = default_window(li)
     lo, hi = float(window[0]), float(window[1])
     if hi <= lo:
         raise ValueError(f"display window must have hi > lo, got {window}")
     dark = np.clip((li - lo) / (hi - lo), 0.0, 1.0)
     grey = dark if invert else 1.0 - dark
     return np.rint(grey * 255.0).astype(np.uint8)
+
+
+def default_window(line_integrals: np.ndarray) -> tuple[float, float]:
+    """The display window an image intensifier's automatic brightness control would give: from
+    a little below the 2nd percentile of the rays through the patient (air stays white) to their
+    97th percentile, so bone shows on soft tissue and metal saturates black."""
+    li = np.asarray(line_integrals, dtype=np.float32)
+    body = li[li > 0.05]
+    if body.size < 100:
+        return 0.0, max(float(li.max()), 1e-3)
+    lo, hi = np.percentile(body, [2.0, 97.0])
+    return float(lo) * 0.85, float(max(hi, lo + 1e-3))
 
 
 # --- overlays (boolean masks through the projection model) ----------------------------------
