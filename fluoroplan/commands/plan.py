@@ -1,4 +1,8 @@
-"""``fluoroplan plan PATH --json PLAN.json``: analyse and propose needle trajectories."""
+"""``fluoroplan plan PATH --json PLAN.json [--pdf OUT.pdf [--anonymize]] [--markups OUT.mrk.json]``:
+analyse and propose needle trajectories; optionally write the PDF report and 3D Slicer markups.
+
+``--from-plan PLAN.json`` skips the analysis and planning and renders a saved plan (refused
+when it was made on another CT)."""
 
 from __future__ import annotations
 
@@ -16,28 +20,66 @@ def register(sub) -> None:
         "with its safety checks and C-arm angles. Writes the fluoroplan.plan/1 JSON.",
     )
     add_analysis_arguments(p)
-    p.add_argument("--json", required=True, metavar="PLAN.json", help="where to write the plan")
+    p.add_argument("--json", metavar="PLAN.json", help="where to write the plan")
+    p.add_argument("--pdf", metavar="OUT.pdf", help="also write the A4 PDF report")
+    p.add_argument("--anonymize", action="store_true",
+                   help="teaching export: no patient name, ID or birth date in the PDF")
+    p.add_argument("--markups", metavar="OUT.mrk.json",
+                   help="also write trajectories, screws and targets as 3D Slicer markups")
+    p.add_argument("--from-plan", metavar="PLAN.json",
+                   help="render a saved plan of this CT instead of planning afresh")
     p.add_argument("--planner", help="name of the planner recorded in the plan")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from fluoroplan.commands.analyze import analyze_path
-    from fluoroplan.io.jsonio import write_json_atomic
-    from fluoroplan.planner.propose import plan_case
+    from dataclasses import replace
 
-    analysis, load_s = analyze_path(args)
-    doc = analysis.to_json()
-    plan = plan_case(analysis.volume, doc, planner=args.planner,
-                     progress=None if args.quiet else terminal_progress("plan "))
-    out = plan.to_json()
-    out["analysis"]["timings_s"] = {"load": round(load_s, 3), **doc["timings_s"]}
-    out["analysis"]["warnings"] = doc["warnings"]
-    write_json_atomic(args.json, out)
-    print(f"{len(plan.targets)} target(s), {len(plan.trajectories)} trajectory(ies) -> {args.json}")
+    from fluoroplan.io.planfile import load_plan, save_plan
+
+    if not (args.json or args.pdf or args.markups):
+        raise ValueError("say what to write: --json PLAN.json, --pdf OUT.pdf and/or "
+                         "--markups OUT.mrk.json")
+    if args.anonymize and not args.pdf:
+        raise ValueError("--anonymize applies to the PDF report: add --pdf OUT.pdf")
+    if args.from_plan:
+        from fluoroplan.commands._common import load_volume
+
+        volume = load_volume(args.path, args.series, args.quiet)
+        plan = load_plan(args.from_plan, volume)
+    else:
+        from fluoroplan.commands.analyze import analyze_path
+        from fluoroplan.planner.propose import plan_case
+
+        analysis, load_s = analyze_path(args)
+        volume = analysis.volume
+        doc = analysis.to_json()
+        plan = plan_case(volume, doc, planner=args.planner,
+                         progress=None if args.quiet else terminal_progress("plan "))
+        extra = {"timings_s": {"load": round(load_s, 3), **doc["timings_s"]},
+                 "warnings": doc["warnings"]}
+        plan = replace(plan, analysis={**plan.analysis, **extra})
+    if args.json:
+        save_plan(plan, args.json)
+    print(f"{len(plan.targets)} target(s), {len(plan.trajectories)} trajectory(ies)"
+          + (f" -> {args.json}" if args.json else ""))
     for t in plan.trajectories:
         print(f"  {t.id}: {t.status}, depth {t.depth_mm:.0f} mm, {t.needle.length_mm:.0f} mm "
               f"needle; bull's-eye: {t.views['bullseye']['text']}")
     for u in plan.unsolved:
         print(f"  {u.target.ref} {u.approach}: no safe trajectory ({u.reason})")
+    if args.markups:
+        from fluoroplan.io.slicer_markups import write_markups
+
+        write_markups(plan, args.markups)
+        print(f"3D Slicer markups -> {args.markups}")
+    if args.pdf:
+        from fluoroplan.planner.report import write_plan_pdf
+
+        info = write_plan_pdf(plan, volume, args.pdf, anonymize=args.anonymize,
+                              progress=None if args.quiet else terminal_progress("report "))
+        print(f"PDF report ({info.pages} pages{', anonymised' if args.anonymize else ''}) -> "
+              f"{args.pdf} in {info.seconds:.1f} s")
+        for note in info.notes:
+            print(f"  note: {note}")
     return 0

@@ -419,9 +419,10 @@ class _Doc:
         rl_config.useA85 = 0  # binary streams: smaller, and no slow pure-Python ASCII85
         self.mm = mm
         self.W, self.H = A4
-        self.font, self.bold = _register_fonts()
+        self.font, self.bold = _register_fonts()  # embedded; no base-14 font is referenced
         self.c = canvas.Canvas(str(path), pagesize=A4, pageCompression=1,
-                               invariant=1 if anonymize else 0)
+                               invariant=1 if anonymize else 0,
+                               initialFontName=self.font, initialFontSize=10)
         self.c.setTitle(title)
         self.c.setAuthor(author)
         self.c.setSubject("Cement augmentation plan (fluoroplan)")

@@ -1,0 +1,199 @@
+"""The PDF report: pages rendered and looked at (images where the DRRs are), text extracted and
+compared with the plan file's numbers, fonts embedded, images lossless, anonymised export leaks
+nothing, the CLI writes it."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from phantom_fixtures import small_phantom
+from scipy import ndimage
+
+from fluoroplan.cli import main
+from fluoroplan.io.planfile import WrongSeriesError, save_plan
+from fluoroplan.planner.report import write_plan_pdf
+from fluoroplan.resources.phantom import write_phantom
+
+pytestmark = pytest.mark.skipif(shutil.which("pdftotext") is None or
+                                shutil.which("pdftoppm") is None,
+                                reason="poppler-utils (pdftotext, pdftoppm) not installed")
+
+NAME, PID, BIRTH = "PHANTOM^SPINE", "FP-PHANTOM-0", "19500101"
+
+
+@functools.lru_cache(maxsize=1)
+def _plan():
+    from fluoroplan.planner.propose import plan_case
+
+    ph = small_phantom()
+    return plan_case(ph.volume, ph.truth, planner="Dr Test")
+
+
+def _pdftotext(pdf, page=None) -> str:
+    args = ["pdftotext", "-layout"]
+    if page is not None:
+        args += ["-f", str(page), "-l", str(page)]
+    return subprocess.run([*args, str(pdf), "-"], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def _page_png(pdf, page: int, out_prefix, dpi: int = 50) -> np.ndarray:
+    from PIL import Image
+
+    subprocess.run(["pdftoppm", "-png", "-r", str(dpi), "-f", str(page), "-l", str(page),
+                    "-singlefile", str(pdf), str(out_prefix)], check=True)
+    return np.asarray(Image.open(f"{out_prefix}.png").convert("RGB"))
+
+
+def _image_blocks(rgb: np.ndarray, dpi: int, cell_mm: float = 4.0) -> list[tuple[float, float]]:
+    """(width, height) in mm of the connected regions of the page that are almost entirely
+    non-white (pictures; text never fills a cell)."""
+    px = max(1, int(round(cell_mm / 25.4 * dpi)))
+    nonwhite = (rgb.min(axis=2) < 235)
+    h, w = nonwhite.shape[0] // px, nonwhite.shape[1] // px
+    cells = nonwhite[: h * px, : w * px].reshape(h, px, w, px).mean(axis=(1, 3)) > 0.93
+    lab, n = ndimage.label(cells)
+    out = []
+    for sl in ndimage.find_objects(lab):
+        out.append(((sl[1].stop - sl[1].start) * cell_mm, (sl[0].stop - sl[0].start) * cell_mm))
+    return out
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report")
+    plan = _plan()
+    doc = save_plan(plan, tmp / "plan.json")
+    info = write_plan_pdf(plan, small_phantom().volume, tmp / "plan.pdf")
+    return tmp, doc, info
+
+
+def test_pages_and_images(report):
+    tmp, doc, info = report
+    n = len(doc["trajectories"])
+    assert n >= 3
+    assert info.pages == 1 + n and not info.notes
+    pages = subprocess.run(["pdfinfo", str(info.path)], capture_output=True, text=True).stdout
+    assert re.search(rf"^Pages:\s+{1 + n}$", pages, re.M) and "(A4)" in pages
+    for page in (2, 1 + n):
+        rgb = _page_png(info.path, page, tmp / f"p{page}")
+        blocks = _image_blocks(rgb, 50)
+        big = [b for b in blocks if b[0] >= 60 and b[1] >= 60]
+        mid = [b for b in blocks if 40 <= b[0] < 60 and 40 <= b[1] < 60]
+        assert len(big) >= 2, blocks  # bull's-eye and progression DRRs (70 mm)
+        assert len(mid) >= 2, blocks  # axial and along-needle reformats (47 mm)
+        assert (rgb[:10, :10] > 240).all()  # paper stays white outside the pictures
+    cover = _page_png(info.path, 1, tmp / "cover")
+    assert not [b for b in _image_blocks(cover, 50) if b[0] >= 40 and b[1] >= 40]
+
+
+def test_text_is_the_plan_files_numbers(report):
+    tmp, doc, info = report
+    cover = _pdftotext(info.path, 1)
+    assert NAME in cover and PID in cover and "1950-01-01" in cover
+    for t in doc["targets"]:
+        assert t["level"] in cover
+    for s in doc["analysis"]["screws"]:
+        assert s["id"] in cover
+    for n, t in enumerate(doc["trajectories"], start=1):
+        text = " ".join(_pdftotext(info.path, n + 1).split())
+        assert f"Trajectory {n} of {len(doc['trajectories'])}" in text
+        assert t["level"] in text and t["approach"] in text and t["side"].upper() in text
+        assert f"depth {t['depth_mm']:.2f} mm" in text
+        assert f"{t['depth_mm']:.1f} mm" in text
+        for key in ("bullseye", "working_view", "progression"):
+            v = t[key]
+            assert f"DICOM primary {v['primary_deg']:+.1f} deg, secondary " \
+                   f"{v['secondary_deg']:+.1f} deg" in text
+            assert f"table rotation {v['table_primary_deg']:+.1f}" in text
+            sentence = " ".join(v["text"].split())
+            assert sentence[1:] in text  # the room-terms sentence, never a bare angle
+        for c in t["checks"]:
+            assert c["name"][:30] in text
+            val = c["value"]
+            shown = f"{val:.2f}" if isinstance(val, (int, float)) else str(val)
+            assert shown in text, (c["name"], shown)
+            assert c["status"].upper() in text
+        assert "spinous process line" in text
+        e = t["entry_lps"]
+        assert f"Entry LPS ({e[0]:.1f}, {e[1]:.1f}, {e[2]:.1f}) mm" in text
+
+
+def test_fonts_embedded_images_lossless(report):
+    _, _, info = report
+    fonts = subprocess.run(["pdffonts", str(info.path)], capture_output=True, text=True).stdout
+    rows = [r for r in fonts.splitlines()[2:] if r.strip()]
+    assert rows and all(" yes " in r for r in rows), fonts  # emb column
+    assert all("TrueType" in r for r in rows)
+    images = subprocess.run(["pdfimages", "-list", str(info.path)], capture_output=True,
+                            text=True).stdout
+    encs = [r.split()[8] for r in images.splitlines()[2:] if r.strip()]
+    assert len(encs) >= 5 and set(encs) == {"image"}, images  # Flate, no "jpeg"/"jpx"
+
+
+def test_anonymised_export_leaks_nothing(tmp_path):
+    plan = _plan()
+    one = dataclasses.replace(plan, trajectories=plan.trajectories[:1])
+    vol = small_phantom().volume
+    info = write_plan_pdf(one, vol, tmp_path / "teach.pdf", anonymize=True)
+    raw = info.path.read_bytes()
+    text = _pdftotext(info.path)
+    meta = subprocess.run(["pdfinfo", str(info.path)], capture_output=True, text=True).stdout
+    for secret in (NAME, PID, BIRTH, "1950-01-01", "PHANTOM", "Dr Test",
+                   vol.identifiers["series_instance_uid"], vol.identifiers["study_instance_uid"]):
+        assert secret.encode() not in raw
+        assert secret not in text and secret not in meta
+    assert "ANONYMISED" in text
+    # the same plan not anonymised does carry them (so this test can fail)
+    named = write_plan_pdf(one, vol, tmp_path / "named.pdf")
+    assert NAME in _pdftotext(named.path) and "Dr Test" in subprocess.run(
+        ["pdfinfo", str(named.path)], capture_output=True, text=True).stdout
+
+
+def test_3d_unavailable_is_noted(tmp_path, monkeypatch):
+    import fluoroplan.geometry.render3d as r3d
+
+    monkeypatch.setattr(r3d, "offscreen_status", lambda: (False, "no OpenGL on this test box"))
+    plan = _plan()
+    one = dataclasses.replace(plan, trajectories=plan.trajectories[:1])
+    info = write_plan_pdf(one, small_phantom().volume, tmp_path / "no3d.pdf")
+    assert info.notes and "no OpenGL on this test box" in info.notes[0]
+    text = " ".join(_pdftotext(info.path).split())
+    assert "3-D view not available: no OpenGL on this test box" in text
+
+
+def test_other_ct_refused(tmp_path):
+    vol = small_phantom().volume
+    other = dataclasses.replace(vol, identifiers={**vol.identifiers,
+                                                  "series_instance_uid": "9.9.9"})
+    with pytest.raises(WrongSeriesError, match="9.9.9"):
+        write_plan_pdf(_plan(), other, tmp_path / "x.pdf")
+    assert not (tmp_path / "x.pdf").exists()
+
+
+def test_cli_pdf_anonymize_and_markups(tmp_path):
+    write_phantom(tmp_path / "case", small_phantom())
+    dicom = tmp_path / "case" / "dicom"
+    j, pdf, mrk = tmp_path / "plan.json", tmp_path / "teach.pdf", tmp_path / "plan.mrk.json"
+    assert main(["plan", str(dicom), "--json", str(j), "--pdf", str(pdf), "--anonymize",
+                 "--markups", str(mrk), "--quiet"]) == 0
+    doc = json.loads(j.read_text())
+    assert doc["trajectories"]
+    text = _pdftotext(pdf)
+    assert NAME not in text and PID not in text and NAME.encode() not in pdf.read_bytes()
+    assert json.loads(mrk.read_text())["markups"]
+    # a saved plan rendered again, named this time: the numbers are the file's
+    named = tmp_path / "named.pdf"
+    assert main(["plan", str(dicom), "--from-plan", str(j), "--pdf", str(named), "--quiet"]) == 0
+    text = " ".join(_pdftotext(named).split())
+    assert NAME in text
+    for t in doc["trajectories"]:
+        assert f"depth {t['depth_mm']:.2f} mm" in text
+    assert main(["plan", str(dicom), "--anonymize", "--json", str(j)]) == 2  # needs --pdf
