@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.spatial import cKDTree
 
+PROCEDURE_POSITION = "HFP"
+"""Vertebral augmentation is done prone (CONVENTIONS.md); head first unless the user says so."""
 METAL_HU = 2000.0
 """Voxels at or above this are metal for clearance checks (titanium reads >= ~2500 HU)."""
 BONE_HU = 150.0
@@ -232,6 +234,7 @@ class PlanningCase:
     rods: list[dict] = field(default_factory=list)
     cages: list[CageGeom] = field(default_factory=list)
     metal_hu: float = METAL_HU
+    procedure_position: str = PROCEDURE_POSITION
 
     def __post_init__(self) -> None:
         a = self.analysis
@@ -241,11 +244,16 @@ class PlanningCase:
         self.cages = [cage_from_json(c) for c in a.get("cages", [])]
         self._build_metal()
         self._build_canal()
+        self._build_body()
 
     # --- look-ups -------------------------------------------------------------------------
     @property
     def patient_position(self) -> str:
-        return getattr(self.volume, "patient_position", "HFS")
+        """How the patient lies on the angiosuite table for the procedure (default prone, head
+        first), which is what C-arm table angles and room-terms sentences refer to. The CT may
+        have been acquired in another position (``volume.patient_position``): patient-relative
+        anatomy does not change, the room words do."""
+        return self.procedure_position
 
     def vertebra(self, label: str) -> VertebraGeom:
         for v in self.vertebrae:
@@ -339,6 +347,38 @@ class PlanningCase:
         d, i = self._canal_tree.query(pts_lps, k=1)
         return d - self.canal_radii[i]
 
+    # --- body (skin) -----------------------------------------------------------------------
+    def _build_body(self) -> None:
+        """The patient's body on a ~3 mm grid: per slice, the largest connected region of tissue
+        after a small opening (which detaches the CT table and mattress), holes filled (lungs
+        and bowel gas are inside the body)."""
+        from scipy import ndimage as ndi
+
+        sp = np.asarray(self.volume.spacing_mm, float)  # i, j, k
+        f = np.maximum(1, np.round(3.0 / sp).astype(int))
+        hu = self.volume.hu[:: f[2], :: f[1], :: f[0]]
+        tissue = hu > BODY_HU
+        body = np.zeros_like(tissue)
+        st = ndi.generate_binary_structure(2, 1)
+        for k in range(tissue.shape[0]):
+            sl = ndi.binary_opening(tissue[k], structure=st, iterations=1)
+            lab, n = ndi.label(sl)
+            if n == 0:
+                continue
+            sizes = np.bincount(lab.ravel())[1:]
+            body[k] = ndi.binary_fill_holes(lab == (1 + int(np.argmax(sizes))))
+        self._body = body
+        self._body_step = f
+
+    def in_body(self, pts_lps: np.ndarray) -> np.ndarray:
+        """True for points inside the patient's body (skin outline, table excluded)."""
+        ijk = np.rint(self.volume.ijk_from_lps_points(pts_lps) / self._body_step).astype(int)
+        nk, nj, ni = self._body.shape
+        ok = ((ijk >= 0) & (ijk < np.array([ni, nj, nk]))).all(axis=1)
+        out = np.zeros(len(ijk), bool)
+        out[ok] = self._body[ijk[ok, 2], ijk[ok, 1], ijk[ok, 0]]
+        return out
+
     # --- HU sampling ----------------------------------------------------------------------
     def hu_at(self, pts_lps: np.ndarray) -> np.ndarray:
         return self.volume.hu_at_lps(pts_lps, outside=-1024).astype(np.float32)
@@ -351,26 +391,25 @@ class PlanningCase:
     def skin_entry(self, target_lps: np.ndarray, n_lps: np.ndarray, max_mm: float = 260.0):
         """Where the line ending at ``target_lps`` along ``n_lps`` crosses the skin.
 
-        Walks in from outside (``max_mm`` back along the line) to the first body voxel, so air
-        inside the body (lung, bowel) is not taken for the outside. Returns None when the line
-        leaves the scanned volume before reaching air.
+        Walks in from outside (``max_mm`` back along the line) to the first voxel of the body
+        outline, so the CT table is not taken for the patient and air inside the body (lung,
+        bowel) not for the outside; then refines the skin to the first tissue voxel (HU) within
+        that outline. Returns None when the line leaves the scanned volume before reaching
+        the skin.
         """
         n_lps = _unit(n_lps)
         s = np.arange(max_mm, 0.0, -0.5)
         pts = target_lps[None, :] - s[:, None] * n_lps[None, :]
         inside = self.inside_volume(pts)
-        hu = self.hu_at(pts)
-        outside_body = (hu < BODY_HU) | ~inside
-        # last "outside" sample from the far end before continuous tissue begins
-        body = ~outside_body
+        body = self.in_body(pts) & inside
         if not body.any():
             return None
-        first_body = int(np.argmax(body))
-        if first_body == 0:
-            return None  # the far end is already in the body: the line leaves the field of view
-        if not inside[first_body - 1] and not (hu[: first_body] < BODY_HU).any():
-            return None  # the skin is outside the scanned volume
-        return pts[first_body]
+        first = int(np.argmax(body))
+        if first == 0 or not inside[first - 1]:
+            return None  # the far end is already in the body: the skin is out of the field of view
+        hu = self.hu_at(pts[max(0, first - 6): first + 7])
+        tissue = np.nonzero(hu > BODY_HU)[0]
+        return pts[max(0, first - 6) + int(tissue[0])] if len(tissue) else pts[first]
 
 
 def _dist_to_segment(p: np.ndarray, a: np.ndarray, b: np.ndarray):

@@ -182,7 +182,7 @@ def run_checks(
     # 5. air along the path (lung, pleura) and margin to it
     hu_path = case.hu_at(ins)
     skin_margin = 5.0
-    deep = np.linalg.norm(ins - traj.entry_lps, axis=1) > skin_margin
+    deep = (np.linalg.norm(ins - traj.entry_lps, axis=1) > skin_margin) & case.in_body(ins)
     air_mm = float(np.sum((hu_path < AIR_HU) & deep) * 0.5)
     margin = _air_margin(case, ins[deep])
     st = "fail" if air_mm > 0 else ("warn" if margin < PLEURA_WARN else "pass")
@@ -298,12 +298,9 @@ def _air_margin(case: PlanningCase, pts: np.ndarray) -> float:
     # (points, radii, directions) samples, and the same rays 15 mm further out
     offs = radii[None, :, None, None] * dirs[None, None, :, :]
     ring = sub[:, None, None, :] + offs
-    far = sub[:, None, None, :] + offs + 15.0 * dirs[None, None, :, :]
     hu = case.hu_at(ring.reshape(-1, 3)).reshape(ring.shape[:3])
-    beyond = case.hu_at(far.reshape(-1, 3)).reshape(ring.shape[:3])
-    # air counts only if bone or soft tissue lies beyond it on the same ray (inside the body);
-    # lung parenchyma reads -700..-900 HU, outside air -1000
-    lung = ((hu < AIR_HU) & (beyond > AIR_HU)) | ((hu < -700) & (hu > -990))
+    # air counts only inside the body outline (lung, pleural recess), not outside the skin
+    lung = (hu < AIR_HU) & case.in_body(ring.reshape(-1, 3)).reshape(ring.shape[:3])
     hit = lung.any(axis=(0, 2))
     if hit.any():
         return float(radii[int(np.argmax(hit))])

@@ -540,11 +540,13 @@ class Plan:
     created: str = field(default_factory=lambda: _now())
     modified: str = field(default_factory=lambda: _now())
     analysis: dict = field(default_factory=dict)
+    procedure_position: str = "HFP"  # how the patient lies in the angiosuite (C-arm room terms)
 
     def to_json(self) -> dict:
         return {
             "schema": PLAN_SCHEMA,
             "series": self.series,
+            "procedure_position": self.procedure_position,
             "planner": self.planner,
             "created": self.created,
             "modified": self.modified,
@@ -588,14 +590,17 @@ class Plan:
                       for n, t in enumerate(_list(d, "trajectories", "")))
         unsolved = tuple(NoSafeTrajectory.from_json(u, by_key, f"no_safe_trajectory[{n}]")
                          for n, u in enumerate(_list(d, "no_safe_trajectory", "")))
+        position = d.get("procedure_position", "HFP")
+        if position not in ("HFS", "HFP", "FFS", "FFP"):
+            raise _fail("procedure_position", f"must be HFS, HFP, FFS or FFP, not {position!r}")
         return cls(series=json.loads(json.dumps(series)), targets=targets, trajectories=trajs,
                    unsolved=unsolved, planner=_str(d, "planner", ""),
                    created=_str(d, "created", ""), modified=_str(d, "modified", ""),
-                   analysis=json.loads(json.dumps(analysis)))
+                   analysis=json.loads(json.dumps(analysis)), procedure_position=position)
 
 
-PLAN_KEYS = ("schema", "series", "planner", "created", "modified", "targets", "trajectories",
-             "no_safe_trajectory", "analysis")
+PLAN_KEYS = ("schema", "series", "procedure_position", "planner", "created", "modified",
+             "targets", "trajectories", "no_safe_trajectory", "analysis")
 
 
 def _now() -> str:

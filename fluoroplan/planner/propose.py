@@ -10,7 +10,7 @@ import numpy as np
 
 from fluoroplan.io.progress import CancelToken, ProgressCallback, no_progress
 from fluoroplan.planner.approaches import Candidate, applicable, generate
-from fluoroplan.planner.case import PlanningCase
+from fluoroplan.planner.case import PROCEDURE_POSITION, PlanningCase
 from fluoroplan.planner.checks import run_checks, views_for
 from fluoroplan.planner.model import Needle, NoSafeTrajectory, Plan, Target, Trajectory
 from fluoroplan.planner.targets import targets_from_analysis
@@ -197,11 +197,15 @@ def propose(case: PlanningCase, target: Target, approach: str, side: str,
 
 def plan_case(volume, analysis: dict, targets: list[Target] | None = None,
               progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
-              planner: str | None = None) -> Plan:
-    """Propose the best trajectory of each applicable approach for every target."""
+              planner: str | None = None, procedure_position: str = PROCEDURE_POSITION) -> Plan:
+    """Propose the best trajectory of each applicable approach for every target.
+
+    ``procedure_position`` is how the patient will lie in the angiosuite (default prone, head
+    first); the C-arm's table angles and room-terms sentences refer to it, whatever position
+    the CT was acquired in."""
     progress = progress or no_progress
     t0 = time.perf_counter()
-    case = PlanningCase(volume, analysis)
+    case = PlanningCase(volume, analysis, procedure_position=procedure_position)
     targets = targets_from_analysis(case) if targets is None else targets
     trajs, unsolved = [], []
     jobs = [(t, a, s) for t in targets for a, s in applicable(case, t)]
@@ -216,6 +220,7 @@ def plan_case(volume, analysis: dict, targets: list[Target] | None = None,
     series = volume.series_json() if hasattr(volume, "series_json") else {}
     return Plan(series=series, targets=tuple(targets), trajectories=tuple(trajs),
                 unsolved=tuple(unsolved),
+                procedure_position=case.procedure_position,
                 analysis={"levels": [v.label for v in case.vertebrae],
                           "screws": analysis.get("screws", []),
                           "planning_s": round(time.perf_counter() - t0, 3)}, **kw)
