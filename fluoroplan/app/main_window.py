@@ -24,7 +24,9 @@ from PySide6.QtWidgets import (
     QToolBar,
 )
 
+from fluoroplan.app.needle_view import NeedleView
 from fluoroplan.app.qtcompat import emit
+from fluoroplan.app.reformat import display_axes
 from fluoroplan.app.series_dialog import SeriesChooser
 from fluoroplan.app.slice_view import PRESETS, SliceView, ViewerState
 from fluoroplan.app.tasks import Task
@@ -113,6 +115,9 @@ class MainWindow(QMainWindow):
         self._build_views()
         self._build_actions()
         self._build_status_bar()
+        from fluoroplan.app.planning import PlanningController
+
+        self.planning = PlanningController(self)
         self.setAcceptDrops(True)
         self.state.window_changed.connect(self._sync_preset_actions)
         self._restore_layout()
@@ -121,21 +126,24 @@ class MainWindow(QMainWindow):
     def _build_views(self) -> None:
         self.views = {name: SliceView(name, self.state) for name in ("axial", "sagittal", "coronal")}
         self.view3d = View3D()
+        self.needle_views = {k: NeedleView(k, self.state) for k in ("along", "across")}
         top = QSplitter(Qt.Orientation.Horizontal)
         top.setObjectName("split_top")
         top.addWidget(self.views["axial"])
         top.addWidget(self.views["sagittal"])
+        top.addWidget(self.views["coronal"])
         bottom = QSplitter(Qt.Orientation.Horizontal)
         bottom.setObjectName("split_bottom")
-        bottom.addWidget(self.views["coronal"])
         bottom.addWidget(self.view3d)
+        bottom.addWidget(self.needle_views["along"])
+        bottom.addWidget(self.needle_views["across"])
         outer = QSplitter(Qt.Orientation.Vertical)
         outer.setObjectName("split_outer")
         outer.addWidget(top)
         outer.addWidget(bottom)
         for s in (top, bottom, outer):
             s.setChildrenCollapsible(False)
-            s.setSizes([1000, 1000])
+            s.setSizes([1000] * s.count())
         self.splitters = [top, bottom, outer]
         self.setCentralWidget(outer)
         for v in self.views.values():
@@ -145,6 +153,7 @@ class MainWindow(QMainWindow):
     def _build_actions(self) -> None:
         menu = self.menuBar()
         file_menu = menu.addMenu("&File")
+        self.file_menu = file_menu
         self.act_open = QAction("&Open folder\u2026", self)
         self.act_open.setShortcut(QKeySequence.StandardKey.Open)
         self.act_open.setStatusTip("Open a folder of DICOM images (or a NIfTI file)")
@@ -167,6 +176,7 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.act_quit)
 
         view_menu = menu.addMenu("&View")
+        self.view_menu = view_menu
         self.preset_group = QActionGroup(self)
         self.preset_actions: dict[str, QAction] = {}
         toolbar = QToolBar("Main", self)
@@ -279,6 +289,11 @@ class MainWindow(QMainWindow):
         for task in (self._task, self._surface_task):
             if task is not None:
                 task.cancel.cancel()
+
+    def view3d_axes(self) -> np.ndarray:
+        """Screen-right of the 3-D view's initial camera (as the coronal reformat), LPS."""
+        position = self.volume.patient_position if self.volume is not None else "HFS"
+        return display_axes(position)["coronal"].right_lps
 
     def _on_progress(self, task: Task, fraction: float, message: str) -> None:
         if task is self._task or task is self._surface_task:
@@ -489,6 +504,11 @@ class MainWindow(QMainWindow):
             "Shift+left-drag: window (left/right) and level (up/down)\n"
             "1 / 2 / 3: bone / soft tissue / metal window\n"
             "Ctrl+O: open a folder;  Ctrl+Q: quit\n\n"
+            "Planning: select a target (Targets), Ctrl+P propose, Ctrl+Enter accept;\n"
+            "T place a trajectory (click entry, then target); drag an end to move it;\n"
+            "Delete remove;  Ctrl+Z / Ctrl+Shift+Z undo / redo;  Ctrl+S save;  Ctrl+E PDF\n"
+            "C-arm: B bull's-eye, W working, P progression; Alt+arrows move the C-arm\n"
+            "(Alt+Shift: 5 deg);  right-click a vertebra: this vertebra is ...\n\n"
             "The letters on the view edges give the patient's directions: R/L right/left, "
             "A/P anterior/posterior, H/F head/feet.",
         )
@@ -522,7 +542,11 @@ class MainWindow(QMainWindow):
 
     # --- closing ----------------------------------------------------------------------------
     def closeEvent(self, ev) -> None:  # noqa: N802
+        if not self.planning.confirm_close():
+            ev.ignore()
+            return
         self.cancel_loading()
+        self.planning.shutdown()
         self._pool.waitForDone(10000)
         self._save_layout()
         self.view3d.finalize()

@@ -229,3 +229,31 @@ def window_to_uint8(hu: np.ndarray, width: float, level: float) -> np.ndarray:
     lo = level - width / 2.0
     g = (hu.astype(np.float32) - lo) * (255.0 / width)
     return np.clip(g, 0, 255).astype(np.uint8)
+
+
+def oblique_grid(center_lps: np.ndarray, right_lps: np.ndarray, down_lps: np.ndarray,
+                 size_mm: tuple[float, float], pixel_mm: float, name: str = "oblique") -> PlaneGrid:
+    """A pixel grid of an arbitrary plane through ``center_lps`` (e.g. along or across a needle).
+
+    ``right_lps`` and ``down_lps`` are made orthonormal (``down`` is corrected against
+    ``right``); the grid is ``size_mm = (width, height)`` centred on ``center_lps`` at
+    ``pixel_mm``. Sample it with :func:`reformat` at ``grid.depth_of(center_lps)`` (resampled
+    trilinearly unless the plane happens to align with the voxel axes).
+    """
+    right = np.asarray(right_lps, float)
+    right = right / np.linalg.norm(right)
+    down = np.asarray(down_lps, float)
+    down = down - (down @ right) * right
+    norm = np.linalg.norm(down)
+    if norm < 1e-9:
+        raise ValueError("the two plane directions are parallel")
+    down = down / norm
+    axes = PlaneAxes(name, right, down)
+    c = np.asarray(center_lps, float).reshape(3)
+    cols = max(2, int(round(size_mm[0] / pixel_mm)) + 1)
+    rows = max(2, int(round(size_mm[1] / pixel_mm)) + 1)
+    u0 = float(c @ right) - (cols - 1) * pixel_mm / 2.0
+    v0 = float(c @ down) - (rows - 1) * pixel_mm / 2.0
+    depth = float(c @ axes.into_screen_lps)
+    return PlaneGrid(axes=axes, origin_uv_mm=(u0, v0), pixel_mm=(pixel_mm, pixel_mm),
+                     shape=(rows, cols), depth_range_mm=(depth, depth), depth_step_mm=pixel_mm)

@@ -91,6 +91,7 @@ class SliceView(QWidget):
 
     hovered = Signal(object)  # LPS (ndarray) under the cursor, or None when outside
     activated = Signal(str)  # this view was clicked or scrolled (name)
+    context_requested = Signal(object, object)  # LPS, global QPoint (right click, no drag)
 
     def __init__(self, name: str, state: ViewerState, parent=None):
         super().__init__(parent)
@@ -109,6 +110,11 @@ class SliceView(QWidget):
         self._zoom = 1.0  # widget px per mm, relative to "fit"
         self._pan = QPointF(0.0, 0.0)  # widget px
         self._drag: tuple | None = None
+        # later features: ``overlays`` are objects with ``paint(painter, view)``, drawn over the
+        # image; ``tool`` (one object or None) may take left-button presses first, with
+        # ``press(view, pos) -> bool``, ``move(view, pos)``, ``release(view, pos)``.
+        self.overlays: list = []
+        self.tool = None
         state.volume_changed.connect(self._on_volume)
         state.crosshair_changed.connect(self._on_crosshair)
         state.window_changed.connect(self._on_window)
@@ -216,6 +222,8 @@ class SliceView(QWidget):
         p.drawImage(target, self._image)
         p.restore()
         self._draw_crosshair(p)
+        for overlay in self.overlays:
+            overlay.paint(p, self)
         self._draw_letters(p, fm)
         self._draw_title(p)
         self._draw_footer(p, fm)
@@ -335,6 +343,9 @@ class SliceView(QWidget):
         mods = ev.modifiers()
         if ev.button() == Qt.MouseButton.LeftButton and mods & Qt.KeyboardModifier.ShiftModifier:
             self._drag = ("window", pos, self.state.window_width, self.state.window_level)
+        elif (ev.button() == Qt.MouseButton.LeftButton and self.tool is not None
+              and self.tool.press(self, pos)):
+            self._drag = ("tool",)
         elif ev.button() == Qt.MouseButton.LeftButton:
             self._drag = ("crosshair",)
             self._set_crosshair_at(pos)
@@ -349,7 +360,9 @@ class SliceView(QWidget):
         pos = ev.position()
         if self._drag:
             kind = self._drag[0]
-            if kind == "crosshair":
+            if kind == "tool":
+                self.tool.move(self, pos)
+            elif kind == "crosshair":
                 self._set_crosshair_at(pos)
             elif kind == "window":
                 _, start, w0, l0 = self._drag
@@ -363,11 +376,21 @@ class SliceView(QWidget):
                 _, start, pan0 = self._drag
                 self._pan = pan0 + (pos - start)
                 self.update()
+        elif self.tool is not None and hasattr(self.tool, "hover"):
+            self.tool.hover(self, pos)
         lps = self.lps_from_widget(pos)
         emit(self.hovered, lps if self.inside_volume(lps) else None)
 
     def mouseReleaseEvent(self, ev) -> None:  # noqa: N802
-        self._drag = None
+        drag, self._drag = self._drag, None
+        if drag and drag[0] == "tool" and self.tool is not None:
+            self.tool.release(self, ev.position())
+        elif drag and drag[0] == "zoom" and self.grid is not None:
+            moved = ev.position() - drag[1]
+            if abs(moved.x()) + abs(moved.y()) < 4:  # a right click, not a zoom drag
+                self._zoom = drag[2]
+                emit(self.context_requested, self.lps_from_widget(ev.position()),
+                     ev.globalPosition().toPoint())
 
     def leaveEvent(self, ev) -> None:  # noqa: N802
         emit(self.hovered, None)

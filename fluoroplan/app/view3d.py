@@ -172,6 +172,7 @@ class View3D(QWidget):
         self._marker_on = False
         self._groups: dict[str, list] = {}
         self._surface_actors: list[vtkActor] = []
+        self._metal_opacity = 1.0
         self.surfaces: Surfaces | None = None
         self.vtk_widget.Initialize()
 
@@ -193,7 +194,7 @@ class View3D(QWidget):
         self.surfaces = surfaces
         matrix = _vtk_matrix(surfaces.lps_from_index)
         bone = self._surface_actor(surfaces.bone, BONE_RGB, matrix, opacity=1.0)
-        metal = self._surface_actor(surfaces.metal, METAL_RGB, matrix, opacity=1.0)
+        metal = self._surface_actor(surfaces.metal, METAL_RGB, matrix, opacity=self._metal_opacity)
         metal.GetProperty().SetSpecular(0.6)
         metal.GetProperty().SetSpecularPower(30)
         self._surface_actors = [bone, metal]
@@ -210,6 +211,12 @@ class View3D(QWidget):
             self._marker.InteractiveOff()
             self._marker_on = True
         self.render()
+
+    def set_metal_opacity(self, opacity: float) -> None:
+        """Opacity of the metal surface (translucent once the implants are drawn in colour)."""
+        self._metal_opacity = float(opacity)
+        if len(self._surface_actors) == 2:
+            self._surface_actors[1].GetProperty().SetOpacity(float(opacity))
 
     def _surface_actor(self, poly: vtkPolyData, rgb, matrix, opacity: float) -> vtkActor:
         mapper = vtkPolyDataMapper()
