@@ -192,3 +192,26 @@ def test_subsided_cage_becomes_a_target(subsidence, expected):
         cage = ph.truth["cages"][0]
         d = np.linalg.norm(res.target_lps - np.array(cage["center_lps"]))
         assert d < np.linalg.norm(cage["extent_mm"]) / 2 + 4.0
+
+
+def test_supine_ct_is_planned_for_a_prone_procedure():
+    """A CT acquired supine (HFS, the CT table behind the back) is planned for the prone
+    procedure: the skin entry is on the back, not on the CT table, and the room words and table
+    angles are those of the prone patient."""
+    ph = full_phantom(patient_position="HFS")
+    plan = plan_case(ph.volume, ph.truth)
+    case = PlanningCase(ph.volume, ph.truth)
+    assert plan.procedure_position == "HFP" and plan.to_json()["procedure_position"] == "HFP"
+    par = [t for t in plan.trajectories if t.approach == "transpedicular-parallel"]
+    assert par
+    for t in plan.trajectories:
+        be = t.views["bullseye"]
+        assert "over the patient's back" in be["text"], be["text"]
+        assert abs(be["table_primary_deg"]) < 60  # a prone patient's back faces the ceiling
+        assert t.check("bull's-eye view reachable").status == "pass"
+        # the entry is on the skin of the back: tissue just inside; just outside is air or the
+        # CT table the patient lay on (outside the body outline), never more patient
+        assert ph.volume.hu_at_lps((t.entry_lps + 2 * t.direction_lps)[None])[0] > -300
+        outside = t.entry_lps - 2 * t.direction_lps
+        assert not case.in_body(outside[None])[0]
+        assert case.in_body((t.entry_lps + 3 * t.direction_lps)[None])[0]
