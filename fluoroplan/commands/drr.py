@@ -38,29 +38,36 @@ def register(sub) -> None:
     p.add_argument("--invert", action="store_true", help="bone bright on a dark background")
     p.add_argument("--plan", metavar="PLAN.json", help="plan file with trajectories")
     p.add_argument("--trajectory", metavar="ID", help="trajectory id in the plan to draw")
+    p.add_argument("--position", choices=("HFP", "HFS", "FFP", "FFS"),
+                   help="how the patient lies in the angiosuite, for the room-terms sentence and "
+                   "table angles (default: the plan's procedure position, else HFP: prone)")
     p.add_argument("--out", required=True, metavar="view.png", help="PNG file to write")
     p.set_defaults(func=run)
 
 
-def _trajectory(plan_path: str, traj_id: str):
-    import numpy as np
-
-    from fluoroplan.io.jsonio import read_json
+def _trajectory(plan_path: str, traj_id: str) -> tuple[dict, dict]:
+    """(the plan document, the trajectory's JSON block)."""
+    from fluoroplan.io.jsonio import PLAN_SCHEMA, read_json
 
     plan = read_json(plan_path)
+    if "schema" in plan:  # a hand-written list of trajectories has none
+        read_json(plan_path, PLAN_SCHEMA)
     trajs = plan.get("trajectories") or []
     for t in trajs:
         if str(t.get("id")) == traj_id:
-            return np.asarray(t["entry_lps"], float), np.asarray(t["target_lps"], float)
+            return plan, t
     ids = ", ".join(str(t.get("id")) for t in trajs) or "none"
     raise ValueError(f"trajectory {traj_id!r} is not in {plan_path} (its trajectories: {ids})")
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from fluoroplan.geometry.carm import (
         CArmPose,
         bullseye_pose,
         check_reachable,
+        pose_from_json,
         pose_json,
         progression_pose,
     )
@@ -76,10 +83,18 @@ def run(args: argparse.Namespace) -> int:
     if not 16 <= args.size <= 4096:
         raise ValueError(f"--size must be 16..4096 pixels, got {args.size}")
 
-    traj = _trajectory(args.plan, args.trajectory) if args.plan else None
+    plan, block = _trajectory(args.plan, args.trajectory) if args.plan else (None, None)
+    position = args.position or (plan or {}).get("procedure_position") or "HFP"
+    traj = None
+    if block is not None:
+        # the straight insertion: to the planned contact with a screw when there is one
+        aim = block.get("contact_lps") or block["target_lps"]
+        traj = (np.asarray(block["entry_lps"], float), np.asarray(aim, float))
     ct = load_volume(args.path, args.series)
-    position = ct.patient_position
-    if args.view == "bullseye":
+    if args.view is not None and args.view in block:
+        # the plan's own pose, so the image is the one the plan's numbers describe
+        pose = pose_from_json(block[args.view], position)
+    elif args.view == "bullseye":
         pose = bullseye_pose(*traj, position)
     elif args.view == "progression":
         pose = progression_pose(*traj, position)
