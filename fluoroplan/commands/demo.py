@@ -92,7 +92,7 @@ def write_views(out: Path, volume, plan) -> list[Path]:
     vol = AttenuationVolume.from_ct(volume)
     written = []
     for name in ("bullseye", "progression"):
-        pose = pose_from_json(best.views[name], volume.patient_position)
+        pose = pose_from_json(best.views[name], plan.procedure_position)
         drr = render_drr(vol, pose, best.aim_lps, size=512,
                          trajectories=[(best.entry_lps, best.aim_lps)])
         written.append(write_png(out / f"{best.id}-{name}.png", drr.image))
