@@ -70,6 +70,7 @@ def _image_blocks(rgb: np.ndarray, dpi: int, cell_mm: float = 4.0) -> list[tuple
 def report(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report")
     plan = _plan()
+    plan = dataclasses.replace(plan, trajectories=plan.trajectories[:4])
     doc = save_plan(plan, tmp / "plan.json")
     info = write_plan_pdf(plan, small_phantom().volume, tmp / "plan.pdf")
     return tmp, doc, info
@@ -179,17 +180,22 @@ def test_other_ct_refused(tmp_path):
 
 
 def test_cli_pdf_anonymize_and_markups(tmp_path):
+    """``fluoroplan plan PATH --pdf --anonymize --markups`` on a saved plan of the CT (the
+    planning itself is covered by test_cli; here the writing)."""
     write_phantom(tmp_path / "case", small_phantom())
     dicom = tmp_path / "case" / "dicom"
+    plan = _plan()
+    saved = tmp_path / "saved.json"
+    save_plan(dataclasses.replace(plan, trajectories=plan.trajectories[:2]), saved)
     j, pdf, mrk = tmp_path / "plan.json", tmp_path / "teach.pdf", tmp_path / "plan.mrk.json"
-    assert main(["plan", str(dicom), "--json", str(j), "--pdf", str(pdf), "--anonymize",
-                 "--markups", str(mrk), "--quiet"]) == 0
+    assert main(["plan", str(dicom), "--from-plan", str(saved), "--json", str(j), "--pdf",
+                 str(pdf), "--anonymize", "--markups", str(mrk), "--quiet"]) == 0
     doc = json.loads(j.read_text())
-    assert doc["trajectories"]
+    assert doc == json.loads(saved.read_text())  # re-saved unchanged
     text = _pdftotext(pdf)
     assert NAME not in text and PID not in text and NAME.encode() not in pdf.read_bytes()
-    assert json.loads(mrk.read_text())["markups"]
-    # a saved plan rendered again, named this time: the numbers are the file's
+    assert "ANONYMISED" in text
+    assert len(json.loads(mrk.read_text())["markups"]) == 2 + len(doc["analysis"]["screws"]) + 1
     named = tmp_path / "named.pdf"
     assert main(["plan", str(dicom), "--from-plan", str(j), "--pdf", str(named), "--quiet"]) == 0
     text = " ".join(_pdftotext(named).split())
@@ -197,3 +203,9 @@ def test_cli_pdf_anonymize_and_markups(tmp_path):
     for t in doc["trajectories"]:
         assert f"depth {t['depth_mm']:.2f} mm" in text
     assert main(["plan", str(dicom), "--anonymize", "--json", str(j)]) == 2  # needs --pdf
+    # a plan of another CT is refused with exit code 2, naming both series
+    other = json.loads(saved.read_text())
+    other["series"]["series_instance_uid"] = "1.2.3.999"
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    assert main(["plan", str(dicom), "--from-plan", str(tmp_path / "other.json"), "--pdf",
+                 str(named), "--quiet"]) == 2
