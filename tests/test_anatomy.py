@@ -153,6 +153,19 @@ def _phantom(**kwargs):
     return small_phantom(**kwargs)
 
 
+_ANALYSED: dict = {}
+
+
+def _analysed(**kwargs):
+    """The phantom and its anatomy, analysed once per session per arguments."""
+    kwargs = {"seed": 0, **kwargs}
+    key = tuple(sorted(kwargs.items()))
+    if key not in _ANALYSED:
+        ph = _phantom(**kwargs)
+        _ANALYSED[key] = (ph, analyze_anatomy(ph.volume, metal_mask=ph.metal))
+    return _ANALYSED[key]
+
+
 PHANTOM_CASES = [
     {},
     {"patient_position": "HFS"},
@@ -172,8 +185,7 @@ PHANTOM_CASES = [
 @pytest.mark.parametrize("kwargs", PHANTOM_CASES, ids=["HFP", "HFS", "streaks", "cage-L3-L4", "seed1"])
 def test_phantom_vertebra_count_and_labels(kwargs):
     """Exact count and labels from the last-rib anchor (T12), prone and supine, with artifacts."""
-    ph = _phantom(**kwargs)
-    an = analyze_anatomy(ph.volume, metal_mask=ph.metal)
+    ph, an = _analysed(**kwargs)
     truth = [v["label"] for v in ph.truth["vertebrae"]]
     got = [v.label for v in an.vertebrae if v.complete]
     assert got == truth
@@ -182,28 +194,50 @@ def test_phantom_vertebra_count_and_labels(kwargs):
 
 
 def test_phantom_body_centroids_within_3mm():
-    ph = _phantom()
-    an = analyze_anatomy(ph.volume, metal_mask=ph.metal)
+    ph, an = _analysed()
     errs = {
         t["label"]: float(np.linalg.norm(an.vertebra(t["label"]).centroid_lps - t["centroid_lps"]))
         for t in ph.truth["vertebrae"]
-        if t["fracture_grade"] == 0
     }
     assert max(errs.values()) < 3.0, errs
 
 
+@pytest.mark.parametrize(
+    "seed",
+    [
+        0,
+        pytest.param(
+            2,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="unfinished: seed 2 T12 posterior height 18.0 mm vs 23.4 (grade 2 vs 0)",
+            ),
+        ),
+        3,
+    ],
+)
+def test_phantom_heights_and_grades_below_the_top_level(seed):
+    """Heights within 2 mm and the Genant grade (L4 fractured, grade 2) for every level with a
+    vertebra above it (the top level is covered by the xfail below)."""
+    ph, an = _analysed(seed=seed)
+    for t in ph.truth["vertebrae"][1:]:
+        v = an.vertebra(t["label"])
+        assert v.fracture_grade == t["fracture_grade"], (t["label"], v.heights_mm)
+        if t["fracture_grade"] == 0:
+            for k in ("anterior", "middle", "posterior"):
+                assert abs(v.heights_mm[k] - t["heights_mm"][k]) < 2.0, (t["label"], k, v.heights_mm)
+
+
 @pytest.mark.xfail(
     strict=True,
-    reason="unfinished: body masks of measure_body run into the neighbouring endplates; "
-    "measured (seed 0, small phantom) T11 heights 10.5/27.7/13.7 mm vs 21.7, grade 3 vs 0; "
-    "L4 centroid error 4.2 mm",
+    reason="unfinished: the most cranial body's axis is tilted ~20 deg (the centreline bends at "
+    "the end of the column), so its heights are off: seed 0 T11 10.8/26.2/13.0 mm vs 21.7, "
+    "grade 3 vs 0; the fractured L4 heights 19.0/22.0/26.0 vs 17.0/21.3/25.5",
 )
-def test_phantom_heights_grades_and_fractured_centroid():
-    ph = _phantom()
-    an = analyze_anatomy(ph.volume, metal_mask=ph.metal)
+def test_phantom_heights_within_2mm_at_every_level():
+    ph, an = _analysed()
     for t in ph.truth["vertebrae"]:
         v = an.vertebra(t["label"])
         assert v.fracture_grade == t["fracture_grade"], t["label"]
-        assert np.linalg.norm(v.centroid_lps - t["centroid_lps"]) < 3.0, t["label"]
         for k in ("anterior", "middle", "posterior"):
             assert abs(v.heights_mm[k] - t["heights_mm"][k]) < 2.0, (t["label"], k)

@@ -62,6 +62,16 @@ PERIOD_MM = (20, 60)
 MIN_BODY_MM = 15.0
 """No vertebral body (even a crushed one) is shorter than this along the column."""
 MIN_GAP_FRAC = 0.65
+BODY_RAY_MM = 90.0
+"""Length of the ray from the canal centre toward anterior that finds the body's depth."""
+BODY_LINE_MM = 70.0
+"""Window of the running median that smooths the body centreline's distance from the canal."""
+BODY_REACH = 1.3
+AXIS_SMOOTH_MM = 6.0
+AXIS_REFINE_DEG = (4.0, 45.0)
+"""A body is measured again along its endplates' axis when it differs by this much (deg)."""
+"""Smoothing of the body centreline before its direction (the body axis) is taken."""
+"""The body section reaches this many body half-widths (the deepest bone distance) from its axis."""
 DISC_FRAC_MAX = 0.8
 SACRUM_MIN_WIDTH_MM = 110.0
 """The sacrum's bone runs on for at least this many vertebral periods below its top."""
@@ -344,6 +354,20 @@ def analyze_anatomy(
                 canal_offset_mm=b["canal_offset_mm"],
                 canal_radius_mm=b["canal_radius_mm"],
             )
+            # the body's own axis: between its endplate normals; measure again along it when
+            # the centreline's direction was off (the ends of the column, a sharp curve)
+            if meas is not None and meas.superior_endplate is not None and meas.inferior_endplate is not None:
+                own_axis = _unit(meas.superior_endplate.normal_lps - meas.inferior_endplate.normal_lps)
+                tilt = np.degrees(np.arccos(np.clip(abs(np.dot(own_axis, ax_lps)), -1.0, 1.0)))
+                if AXIS_REFINE_DEG[0] < tilt < AXIS_REFINE_DEG[1]:
+                    again = measure_body(
+                        hu_sampler, metal_sampler, lab_sampler, value, meas.centroid_lps,
+                        own_axis * np.sign(np.dot(own_axis, ax_lps)), post_lps,
+                        half_height_mm=b["half_height_mm"],
+                        canal_offset_mm=b["canal_offset_mm"],
+                        canal_radius_mm=b["canal_radius_mm"],
+                    )
+                    meas = again if again is not None else meas
         vc = np.array(vcent[n], float) if vcount[n] > 0 else None
         vcent_lps = c_lps if vc is None else lps_from_grid[:3, :3] @ vc[::-1] + lps_from_grid[:3, 3]
         bbox = _bbox_ijk(boxes[n], f, canon, volume)
@@ -509,8 +533,8 @@ def _find_canal(grid_hu: np.ndarray, grid_metal: np.ndarray, sp: np.ndarray) -> 
     cyv = ndi.median_filter(chain[:, 1], size=5, mode="nearest")
     cxv = ndi.median_filter(chain[:, 2], size=5, mode="nearest")
     rv = ndi.median_filter(chain[:, 3], size=5, mode="nearest")
-    y = np.interp(z, chain[:, 0], cyv)
-    x = np.interp(z, chain[:, 0], cxv)
+    y = _interp_extrapolate(z, chain[:, 0], cyv)
+    x = _interp_extrapolate(z, chain[:, 0], cxv)
     r = np.interp(z, chain[:, 0], rv)
     sig = 4.0 / sp[0]
     y, x, r = (ndi.gaussian_filter1d(a, sig, mode="nearest") for a in (y, x, r))
@@ -535,6 +559,20 @@ def _find_canal_coarse(grid_hu: np.ndarray, grid_metal: np.ndarray, sp: np.ndarr
     canal.centre_mm = canal.centre_mm + shift
     canal.nodes = canal.nodes + np.append(shift, 0.0)
     return canal
+
+
+def _interp_extrapolate(z, zc, v, reach_mm: float = 30.0):
+    """Linear interpolation inside ``zc``; beyond its ends, the straight line fitted to the last
+    ``reach_mm`` of the samples (a canal does not stop bending where the track stops)."""
+    out = np.interp(z, zc, v)
+    for end in (0, -1):
+        near = np.abs(zc - zc[end]) <= reach_mm
+        if near.sum() < 3 or np.ptp(zc[near]) < 5.0:
+            continue
+        g, c0 = np.polyfit(zc[near], v[near], 1)
+        beyond = z < zc[0] if end == 0 else z > zc[-1]
+        out[beyond] = g * z[beyond] + c0
+    return out
 
 
 def _longest_chain(nodes: np.ndarray) -> np.ndarray:
@@ -605,26 +643,16 @@ def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str]) -> _S
     Y = (np.arange(ry) * sp[1])[None, :, None]
     X = (np.arange(rx) * sp[2])[None, None, :]
 
-    # --- body centreline: deepest bone in front of the canal -------------------------------
-    win = (
-        (Y < (cy - cr - 1.0)[:, None, None])
-        & (Y > (cy - cr - 65.0)[:, None, None])
-        & (np.abs(X - cx[:, None, None]) < 20.0)
-    )
-    dw = np.where(win, dist, 0.0)
-    flat = dw.reshape(rz, -1)
-    am = np.argmax(flat, axis=1)
-    dmax = flat[np.arange(rz), am]
-    by_i, bx_i = np.unravel_index(am, (ry, rx))
-    body_sl = dmax >= 5.0
+    # --- body centreline: parallel to the (smooth) canal, at the middle of the body's depth ------
+    zk = np.arange(rz) * sp[0]
+    body_sl, gap, half_depth = _body_line(hu, metal, cy, cx, cr, sp)
     if body_sl.sum() < 4:
         raise NoSpineFound("no vertebral bodies in front of the canal")
-    zk = np.arange(rz) * sp[0]
-    by = np.interp(zk, zk[body_sl], by_i[body_sl] * sp[1])
-    bx = np.interp(zk, zk[body_sl], bx_i[body_sl] * sp[2])
-    by = ndi.gaussian_filter1d(by, 8.0 / sp[0], mode="nearest")
-    bx = ndi.gaussian_filter1d(bx, 8.0 / sp[0], mode="nearest")
-    body_r = float(np.median(dmax[body_sl]))
+    by = ndi.gaussian_filter1d(cy - gap, 8.0 / sp[0], mode="nearest")
+    bx = ndi.gaussian_filter1d(cx, 8.0 / sp[0], mode="nearest")
+    body_r = 0.8 * float(np.median(half_depth[body_sl]))  # deepest bone distance of the section
+    if _DEBUG is not None:
+        _DEBUG.update(gap=gap, half=half_depth, has=body_sl, by=by, cy=cy)
 
     # --- discs: short dark gaps between two bright endplates, along the centreline --------------
     P = np.column_stack([zk, by, bx])[::-1]  # cranial to caudal
@@ -632,7 +660,7 @@ def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str]) -> _S
     s_k = np.concatenate([[0.0], np.cumsum(seg)])
     s = np.arange(0.0, s_k[-1], 1.0)
     C = np.column_stack([np.interp(s, s_k, P[:, a]) for a in range(3)])
-    T = np.gradient(ndi.gaussian_filter1d(C, 3.0, axis=0, mode="nearest"), axis=0)
+    T = np.gradient(ndi.gaussian_filter1d(C, AXIS_SMOOTH_MM, axis=0, mode="nearest"), axis=0)
     T /= np.linalg.norm(T, axis=1, keepdims=True)
     e1 = np.array([0.0, 1.0, 0.0])[None, :] - T[:, 1:2] * T
     e1 /= np.linalg.norm(e1, axis=1, keepdims=True)
@@ -712,14 +740,17 @@ def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str]) -> _S
     ).astype(np.float32)
 
     # --- seeds and watershed -------------------------------------------------------------------
-    cyl = ((Y - by[:, None, None]) ** 2 + (X - bx[:, None, None]) ** 2) <= (0.8 * body_r + 4.0) ** 2
+    # the whole body section in front of the canal belongs to the body between its two discs
+    # (cut by the disc planes, never by the distance map, which would give the corners of a
+    # body to its neighbours)
+    cyl = ((Y - by[:, None, None]) ** 2 + (X - bx[:, None, None]) ** 2) <= (BODY_REACH * body_r + 4.0) ** 2
     front = Y < (cy - cr)[:, None, None]
     markers = np.zeros(hu.shape, np.uint16)
-    core = filled & cyl & front & (dist >= min(3.0, 0.5 * body_r))
-    for n, (a, b) in enumerate(runs):
-        sa, sb = s[a], s[b]
-        m = core & (s_vox >= sa + 1.0) & (s_vox <= sb - 1.0)
+    core = (filled | filled2) & cyl & front
+    for n in range(len(runs)):
+        m = core & (s_vox >= bounds[n] + 1.0) & (s_vox <= bounds[n + 1] - 1.0)
         markers[m] = n + 1
+    bone = bone | (filled2 & (markers > 0))
     bg_val = 255
     lateral = np.abs(X - cx[:, None, None]) >= RIB_EDGE_MM
     edge = np.zeros(hu.shape, bool)
@@ -796,6 +827,56 @@ def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str]) -> _S
             )
         )
     return _Separation(labels, (z_lo, y_lo, x_lo), bodies, rib_heads)
+
+
+def _body_line(hu, metal, cy, cx, cr, sp):
+    """Per ROI slice: is there a body in front of the canal, the distance (mm) from the canal
+    centre to the body's middle, and the body's half depth.
+
+    The density profile along the midline ray from the canal centre toward anterior is averaged
+    over about two vertebral periods (a running median over slices, so discs and dark
+    osteoporotic interiors do not matter); the body is the stretch of that profile above the
+    level half-way between the canal's and the brightest bone's.
+    """
+    rz = hu.shape[0]
+    d = np.arange(0.0, BODY_RAY_MM, 1.0)
+    dx = np.arange(-6.0, 6.1, 2.0)
+    kk = np.arange(rz, dtype=float)[:, None, None]
+    yy = (cy[:, None, None] - d[None, :, None]) / sp[1]
+    xx = (cx[:, None, None] + dx[None, None, :]) / sp[2]
+    kk, yy, xx = np.broadcast_arrays(kk, yy, xx)
+    vals = np.where(metal, 1000.0, hu).astype(np.float32)
+    prof = ndi.map_coordinates(vals, [kk.ravel(), yy.ravel(), xx.ravel()], order=1, mode="nearest")
+    prof = prof.reshape(kk.shape).mean(axis=2)  # (rz, nd)
+    w = max(3, int(round(BODY_LINE_MM / sp[0])) | 1)
+    prof = ndi.median_filter(prof, size=(w, 1), mode="nearest")
+    prof = ndi.gaussian_filter1d(prof, 1.5, axis=1, mode="nearest")
+    has = np.zeros(rz, bool)
+    gap = np.zeros(rz)
+    half = np.zeros(rz)
+    for k in range(rz):
+        p = prof[k]
+        i_c = int(min(len(d) - 1, max(1, round(cr[k]))))
+        floor = float(p[: i_c + 1].min())
+        i_pk = i_c + int(np.argmax(p[i_c:]))
+        peak = float(p[i_pk])
+        if peak - floor < 60.0:
+            continue
+        thr = floor + 0.5 * (peak - floor)
+        above = p >= thr
+        i0 = i_c + int(np.argmax(above[i_c:]))
+        below = np.nonzero(~above[i0:])[0]
+        i1 = i0 + (int(below[0]) if len(below) else len(d) - 1 - i0)
+        if d[i1] - d[i0] < 12.0:
+            continue
+        has[k] = True
+        gap[k] = 0.5 * (d[i0] + d[i1])
+        half[k] = 0.5 * (d[i1] - d[i0])
+    if has.sum() >= 2:
+        z = np.arange(rz)
+        gap = np.interp(z, z[has], gap[has])
+        half = np.interp(z, z[has], half[has])
+    return has, gap, half
 
 
 def _slab_width(bone, C, sp, a, b, rz) -> float:
@@ -912,6 +993,14 @@ def _find_discs_frac(frac: np.ndarray) -> np.ndarray:
     are impossible; a spacing near two periods is a disc not seen, split later)."""
     period = _body_period(frac)
     m = (frac <= ndi.minimum_filter1d(frac, 7, mode="nearest")) & (frac < DISC_FRAC_MAX)
+    # a disc lies between two bodies: bone on both sides within a period
+    w = int(round(period))
+    pad = np.pad(frac, w, mode="constant")
+    win = np.lib.stride_tricks.sliding_window_view(pad, w)
+    n = len(frac)
+    before = win[0:n].max(axis=1)
+    after = win[w + 1 : w + 1 + n].max(axis=1)
+    m &= (before >= 0.6) & (after >= 0.6)
     cand = np.nonzero(m)[0]
     # one candidate per flat minimum
     if len(cand) == 0:
@@ -958,7 +1047,13 @@ def _runs_between(discs: np.ndarray, n: int, frac: np.ndarray) -> list[tuple[int
         b1 = b if b == n - 1 else b - 2
         if b1 - a1 + 1 < 6:
             continue
-        if frac[a1 : b1 + 1].mean() < 0.4:
+        seg = frac[a1 : b1 + 1]
+        if seg.mean() < 0.4 and (seg > 0.6).sum() < 8:
+            continue
+        # only the part of the run that holds bone (not the empty column beyond the spine)
+        held = np.nonzero(seg > 0.3)[0]
+        a1, b1 = a1 + int(held[0]), a1 + int(held[-1])
+        if b1 - a1 + 1 < 6:
             continue
         out.append((a1, b1))
     return out
@@ -983,10 +1078,16 @@ def _split_long_runs(runs, frac, warnings):
     lens = np.array([b - a + 1 for a, b in runs], float)
     inner = lens[1:-1] if len(lens) > 3 else lens
     ref = float(np.median(inner))
+    starts = np.array([a for a, _ in runs], float)
+    steps = np.diff(starts)
+    steps = steps[steps < 1.5 * np.median(steps)] if len(steps) else steps
+    period = float(np.median(steps)) if len(steps) else ref
+    disc = max(0.0, period - ref)
     out = []
     for a, b in runs:
         L = b - a + 1
-        k = int(round(L / ref)) if ref > 0 else 1
+        # n bodies and n - 1 discs: L + disc = n periods
+        k = int(round((L + disc) / period)) if period > 0 else 1
         if L > 1.6 * ref and k >= 2:
             cuts = [a + int(round(L * q / k)) for q in range(1, k)]
             # move each cut to the weakest bone fraction nearby
