@@ -545,11 +545,12 @@ def _cover(doc: _Doc, plan_doc: dict, volume, anonymize: bool, notes: list[str])
     ids = volume.identifiers or {}
     series = plan_doc["series"]
     desc = ids.get("series_description") or series.get("series_description") or "-"
-    study = f"Study date {ids.get('study_date') or '-'}   " if not anonymize else ""
-    doc.para(L, f"{study}Series: {desc}   Patient position: {series.get('patient_position')}"
-             f"   CT fingerprint {series.get('fingerprint')}", W, 10)
+    study = f"Study date {ids.get('study_date') or '-'}  |  " if not anonymize else ""
+    doc.para(L, f"{study}Series: {desc}  |  Patient position: "
+             f"{series.get('patient_position')}  |  CT fingerprint {series.get('fingerprint')}",
+             W, 10)
     if not anonymize:
-        doc.para(L, f"Study UID {series.get('study_instance_uid')}   Series UID "
+        doc.para(L, f"Study UID {series.get('study_instance_uid')}  |  Series UID "
                  f"{series.get('series_instance_uid')}", W, 7.5)
     doc.para(L, f"Planned by {plan_doc['planner'] if not anonymize else '(withheld)'}; created "
              f"{plan_doc['created']}, last modified {plan_doc['modified']}", W, 10)
