@@ -88,7 +88,7 @@ class FluoroView(QWidget):
         fm = self.fontMetrics()
         top = fm.height() * 2.6
         bottom = fm.height() * 2.4
-        side_margin = fm.height() * 1.4
+        side_margin = fm.height() * 2.0  # room for two-letter edge labels (oblique views)
         avail_w = max(self.width() - 2 * side_margin, 1.0)
         avail_h = max(self.height() - top - bottom, 1.0)
         if self._image is None:
@@ -138,9 +138,10 @@ class FluoroView(QWidget):
         p.setPen(QColor("#ffd27f"))
         a = Qt.AlignmentFlag
         h = fm.height() * 1.3
-        p.drawText(QRectF(r.left() - h, r.top(), h, r.height()), a.AlignCenter,
+        w = fm.height() * 1.9
+        p.drawText(QRectF(r.left() - w, r.top(), w, r.height()), a.AlignCenter,
                    self._letters["left"])
-        p.drawText(QRectF(r.right(), r.top(), h, r.height()), a.AlignCenter,
+        p.drawText(QRectF(r.right(), r.top(), w, r.height()), a.AlignCenter,
                    self._letters["right"])
         p.drawText(QRectF(r.left(), r.top() - h, r.width(), h), a.AlignCenter,
                    self._letters["top"])

@@ -6,11 +6,18 @@ instructor's choice of a plan's reference trajectory.
 - ``fluoroplan rehearse summary ATTEMPT.json... --pdf OUT.pdf``: one table row per attempt.
 - ``fluoroplan rehearse mark-reference PLAN.json TRAJECTORY_ID``: marks the expert trajectory
   rehearsals of its target are scored against (``"reference": true`` in the plan JSON).
+- ``fluoroplan rehearse gui PATH|--demo [--plan PLAN.json] [--trainee NAME] [--screenshot
+  FILE.png]``: loads and analyses the CT, then opens the rehearsal window (the fluoroscopy
+  simulator, expert plan hidden). Needs a display, like ``fluoroplan gui``.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+
+from fluoroplan.commands._common import add_series_argument, load_volume, terminal_progress
 
 
 def register(sub) -> None:
@@ -37,6 +44,25 @@ def register(sub) -> None:
     mr.add_argument("-o", "--output", metavar="OUT.json",
                     help="write the marked plan here (default: update PLAN.json in place)")
     mr.set_defaults(func=run_mark_reference)
+    gu = rs.add_parser(
+        "gui", help="open the rehearsal window (fluoroscopy simulator) on a case",
+        description="Load and analyse a CT (or the demo case), then open the rehearsal window: "
+        "the trainee picks a target, drives the virtual C-arm, takes counted fluoro shots, "
+        "places and advances the needle and is scored against the expert reference (a plan "
+        "trajectory marked with `fluoroplan rehearse mark-reference`, else the automatic "
+        "proposal), which stays hidden until the attempt ends. Needs a display, like "
+        "`fluoroplan gui`: without one use `xvfb-run -a fluoroplan rehearse gui ...` (or "
+        "QT_QPA_PLATFORM=offscreen with --screenshot).")
+    gu.add_argument("path", nargs="?", help="folder of DICOM images, or a .nii/.nii.gz file")
+    gu.add_argument("--demo", action="store_true",
+                    help="rehearse on the demo case (written once per user)")
+    gu.add_argument("--plan", metavar="PLAN.json",
+                    help="the case's plan; its trajectory marked as reference is the expert's")
+    gu.add_argument("--trainee", default="", metavar="NAME", help="the trainee's name")
+    gu.add_argument("--screenshot", metavar="FILE.png",
+                    help="open, take one fluoro shot, save a picture of the window and exit")
+    add_series_argument(gu)
+    gu.set_defaults(func=run_gui)
     p.set_defaults(func=lambda args: _no_action(p))
 
 
@@ -86,3 +112,52 @@ def run_mark_reference(args: argparse.Namespace) -> int:
     write_json_atomic(out, marked)
     print(f"{args.trajectory_id} is the reference of its target -> {out}")
     return 0
+
+
+def run_gui(args: argparse.Namespace) -> int:
+    from fluoroplan import app
+
+    if bool(args.path) == bool(args.demo):
+        print("fluoroplan rehearse gui: give a PATH or --demo (one of them)", file=sys.stderr)
+        return 2
+    if args.screenshot:
+        shot = Path(args.screenshot)
+        if shot.suffix.lower() != ".png":
+            print("fluoroplan rehearse gui: --screenshot writes a PNG; give a file name ending "
+                  "in .png", file=sys.stderr)
+            return 2
+        if not shot.resolve().parent.is_dir():
+            print(f"fluoroplan rehearse gui: the folder of {shot} does not exist",
+                  file=sys.stderr)
+            return 2
+    problem = app.display_problem()  # before the minutes of loading and analysis
+    if problem:
+        print(f"fluoroplan: {problem}", file=sys.stderr)
+        return 2
+    from fluoroplan.io.errors import FluoroplanError
+    from fluoroplan.io.jsonio import PLAN_SCHEMA, read_json
+    from fluoroplan.io.planfile import load_plan
+    from fluoroplan.segmentation.analysis import analyze
+
+    try:
+        if args.demo:
+            from fluoroplan.app.main_window import demo_root
+            from fluoroplan.commands.demo import demo_case
+
+            app.application()  # the per-user folder is named after the application
+            path = demo_case(demo_root(), progress=terminal_progress("demo "))
+        else:
+            path = args.path
+        volume = load_volume(str(path), args.series)
+        plan_json = None
+        if args.plan:
+            load_plan(args.plan, volume)  # validated, and refused when made on another CT
+            plan_json = read_json(args.plan, PLAN_SCHEMA)
+        analysis = analyze(volume, progress=terminal_progress("analyse ")).to_json()
+    except (FluoroplanError, OSError) as exc:
+        print(f"fluoroplan rehearse gui: {exc}", file=sys.stderr)
+        return 2
+    from fluoroplan.app.rehearsal_window import run_rehearsal
+
+    return run_rehearsal(volume, analysis, plan_json, trainee=args.trainee,
+                         screenshot=args.screenshot)
