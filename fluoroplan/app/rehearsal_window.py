@@ -427,8 +427,8 @@ class RehearsalWindow(QMainWindow):
         row = QHBoxLayout(bar)
         row.addWidget(QLabel("Replay:"))
         self.replay_buttons = {}
-        for name, text in (("first", "\u23ee"), ("prev", "\u25c0"), ("next", "\u25b6"),
-                           ("last", "\u23ed")):
+        for name, text in (("first", "|\u25c0"), ("prev", "\u25c0"), ("next", "\u25b6"),
+                           ("last", "\u25b6|")):
             b = QPushButton(text)
             b.setObjectName(f"replay_{name}")
             b.clicked.connect(lambda _=False, n=name: self._replay_button(n))
@@ -1013,6 +1013,9 @@ class RehearsalWindow(QMainWindow):
         if st.entry_lps is not None and st.depth_mm > 0.0:
             needle = (st.entry_lps.copy(), st.tip_lps.copy())
         self.axial.set_marks(st.entry_lps, st.aim_lps, needle, expert)
+        self.picks_label.setText("\n".join(
+            f"{name}: {_lps_words(p) if p is not None else 'not placed yet'}"
+            for name, p in (("Entry", st.entry_lps), ("Target", st.aim_lps))))
         if st.ended and i == len(states) - 1 and rd["attempt"].get("score"):
             self.status_label.setText(
                 f"Replayed attempt scored {float(rd['attempt']['score']['total']):.1f} / 100")
@@ -1046,6 +1049,7 @@ class RehearsalWindow(QMainWindow):
             self.fluoro.set_shot(self.session.last_image.image,
                                  self.session.last_image.projection, "last shot of this attempt")
             self._shot_key = None
+        self._refresh_picks()
         self._refresh()
 
     # --- misc -------------------------------------------------------------------------------
