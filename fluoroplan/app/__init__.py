@@ -66,12 +66,14 @@ def _setup_log_file() -> str | None:
 
 
 def run_app(volume=None, path=None, demo: bool = False, screenshot: str | None = None,
-            timeout_s: float = 600.0) -> int:
-    """Open the workstation; optionally on a loaded ``volume``, a ``path`` or the demo case.
+            timeout_s: float = 600.0, plan: str | None = None) -> int:
+    """Open the workstation; optionally on a loaded ``volume``, a ``path`` or the demo case,
+    and with ``plan`` (a plan file of that CT) opened once the analysis is done.
 
-    With ``screenshot`` (a PNG file name) the window opens, loads, waits until the reformats
-    and the 3-D view have rendered, saves a picture of the whole window and exits (no dialogs:
-    an error is logged and the exit code is 2). Returns the exit code.
+    With ``screenshot`` (a PNG file name) the window opens, loads, waits until the reformats,
+    the 3-D view, the analysis, the plan (its first trajectory at its bull's-eye view) and the
+    simulated fluoroscopy have rendered, saves a picture of the whole window and exits (no
+    dialogs: an error is logged and the exit code is 2). Returns the exit code.
     """
     problem = display_problem()
     if problem:
@@ -86,6 +88,8 @@ def run_app(volume=None, path=None, demo: bool = False, screenshot: str | None =
     batch = screenshot is not None
     win = MainWindow(interactive=not batch)
     outcome = {"code": 0}
+    if plan is not None:
+        win.planning.pending_plan = str(plan)
 
     if batch:
         def save() -> None:
@@ -112,7 +116,26 @@ def run_app(volume=None, path=None, demo: bool = False, screenshot: str | None =
             outcome["code"] = 2
             win.close()
 
-        win.ready.connect(lambda: QTimer.singleShot(300, save))
+        poll = QTimer(win)
+        poll.setInterval(200)
+        settled = {"n": 0}
+
+        def check() -> None:
+            # everything drawn and nothing computing, twice in a row (a finished task may queue
+            # another drawing)
+            if win.is_ready and win.planning.is_settled():
+                settled["n"] += 1
+            else:
+                settled["n"] = 0
+            if settled["n"] >= 2:
+                poll.stop()
+                if plan is not None and win.planning.doc.path is None:
+                    failed(f"the plan {plan} could not be opened (see the log)")
+                    return
+                save()
+
+        poll.timeout.connect(check)
+        win.ready.connect(poll.start)
         win.error_reported.connect(failed)
         QTimer.singleShot(int(timeout_s * 1000), too_long)
     else:

@@ -29,6 +29,8 @@ from PySide6.QtWidgets import (
 from fluoroplan.app.qtcompat import emit
 from fluoroplan.app.tasks import Task
 from fluoroplan.geometry.carm import CArmPose
+from fluoroplan.geometry.conventions import NEEDLE_OUTER_DIAMETER_MM
+from fluoroplan.geometry.drr import NEEDLE_COLOUR
 
 PREVIEW_PX = 256
 FULL_PX = 512
@@ -58,6 +60,7 @@ class DrrImage(QWidget):
         self.drr = None
         self.image: QImage | None = None
         self.screws: list[tuple[np.ndarray, np.ndarray, bool]] = []
+        self.needles: list[tuple[np.ndarray, np.ndarray]] = []
         self.message = "The simulated fluoroscopy appears here once a CT is open"
 
     def set_drr(self, drr) -> None:
@@ -109,7 +112,21 @@ class DrrImage(QWidget):
             p.drawLine(a, b)
             p.setBrush(Qt.BrushStyle.NoBrush)
             p.drawEllipse(a, 3.0, 3.0)
-        del proj
+        # the needle over the screws: to scale, but never thinner than 3 px (a dot end-on)
+        h, w = self.drr.image.shape[:2]
+        scale = self.image_rect().width() / w
+        for entry, aim in self.needles:
+            try:
+                a, b = self.widget_from_lps(entry), self.widget_from_lps(aim)
+            except ValueError:
+                continue
+            mag = float(proj.magnification(np.asarray(aim, float)[None])[0])
+            width = max(NEEDLE_OUTER_DIAMETER_MM * mag / proj.pose.pixel_mm * scale, 3.0)
+            pen = QPen(QColor(*NEEDLE_COLOUR))
+            pen.setWidthF(width)
+            pen.setCapStyle(Qt.PenCapStyle.RoundCap)
+            p.setPen(pen)
+            p.drawLine(a, b)
         p.end()
 
 
@@ -153,14 +170,19 @@ class CArmPane(QWidget):
         layout.setContentsMargins(2, 2, 2, 2)
         self.view = DrrImage(self)
         layout.addWidget(self.view, 1)
+        fm = self.fontMetrics()
         self.angles_label = QLabel("")
         self.angles_label.setObjectName("angles_label")
         self.angles_label.setWordWrap(True)
+        self.angles_label.setMinimumHeight(fm.height() * 4)
+        self.angles_label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.angles_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.angles_label)
         self.visibility_label = QLabel("")
         self.visibility_label.setObjectName("visibility_label")
         self.visibility_label.setWordWrap(True)
+        self.visibility_label.setMinimumHeight(fm.height() * 3)
+        self.visibility_label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         layout.addWidget(self.visibility_label)
         grid = QGridLayout()
         self.rotation = QSlider(Qt.Orientation.Horizontal)
@@ -273,6 +295,7 @@ class CArmPane(QWidget):
         if att is None:
             return
         self.view.screws = screws
+        self.view.needles = needles
         self._waiting = (self.pose, np.asarray(iso, float), size, needles,
                          vis_fn if size == FULL_PX else None, time.perf_counter())
         if self._running is None:

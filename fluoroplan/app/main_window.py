@@ -38,6 +38,7 @@ from fluoroplan.io.volume import CTVolume
 log = logging.getLogger(__name__)
 
 MAX_RECENT = 8
+LAYOUT_VERSION = 2  # bump when the panes or docks change: an older saved layout is ignored
 PRESET_KEYS = {"bone": "1", "soft tissue": "2", "metal": "3"}
 
 
@@ -237,20 +238,20 @@ class MainWindow(QMainWindow):
         else:
             screen = self.screen().availableGeometry()
             self.resize(int(screen.width() * 0.85), int(screen.height() * 0.85))
-        state = s.value("window/state")
+        state = s.value(f"window/state{LAYOUT_VERSION}")
         if state is not None:
-            self.restoreState(state)
+            self.restoreState(state, LAYOUT_VERSION)
         for sp in self.splitters:
-            value = s.value(f"window/{sp.objectName()}")
+            value = s.value(f"window/{sp.objectName()}{LAYOUT_VERSION}")
             if value is not None:
                 sp.restoreState(value)
 
     def _save_layout(self) -> None:
         s = self.settings
         s.setValue("window/geometry", self.saveGeometry())
-        s.setValue("window/state", self.saveState())
+        s.setValue(f"window/state{LAYOUT_VERSION}", self.saveState(LAYOUT_VERSION))
         for sp in self.splitters:
-            s.setValue(f"window/{sp.objectName()}", sp.saveState())
+            s.setValue(f"window/{sp.objectName()}{LAYOUT_VERSION}", sp.saveState())
         s.sync()
 
     # --- opening ----------------------------------------------------------------------------

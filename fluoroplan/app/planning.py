@@ -11,7 +11,6 @@ the C-arm follow after a short rest, and the checks are re-run on a worker threa
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from pathlib import Path
@@ -52,20 +51,10 @@ NEEDLE_RGB = (1.0, 0.8, 0.0)
 OTHER_NEEDLE_RGB = (0.0, 0.78, 1.0)
 
 
-def report_writer():
-    """The PDF report function ``write_plan_pdf(plan, volume, path, anonymize=False)`` if the
-    installed fluoroplan has one, else None."""
-    for name in ("fluoroplan.planner.report", "fluoroplan.io.report"):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name == name:
-                continue
-            raise
-        fn = getattr(module, "write_plan_pdf", None)
-        if fn is not None:
-            return fn
-    return None
+def _write_pdf(plan, volume, path, anonymize, progress, cancel):
+    from fluoroplan.planner.report import write_plan_pdf
+
+    return write_plan_pdf(plan, volume, path, anonymize=anonymize, progress=progress)
 
 
 def _analyse(volume, progress, cancel):
@@ -109,6 +98,7 @@ class PlanningController(QObject):
     analysis_ready = Signal()
     proposals_ready = Signal()
     checks_updated = Signal(str)
+    pdf_written = Signal(str)
 
     def __init__(self, window):
         super().__init__(window)
@@ -123,6 +113,7 @@ class PlanningController(QObject):
         self.propose_task: Task | None = None
         self.recheck_task: Task | None = None
         self.relabel_task: Task | None = None
+        self.pdf_task: Task | None = None
         self.pending_checks: set[str] = set()
         self.pending_plan: str | None = None
         self.proposals_for: str | None = None
@@ -304,8 +295,14 @@ class PlanningController(QObject):
 
     # --- state ------------------------------------------------------------------------------
     @property
+    def position(self) -> str:
+        """How the patient lies for the procedure (the plan's; C-arm words use it)."""
+        plan = self.doc.plan
+        return plan.procedure_position if plan is not None else "HFP"
+
+    @property
     def busy(self) -> bool:
-        return any(t is not None for t in (self.analysis_task, self.propose_task,
+        return any(t is not None for t in (self.analysis_task, self.propose_task, self.pdf_task,
                                            self.recheck_task, self.relabel_task, self.att_task))
 
     def is_settled(self) -> bool:
@@ -345,7 +342,7 @@ class PlanningController(QObject):
         self.act_save.setEnabled(self.doc.plan is not None)
         self.act_save_as.setEnabled(self.doc.plan is not None)
         self.act_open_plan.setEnabled(self.doc.volume is not None)
-        self.act_pdf.setEnabled(self.doc.plan is not None)
+        self.act_pdf.setEnabled(self.doc.plan is not None and self.pdf_task is None)
         self.carm.trajectory_changed(sel)
         self.proposals_panel.set_busy(self.propose_task is not None,
                                       has_case and target is not None)
@@ -371,7 +368,7 @@ class PlanningController(QObject):
         self.stack.clear()
         self.proposals_panel.set_results([])
         self.doc.reset(volume)
-        self.carm.set_patient_position(volume.patient_position)
+        self.carm.set_patient_position(self.position)
         self.targets_panel.status.setText("Analysing the CT (vertebrae, implants, halos)\u2026")
         from fluoroplan.geometry.drr import AttenuationVolume
 
@@ -395,7 +392,7 @@ class PlanningController(QObject):
         self._update_actions()
 
     def _on_progress(self, task, fraction: float, message: str) -> None:
-        if task in (self.analysis_task, self.propose_task, self.relabel_task):
+        if task in (self.analysis_task, self.propose_task, self.relabel_task, self.pdf_task):
             self._show_busy(task.label, fraction)
             self.win.statusBar().showMessage(message)
 
@@ -430,7 +427,8 @@ class PlanningController(QObject):
                  "recheck": "checking the trajectory", "relabel": "renaming the levels",
                  "attenuation": "preparing the simulated fluoroscopy",
                  "pdf": "writing the PDF report"}.get(task.name, task.name)
-        for attr in ("analysis_task", "propose_task", "recheck_task", "relabel_task", "att_task"):
+        for attr in ("analysis_task", "propose_task", "recheck_task", "relabel_task", "att_task",
+                     "pdf_task"):
             if getattr(self, attr) is task:
                 setattr(self, attr, None)
         if task.name == "recheck":
@@ -510,7 +508,7 @@ class PlanningController(QObject):
             return
         from fluoroplan.geometry.carm import bullseye_pose
 
-        pose = bullseye_pose(traj.entry_lps, traj.aim_lps, self.doc.volume.patient_position)
+        pose = bullseye_pose(traj.entry_lps, traj.aim_lps, self.position)
         self.plan_panel.live.setText(
             f"<b>{traj.id}</b>: depth {traj.depth_mm:.1f} mm ({traj.needle.gauge} G "
             f"{traj.needle.length_mm:.0f} mm needle); bull's-eye: {pose.text} "
@@ -872,9 +870,10 @@ class PlanningController(QObject):
             head, tip = np.asarray(s["head_lps"], float), np.asarray(s["tip_lps"], float)
             v3.add_cylinder(head, tip, s.get("diameter_mm", 6.0) / 2 + 0.4, rgb=rgb,
                             group="implants")
-            # the shaft is inside bone: a coloured cap over the head shows which screw is loose
+            # the shaft is inside bone: a coloured cap just beyond the tulip (about 15 mm
+            # behind the head) shows which screw is loose
             axis = (tip - head) / max(float(np.linalg.norm(tip - head)), 1e-6)
-            v3.add_cylinder(head - 9.0 * axis, head - 3.0 * axis, 5.0, rgb=rgb, group="implants")
+            v3.add_cylinder(head - 19.0 * axis, head - 16.0 * axis, 4.5, rgb=rgb, group="implants")
         for r in aj.get("rods", []):
             pts = np.asarray(r.get("points_lps", []), float)
             for a, b in zip(pts[:-1], pts[1:], strict=True):
@@ -917,7 +916,7 @@ class PlanningController(QObject):
             return None, None, [], [], None
         traj = self.shown_selected()
         iso = traj.aim_lps if traj is not None else self.win.state.crosshair_lps
-        needles = [(e, a) for _i, e, a, _t, _s in self.drawn_trajectories()]
+        needles = [] if traj is None else [(traj.entry_lps, traj.aim_lps)]
         aj = self.doc.analysis_json or {}
         screws = [(np.asarray(s["head_lps"], float), np.asarray(s["tip_lps"], float),
                    bool(s.get("loose"))) for s in aj.get("screws", [])]
@@ -944,7 +943,7 @@ class PlanningController(QObject):
 
             blocks = views_for(self.doc.case, traj)[0]
         block = blocks[name]
-        pose = pose_from_json(block, self.doc.volume.patient_position)
+        pose = pose_from_json(block, self.position)
         label = {"bullseye": "Bull's-eye", "working_view": "Working view",
                  "progression": "Progression view"}[name]
         self.carm.angles_label.setToolTip(block.get("how", ""))
@@ -1061,10 +1060,13 @@ class PlanningController(QObject):
             return False
         self.stack.clear()
         self.doc.set_plan(plan, str(path))
+        self.carm.set_patient_position(self.position)
         self.win.settings.setValue("plan_folder", str(Path(path).parent))
         self._update_title()
         self.win.statusBar().showMessage(
             f"Opened {Path(path).name}: {len(plan.trajectories)} trajectories", 8000)
+        if self.doc.selected is not None:
+            self.carm.go_to("bullseye")
         return True
 
     def save(self) -> bool:
@@ -1099,12 +1101,9 @@ class PlanningController(QObject):
         self._update_title()
         return True
 
-    def export_pdf(self, path: str | None = None) -> bool:
-        writer = report_writer()
-        if writer is None:
-            self.error(FluoroplanError(
-                "This fluoroplan has no PDF report yet. Save the plan (Ctrl+S) and print it "
-                "from the command line once the report is installed."), "exporting the PDF")
+    def export_pdf(self, path: str | None = None, anonymize: bool = False) -> bool:
+        """Write the plan's PDF report (worker thread); ``pdf_written(path)`` when done."""
+        if self.doc.plan is None or self.pdf_task is not None:
             return False
         if path is None:
             start = str(Path(self._plan_folder()) / "plan.pdf")
@@ -1112,13 +1111,23 @@ class PlanningController(QObject):
                                                   "PDF (*.pdf)")
             if not path:
                 return False
-        try:
-            writer(self.doc.plan, self.doc.volume, path)
-        except (FluoroplanError, OSError, ValueError) as exc:
-            self.error(exc, "writing the PDF report")
-            return False
-        self.win.statusBar().showMessage(f"Wrote the report {path}", 8000)
+            if not path.lower().endswith(".pdf"):
+                path += ".pdf"
+        plan, volume = self.doc.plan, self.doc.volume
+        task = Task("pdf", lambda p, c: _write_pdf(plan, volume, path, anonymize, p, c))
+        task.path = path
+        self.pdf_task = task
+        self._run(task, self._on_pdf, "Writing the report")
         return True
+
+    def _on_pdf(self, task, _info) -> None:
+        if task is not self.pdf_task:
+            return
+        self.pdf_task = None
+        self._show_busy(None)
+        self._update_actions()
+        self.win.statusBar().showMessage(f"Wrote the report {task.path}", 8000)
+        emit(self.pdf_written, str(task.path))
 
     def confirm_close(self) -> bool:
         """Ask before closing with unsaved changes; False to stay open."""

@@ -1,0 +1,394 @@
+"""The planning workstation driven with pytest-qt: analysis, targets, proposals, edits with
+re-checks, undo/redo, the virtual C-arm, plan files, the PDF report and screenshots."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+if os.environ.get("DISPLAY"):  # see test_gui_shell.py: VTK draws with OSMesa in-process
+    os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkOSOpenGLRenderWindow")
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QPoint, QPointF, QSettings, Qt  # noqa: E402
+from PySide6.QtGui import QMouseEvent  # noqa: E402
+from PySide6.QtWidgets import QMessageBox  # noqa: E402
+
+from fluoroplan.resources.phantom import make_phantom, write_phantom  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+GRID = {"shape_ijk": (192, 192, 160), "pixel_mm": 1.5, "slice_mm": 1.5}
+WAIT_MS = 90000
+YELLOW_MIN = (200, 150)  # r, g of the selected trajectory's colour; blue below 90
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return make_phantom(0, **GRID)
+
+
+@pytest.fixture(scope="module")
+def case_dir(phantom, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("plancase")
+    write_phantom(root, phantom)
+    return root / "dicom"
+
+
+@pytest.fixture(scope="module")
+def other_dir(tmp_path_factory) -> Path:
+    """Another CT (another seed: other UIDs and voxels)."""
+    root = tmp_path_factory.mktemp("othercase")
+    write_phantom(root, make_phantom(1, **GRID))
+    return root / "dicom"
+
+
+@pytest.fixture
+def boxes(monkeypatch):
+    """Record message boxes instead of showing them: list of (kind, title, text)."""
+    seen = []
+    for kind in ("information", "warning", "critical"):
+        def fake(parent, title, text, *args, _kind=kind, **kwargs):
+            seen.append((_kind, title, text))
+            return QMessageBox.StandardButton.Ok
+
+        monkeypatch.setattr(QMessageBox, kind, staticmethod(fake))
+
+    def question(parent, title, text, *args, **kwargs):
+        seen.append(("question", title, text))
+        return QMessageBox.StandardButton.Discard
+
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(question))
+    return seen
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, monkeypatch, boxes):
+    from fluoroplan.app.main_window import MainWindow
+
+    monkeypatch.setenv("FLUOROPLAN_RECOVERY_DIR", str(tmp_path / "recovery"))
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(settings=settings)
+    qtbot.addWidget(win)
+    win.resize(1500, 950)
+    win.show()
+    qtbot.waitActive(win)
+    yield win
+    win.close()
+
+
+def _open(qtbot, win, path) -> None:
+    pl = win.planning
+    with qtbot.waitSignal(pl.analysis_ready, timeout=WAIT_MS):
+        win.open_folder(path)
+    qtbot.waitUntil(lambda: win.is_ready and pl.is_settled(), timeout=WAIT_MS)
+
+
+def _settle(qtbot, win) -> None:
+    qtbot.waitUntil(win.planning.is_settled, timeout=WAIT_MS)
+
+
+def _loose(phantom) -> dict:
+    return next(s for s in phantom.truth["screws"] if s["loose"])
+
+
+def _yellow(px) -> bool:
+    r, g, b = (int(v) for v in px[:3])
+    return r >= YELLOW_MIN[0] and g >= YELLOW_MIN[1] and b < 90
+
+
+def _rgb(image) -> np.ndarray:
+    from PySide6.QtGui import QImage
+
+    img = image.convertToFormat(QImage.Format.Format_RGB888)
+    w, h, bpl = img.width(), img.height(), img.bytesPerLine()
+    buf = np.frombuffer(img.constBits(), np.uint8, count=h * bpl).reshape(h, bpl)
+    return buf[:, : w * 3].reshape(h, w, 3).copy()
+
+
+def _drag(qtbot, view, start: QPointF, end: QPointF) -> None:
+    qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=start.toPoint())
+    for f in (0.25, 0.5, 0.75, 1.0):
+        p = start + (end - start) * f
+        ev = QMouseEvent(QMouseEvent.Type.MouseMove, p, QPointF(view.mapToGlobal(p.toPoint())),
+                         Qt.MouseButton.NoButton, Qt.MouseButton.LeftButton,
+                         Qt.KeyboardModifier.NoModifier)
+        view.mouseMoveEvent(ev)
+    qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=end.toPoint())
+
+
+def _key(qtbot, win, key, modifiers=Qt.KeyboardModifier.NoModifier) -> None:
+    """A key press as the user makes it: to the active window (shortcuts need it active)."""
+    from PySide6.QtWidgets import QApplication
+
+    if QApplication.activeWindow() is not win:
+        win.activateWindow()
+        qtbot.waitUntil(lambda: QApplication.activeWindow() is win, timeout=5000)
+    qtbot.keyClick(win, key, modifiers)
+
+
+def _accept_proposal(qtbot, win, target_id: str, boxes):
+    pl = win.planning
+    pl.select_target(target_id)
+    assert pl.doc.target_id == target_id
+    _key(qtbot, win, Qt.Key.Key_P, Qt.KeyboardModifier.ControlModifier)
+    assert pl.propose_task is not None
+    qtbot.waitUntil(lambda: pl.propose_task is None, timeout=WAIT_MS)
+    assert not boxes
+    assert pl.proposals_panel.selected() is not None
+    _key(qtbot, win, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    assert len(pl.doc.trajectories) == 1
+    _settle(qtbot, win)
+    return pl.doc.trajectories[0]
+
+
+# --- analysis and targets ------------------------------------------------------------------------
+def test_analysis_fills_targets_and_3d(qtbot, window, case_dir, phantom):
+    _open(qtbot, window, case_dir)
+    pl = window.planning
+    loose = _loose(phantom)
+    tree = pl.targets_panel
+    item = tree.items[f"screw:{loose['id']}"]
+    assert "LOOSE" in item.text(0) and "halo" in item.text(1)
+    halo = float(item.text(1).split("halo ")[1].split(" mm")[0])
+    assert halo > 1.0  # a loose screw: the halo is wider than 1 mm
+    tight = next(s for s in phantom.truth["screws"] if not s["loose"])
+    assert "LOOSE" not in tree.items[f"screw:{tight['id']}"].text(0)
+    fractured = [v["label"] for v in pl.doc.analysis_json["vertebrae"] if v["fracture_grade"]]
+    assert fractured and all("Genant grade" in tree.items[f"vertebra:{lv}"].text(1)
+                             for lv in fractured)
+    # 3-D: the loose screw's head cap is orange, a tight one's is grey-blue
+    v3 = window.view3d
+    img = v3.capture()
+    screws = {s["id"]: s for s in pl.doc.analysis_json["screws"]}
+
+    def cap_pixel(s):
+        head, tip = np.array(s["head_lps"]), np.array(s["tip_lps"])
+        axis = (tip - head) / np.linalg.norm(tip - head)
+        x, y = v3.display_from_lps(head - 18.9 * axis)  # the cap's outer face
+        return img[int(round(y)), int(round(x))].astype(int)
+
+    r, g, b = cap_pixel(screws[loose["id"]])
+    assert r > 150 and r > b + 60, (r, g, b)
+    r, g, b = cap_pixel(screws[tight["id"]])
+    assert b > r + 20, (r, g, b)
+    # selecting the loose screw makes it the target and moves the crosshair to it
+    tree.tree.setCurrentItem(item)
+    assert pl.doc.target_id == f"loose-screw:{loose['id']}"
+    target = pl.doc.target(pl.doc.target_id)
+    np.testing.assert_allclose(window.state.crosshair_lps, target.point_lps, atol=1.6)
+    assert pl.act_propose.isEnabled()
+
+
+# --- the main flow --------------------------------------------------------------------------------
+def test_propose_accept_bullseye_drag_undo_save_pdf(qtbot, window, case_dir, phantom, tmp_path,
+                                                    boxes):
+    from fluoroplan.geometry.drr import NEEDLE_COLOUR
+    from fluoroplan.planner.approaches import applicable
+
+    _open(qtbot, window, case_dir)
+    pl = window.planning
+    target_id = f"loose-screw:{_loose(phantom)['id']}"
+    traj = _accept_proposal(qtbot, window, target_id, boxes)
+    jobs = applicable(pl.doc.case, pl.doc.target(target_id))
+    assert pl.proposals_panel.table.rowCount() == len(jobs) >= 2
+    assert pl.proposals_panel.checks.rowCount() > 5  # the checks of the selected proposal
+    assert traj.checks and pl.plan_panel.checks.rowCount() == len(traj.checks)
+    assert window.windowTitle().startswith("*")  # unsaved
+
+    # the bull's-eye view: the needle is a dot where the projection puts it
+    _key(qtbot, window, Qt.Key.Key_B)
+    _settle(qtbot, window)
+    carm = pl.carm
+    assert carm.last_size == 512
+    drr = carm.view.drr
+    uv_aim = drr.projection.detector_px_from_lps(traj.aim_lps)
+    uv_entry = drr.projection.detector_px_from_lps(traj.entry_lps)
+    assert np.linalg.norm(uv_aim - uv_entry) < 1.0  # end-on: one point
+    u, v = (int(round(c)) for c in uv_aim)
+    assert tuple(drr.image[v, u]) == NEEDLE_COLOUR
+    shown = _rgb(carm.view.grab().toImage())
+    dpr = carm.view.devicePixelRatioF()
+    w = carm.view.widget_from_px(uv_aim) * dpr
+    assert _yellow(shown[int(round(w.y())), int(round(w.x()))])
+    text = carm.angles_label.text()
+    assert "patient's" in text and "DICOM primary" in text and "Bull's-eye" in text
+    assert carm.pose.primary_deg == pytest.approx(traj.views["bullseye"]["primary_deg"], abs=0.01)
+    assert carm.visibility_label.text()  # the metal-visibility verdict for this view
+    # the needle views show the selected trajectory
+    assert window.needle_views["across"].grid is not None
+
+    # an Alt+arrow moves the C-arm 1 deg and keeps the sentence and the DICOM pair
+    rot0 = carm.pose.table_angles_deg[0]
+    _key(qtbot, window, Qt.Key.Key_Right, Qt.KeyboardModifier.AltModifier)
+    assert carm.pose.table_angles_deg[0] == pytest.approx(rot0 + 1.0, abs=0.05)
+    assert "patient's" in carm.angles_label.text() and "DICOM" in carm.angles_label.text()
+    _settle(qtbot, window)
+    assert carm.preview_ms and carm.full_ms
+
+    # drag the entry in the axial view: geometry now, checks once the worker is done
+    axial = window.views["axial"]
+    window.state.set_crosshair(traj.entry_lps)
+    start = axial.widget_from_lps(traj.entry_lps)
+    end = start + QPointF(12.0, 4.0)
+    before_checks = {c.name: c.value for c in traj.checks}
+    with qtbot.waitSignal(pl.checks_updated, timeout=WAIT_MS):
+        _drag(qtbot, axial, start, end)
+        moved = pl.doc.selected
+        assert moved.edited and not np.allclose(moved.entry_lps, traj.entry_lps)
+        np.testing.assert_allclose(moved.target_lps, traj.target_lps)
+    moved = pl.doc.selected
+    np.testing.assert_allclose(axial.widget_from_lps(moved.entry_lps).x(), end.x(), atol=1.0)
+    assert moved.checks and moved.depth_mm != pytest.approx(traj.depth_mm)
+    after_checks = {c.name: c.value for c in moved.checks}
+    assert after_checks["skin entry from the midline"] != before_checks["skin entry from the midline"]
+    assert pl.drag_ms  # the drag redraw was timed
+
+    # undo / redo restore the geometry exactly, with checks
+    _key(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    np.testing.assert_allclose(pl.doc.selected.entry_lps, traj.entry_lps)
+    assert pl.doc.selected.checks
+    _key(qtbot, window, Qt.Key.Key_Z,
+                   Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    np.testing.assert_allclose(pl.doc.selected.entry_lps, moved.entry_lps)
+    _settle(qtbot, window)
+
+    # autosaved after each edit; saving writes the plan and clears the autosave and the "*"
+    from fluoroplan.io.planfile import autosave_path
+
+    series = pl.doc.plan.series["series_instance_uid"]
+    auto = autosave_path(series_uid=series)
+    assert auto.is_file()
+    saved = tmp_path / "plan.json"
+    assert pl.save_to(str(saved))
+    assert not window.windowTitle().startswith("*") and not auto.exists()
+    doc = json.loads(saved.read_text())
+    assert len(doc["trajectories"]) == 1 and doc["trajectories"][0]["edited"] is True
+    # change it, then reopen the saved file: the saved geometry comes back
+    _key(qtbot, window, Qt.Key.Key_Delete)
+    assert not pl.doc.trajectories
+    assert pl.open_plan(str(saved))
+    assert len(pl.doc.trajectories) == 1
+    np.testing.assert_allclose(pl.doc.selected.entry_lps, moved.entry_lps, atol=1e-3)
+    assert not boxes
+
+    # the PDF report
+    pdf = tmp_path / "plan.pdf"
+    with qtbot.waitSignal(pl.pdf_written, timeout=WAIT_MS):
+        assert pl.export_pdf(str(pdf))
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+
+
+# --- placing by clicking, screenshots ---------------------------------------------------------------
+def test_place_by_clicking_and_screenshot_content(qtbot, window, case_dir, phantom):
+    from fluoroplan.app.capture import capture_window
+
+    _open(qtbot, window, case_dir)
+    pl = window.planning
+    target = pl.doc.target(f"loose-screw:{_loose(phantom)['id']}")
+    pl.select_target(target.id)
+    axial = window.views["axial"]
+    entry = target.point_lps + np.array([25.0, 70.0, 0.0])  # behind and to the left
+    _key(qtbot, window, Qt.Key.Key_T)
+    assert pl.placing
+    for lps in (entry, target.point_lps):
+        qtbot.mouseClick(axial, Qt.MouseButton.LeftButton,
+                         pos=axial.widget_from_lps(lps).toPoint())
+    assert not pl.placing and len(pl.doc.trajectories) == 1
+    traj = pl.doc.selected
+    assert traj.approach == "manual" and traj.target.id == target.id
+    np.testing.assert_allclose(traj.target_lps[:2], target.point_lps[:2], atol=1.5)
+    _settle(qtbot, window)
+    assert pl.doc.selected.checks  # re-checked on the worker
+
+    image = capture_window(window)
+    arr = _rgb(image)
+    dpr = image.devicePixelRatio()
+    tl = axial.mapTo(window, QPoint(0, 0))
+    a, b = axial.widget_from_lps(traj.entry_lps), axial.widget_from_lps(traj.target_lps)
+    hits = 0
+    for f in np.linspace(0.15, 0.85, 8):
+        p = a + (b - a) * f
+        x, y = int((tl.x() + p.x()) * dpr), int((tl.y() + p.y()) * dpr)
+        patch = arr[y - 2: y + 3, x - 2: x + 3].reshape(-1, 3)
+        hits += any(_yellow(px) for px in patch)
+    assert hits >= 7  # the trajectory line is drawn where it projects (solid in this slice)
+    # the 3-D pane: background in its top-right corner, the spine in its centre
+    v3 = window.view3d
+    tl3 = v3.vtk_widget.mapTo(window, QPoint(0, 0))
+    x0, y0 = int(tl3.x() * dpr), int(tl3.y() * dpr)
+    w, h = int(v3.vtk_widget.width() * dpr), int(v3.vtk_widget.height() * dpr)
+    pane = arr[y0:y0 + h, x0:x0 + w].astype(int)
+    bg = np.array(v3.background_rgb8())
+    assert np.abs(pane[3, w - 4] - bg).max() <= 2
+    centre = pane[h * 3 // 8: h * 5 // 8, w * 3 // 8: w * 5 // 8]
+    assert (np.abs(centre - bg).max(axis=2) > 20).mean() > 0.3
+    # the needle's skin-entry marker is yellow in 3-D where it projects
+    ex, ey = v3.display_from_lps(traj.entry_lps)
+    px = pane[int(ey * dpr / v3.devicePixelRatioF()), int(ex * dpr / v3.devicePixelRatioF())]
+    assert _yellow(px), px
+    # the C-arm pane shows an image (not the empty message)
+    carm = pl.carm.view
+    ctl = carm.mapTo(window, QPoint(0, 0))
+    region = arr[int(ctl.y() * dpr): int((ctl.y() + carm.height()) * dpr),
+                 int(ctl.x() * dpr): int((ctl.x() + carm.width()) * dpr)]
+    assert region.std() > 20
+
+
+# --- relabelling and errors -------------------------------------------------------------------------
+def test_relabel_levels_is_undoable(qtbot, window, case_dir):
+    _open(qtbot, window, case_dir)
+    pl = window.planning
+    before = [v["label"] for v in pl.doc.analysis_json["vertebrae"]]
+    index = pl.doc.analysis_json["vertebrae"][2]["index"]
+    with qtbot.waitSignal(pl.analysis_ready, timeout=WAIT_MS):
+        pl.relabel(index, "L3")
+    after = [v["label"] for v in pl.doc.analysis_json["vertebrae"]]
+    assert after[2] == "L3" and after != before
+    assert "vertebra:L3" in pl.targets_panel.items
+    assert {s["level"] for s in pl.doc.analysis_json["screws"]} <= set(after)
+    _key(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert [v["label"] for v in pl.doc.analysis_json["vertebrae"]] == before
+
+
+def test_plan_of_another_ct_and_damaged_files_are_refused(qtbot, window, case_dir, other_dir,
+                                                          tmp_path, boxes, phantom):
+    from fluoroplan.app.main_window import MainWindow
+
+    _open(qtbot, window, other_dir)
+    pl = window.planning
+    target = pl.doc.targets[0]
+    pl.select_target(target.id)
+    pl.toggle_place()
+    pl.place_point(target.point_lps + [0.0, 60.0, 0.0])
+    pl.place_point(target.point_lps)
+    _settle(qtbot, window)
+    other_plan = tmp_path / "other.json"
+    assert pl.save_to(str(other_plan))
+
+    second = MainWindow(settings=QSettings(str(tmp_path / "s2.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(second)
+    second.show()
+    _open(qtbot, second, case_dir)
+    assert not second.planning.open_plan(str(other_plan))
+    kind, title, text = boxes[-1]
+    assert kind == "warning" and "was made on" in text and "nothing was loaded" in text
+    damaged = tmp_path / "damaged.json"
+    damaged.write_text(other_plan.read_text()[:200])
+    assert not second.planning.open_plan(str(damaged))
+    assert "Traceback" not in boxes[-1][2] and damaged.name in boxes[-1][2]
+    # a trajectory whose ends meet is refused with a reason; the window carries on
+    second.planning.select_target(f"loose-screw:{_loose(phantom)['id']}")
+    second.planning.toggle_place()
+    p = second.planning.doc.targets[0].point_lps
+    second.planning.place_point(p)
+    second.planning.place_point(p + [0.2, 0.0, 0.0])
+    assert "1 mm apart" in boxes[-1][2] and not second.planning.doc.trajectories
+    assert second.isVisible()
+    second.close()
