@@ -113,6 +113,7 @@ class CTVolume:
         return {
             "series_instance_uid": self.identifiers.get("series_instance_uid", ""),
             "study_instance_uid": self.identifiers.get("study_instance_uid", ""),
+            "series_description": self.identifiers.get("series_description", ""),
             "patient_position": self.patient_position,
             "shape_ijk": [int(n) for n in self.shape_ijk],
             "spacing_mm": [float(s) for s in self.spacing_mm],

@@ -128,6 +128,17 @@ def _one_step(params: dict, around: dict) -> bool:
     return diff == 1
 
 
+def default_trajectory_id(target: Target, approach: str, side: str) -> str:
+    """A readable id unique within a plan: what it treats, from which side, by which approach
+    ("L2-left-transpedicular-parallel", "L4-fracture-right-transpedicular",
+    "cage-L3-L4-left-transpedicular")."""
+    if target.kind == "loose-screw":
+        return f"{target.ref}-{approach}"
+    if target.kind == "fracture":
+        return f"{target.ref}-fracture-{side}-{approach}"
+    return f"{target.kind}-{target.ref}-{side}-{approach}"
+
+
 def build_trajectory(case: PlanningCase, target: Target, approach: str, side: str,
                      entry_lps, target_lps, contact_lps=None, traj_id: str | None = None,
                      explained: dict | None = None, edited: bool = False,
@@ -139,7 +150,7 @@ def build_trajectory(case: PlanningCase, target: Target, approach: str, side: st
     if contact_lps is not None:
         depth += float(np.linalg.norm(np.asarray(target_lps, float) - aim))
     traj = Trajectory(
-        id=traj_id or f"{target.level}-{side}-{approach}",
+        id=traj_id or default_trajectory_id(target, approach, side),
         target=target, approach=approach, level=target.level, side=side,
         entry_lps=entry_lps, target_lps=np.asarray(target_lps, float),
         needle=Needle.for_depth(depth), contact_lps=contact_lps, edited=edited, notes=notes,

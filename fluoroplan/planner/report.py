@@ -86,22 +86,12 @@ def _grey_rgb(grey: np.ndarray) -> np.ndarray:
 
 
 # --- DRRs ----------------------------------------------------------------------------------
-def _drr_window(li: np.ndarray) -> tuple[float, float]:
-    """A window that shows bone on soft tissue: 2nd to 97th percentile of the rays through the
-    patient (metal saturates black)."""
-    body = li[li > 0.05]
-    if body.size < 100:
-        return 0.0, max(float(li.max()), 1e-3)
-    lo, hi = np.percentile(body, [2.0, 97.0])
-    return float(lo) * 0.85, float(max(hi, lo + 1e-3))
-
-
 def _drr(att: AttenuationVolume, block: dict, patient_position: str, iso_lps: np.ndarray):
     from dataclasses import replace
 
     pose = replace(pose_from_json(block, patient_position), detector_mm=(DRR_FIELD_MM,) * 2)
     drr = render_drr(att, pose, iso_lps, size=DRR_PX)
-    grey = fluoroscopy_display(drr.line_integrals, window=_drr_window(drr.line_integrals))
+    grey = fluoroscopy_display(drr.line_integrals)
     return _grey_rgb(grey), drr.projection
 
 
