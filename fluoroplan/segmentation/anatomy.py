@@ -353,6 +353,7 @@ def analyze_anatomy(
                 half_height_mm=b["half_height_mm"],
                 canal_offset_mm=b["canal_offset_mm"],
                 canal_radius_mm=b["canal_radius_mm"],
+                bone_hu=sep.bone_hu,
             )
             # the body's own axis: between its endplate normals; measure again along it when
             # the centreline's direction was off (the ends of the column, a sharp curve)
@@ -366,6 +367,7 @@ def analyze_anatomy(
                         half_height_mm=b["half_height_mm"],
                         canal_offset_mm=b["canal_offset_mm"],
                         canal_radius_mm=b["canal_radius_mm"],
+                        bone_hu=sep.bone_hu,
                     )
                     meas = again if again is not None else meas
         vc = np.array(vcent[n], float) if vcount[n] > 0 else None
@@ -386,6 +388,19 @@ def analyze_anatomy(
 
     # --- grades, levels ------------------------------------------------------------------------
     t1 = time.perf_counter()
+    body_grid = np.zeros(grid_hu.shape, bool)
+    if sep.body_filled is not None:
+        body_grid[
+            roi_off[0] : roi_off[0] + sep.labels.shape[0],
+            roi_off[1] : roi_off[1] + sep.labels.shape[1],
+            roi_off[2] : roi_off[2] + sep.labels.shape[2],
+        ] = sep.body_filled
+    labels_c, bone_c = _full_res_labels(hu_c, metal_c, lab_grid, f, sep.bone_hu, body_grid)
+    # whole-vertebra centroids from the full-resolution labels (cancellous bone included)
+    full_cent = _label_centroids(labels_c, len(found))
+    for n, item in enumerate(found):
+        if full_cent[n] is not None:
+            item["vcent"] = canon.lps_from_cijk[:3, :3] @ full_cent[n][::-1] + canon.lps_from_cijk[:3, 3]
     verts = _assemble(found, sep, mm_to_lps, warnings)
     verts = _auto_labels(verts, levels, warnings)
     if any(v.label_source == lv.SOURCE_NONE for v in verts):
@@ -394,7 +409,6 @@ def analyze_anatomy(
             "is in view; vertebrae are numbered V1..Vn from the top. Say which vertebra is which "
             "(e.g. 'this is L3') to label them all."
         )
-    labels_c, bone_c = _full_res_labels(hu_c, metal_c, lab_grid, f)
     labels = canon.from_canon(labels_c)
     bone = canon.from_canon(bone_c)
     cl_lps = np.array([mm_to_lps(p) for p in canal.centre_mm]) if len(canal.centre_mm) else np.zeros((0, 3))
@@ -431,20 +445,46 @@ def _bbox_ijk(sl, f, canon: _Canon, volume: CTVolume):
     return (tuple(int(v) for v in lo_h[::-1]), tuple(int(v) for v in hi_h[::-1]))
 
 
-def _full_res_labels(hu_c, metal_c, lab_grid, f):
-    """Vertebra labels on the CT grid: the grid labels spread to full-resolution bone."""
+def _label_centroids(labels: np.ndarray, n: int) -> list:
+    """Centroid (canonical index z, y, x) of each label value 1..n (None when absent), inside the
+    labels' bounding box only."""
+    out: list = [None] * n
+    if not labels.any():
+        return out
+    sl = ndi.find_objects((labels > 0).astype(np.uint8))[0]
+    z, y, x = np.nonzero(labels[sl])
+    v = labels[sl][z, y, x].astype(np.intp)
+    cnt = np.bincount(v, minlength=n + 1)
+    for q, (coord, s0) in enumerate(zip((z, y, x), sl, strict=True)):
+        sums = np.bincount(v, weights=coord + s0.start, minlength=n + 1)
+        for k in range(1, n + 1):
+            if cnt[k] > 0:
+                if out[k - 1] is None:
+                    out[k - 1] = np.zeros(3)
+                out[k - 1][q] = sums[k] / cnt[k]
+    return out
+
+
+def _full_res_labels(hu_c, metal_c, lab_grid, f, bone_hu=BONE_HU, body_grid=None):
+    """Vertebra labels on the CT grid: the grid labels spread to full-resolution bone (at the
+    spine's own threshold ``bone_hu``) and to the whole hole-filled body sections (dark
+    cancellous bone belongs to its vertebra, as in a TotalSegmentator label)."""
     bone = hu_c >= np.int16(BONE_HU)
     bone &= ~metal_c
     labels = np.zeros(hu_c.shape, np.uint8)
     if lab_grid.any():
         sl = ndi.find_objects((lab_grid > 0).astype(np.uint8))[0]
         sub = lab_grid[sl]
+        keep = body_grid[sl] if body_grid is not None else np.zeros(sub.shape, bool)
         for ax in range(3):
             sub = np.repeat(sub, f[ax], axis=ax)
+            keep = np.repeat(keep, f[ax], axis=ax)
         full_sl = tuple(slice(s.start * k, s.start * k + sub.shape[a]) for a, (s, k) in enumerate(zip(sl, f, strict=True)))
         full_sl = tuple(slice(s.start, min(s.stop, hu_c.shape[a])) for a, s in enumerate(full_sl))
-        sub = sub[tuple(slice(0, s.stop - s.start) for s in full_sl)]
-        labels[full_sl] = np.where(bone[full_sl] | metal_c[full_sl], sub, 0)
+        crop = tuple(slice(0, s.stop - s.start) for s in full_sl)
+        sub, keep = sub[crop], keep[crop]
+        dense = (hu_c[full_sl] >= np.int16(min(bone_hu, BONE_HU))) | metal_c[full_sl] | keep
+        labels[full_sl] = np.where(dense, sub, 0)
     return labels, bone
 
 
@@ -617,6 +657,8 @@ class _Separation:
     roi_offset: tuple[int, int, int]
     bodies: list[dict]
     rib_heads: dict  # value -> (m, 3) mm points on the grid
+    bone_hu: float = BONE_HU  # the bodies' own bone threshold (adaptive, from the disc contrast)
+    body_filled: np.ndarray | None = None  # bool on the ROI: hole-filled body sections
 
 
 def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str]) -> _Separation:
@@ -750,7 +792,8 @@ def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str]) -> _S
     for n in range(len(runs)):
         m = core & (s_vox >= bounds[n] + 1.0) & (s_vox <= bounds[n + 1] - 1.0)
         markers[m] = n + 1
-    bone = bone | (filled2 & (markers > 0))
+    body_filled = filled2 & (markers > 0)
+    bone = bone | body_filled
     bg_val = 255
     lateral = np.abs(X - cx[:, None, None]) >= RIB_EDGE_MM
     edge = np.zeros(hu.shape, bool)
@@ -787,7 +830,8 @@ def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str]) -> _S
                 side = (sgn * (px - cx[tz[sel]]) > cr[tz[sel]] + 4.0) & (py > by[tz[sel]] - 5.0)
                 if side.sum() >= 2:
                     heads.append([pz[side].mean(), py[side].mean(), px[side].mean()])
-            if heads:
+            # ribs come in pairs; one-sided "ribs" are streaks, osteophytes or the pelvis
+            if len(heads) == 2:
                 rib_heads[n + 1] = np.asarray(heads) + off_mm
 
     # --- per-body description -------------------------------------------------------------------
@@ -826,7 +870,9 @@ def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str]) -> _S
                 width_mm=float(widths[n]) if n < len(widths) else 0.0,
             )
         )
-    return _Separation(labels, (z_lo, y_lo, x_lo), bodies, rib_heads)
+    return _Separation(
+        labels, (z_lo, y_lo, x_lo), bodies, rib_heads, min(BONE_HU, float(thr2)), body_filled
+    )
 
 
 def _body_line(hu, metal, cy, cx, cr, sp):

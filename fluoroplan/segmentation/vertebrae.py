@@ -16,6 +16,7 @@ from scipy import ndimage as ndi
 BONE_HU = 200.0
 """Cortex and normal cancellous bone; osteoporotic cancellous bone is recovered by hole filling."""
 LOCAL_STEP_MM = 1.0
+_DEBUG: list | None = None  # set to a list to collect per-body intermediate arrays
 
 GENANT_THRESHOLDS = (0.20, 0.25, 0.40)
 """Height loss fractions that start grades 1 (mild), 2 (moderate) and 3 (severe) (Genant 1993)."""
@@ -358,6 +359,7 @@ def measure_body(
     canal_offset_mm: float,
     canal_radius_mm: float,
     label_is_bone: bool = False,
+    bone_hu: float = BONE_HU,
 ) -> BodyMeasurements | None:
     """Measure the body, endplates, posterior wall, heights and pedicles of one vertebra.
 
@@ -366,7 +368,7 @@ def measure_body(
     (value ``value``) and limits everything to this vertebra.
     ``label_is_bone``: the label covers all of the vertebra's bone including dark cancellous
     bone (a label map made elsewhere), so it is used as the body's filled bone instead of
-    thresholded HU.
+    thresholded HU. ``bone_hu``: bone threshold (HU) of this spine (lower in osteoporotic bone).
     """
     reach_p = canal_offset_mm + canal_radius_mm + 12.0
     frame = LocalFrame.make(
@@ -380,7 +382,7 @@ def measure_body(
     pts = frame.grid_lps()
     h = hu.sample(pts, order=1)
     own = labels.sample(pts, order=0) == value
-    bone = h >= BONE_HU
+    bone = h >= bone_hu
     if metal is not None:
         bone |= metal.sample(pts, order=0) > 0
     tt, pp, ll = (frame.coords(a) for a in range(3))
@@ -438,6 +440,8 @@ def measure_body(
     ext_p = np.where(cnt > 0, ext.sum(axis=1) / np.maximum(cnt, 1), np.nan)
     heights = {"anterior": float("nan"), "middle": float("nan"), "posterior": float("nan")}
     okp = np.isfinite(ext_p)
+    if _DEBUG is not None:
+        _DEBUG.append(dict(ext_p=ext_p, pp=pp, tt=tt, body=body, top=top, bot=bot, bl=bl.mean(), own=own, filled=filled, h=h))
     if okp.sum() >= 5:
         pv = pp[okp]
         front, back = pv.min(), pv.max()
