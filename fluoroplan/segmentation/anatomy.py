@@ -310,7 +310,10 @@ def analyze_anatomy(
     ] = sep.labels
     lab_sampler = VolumeSampler(lab_grid, lps_from_grid)
     hu_sampler = VolumeSampler(hu_c, canon.lps_from_cijk, fill=-1024.0)
-    metal_sampler = VolumeSampler(metal_c.view(np.uint8), canon.lps_from_cijk)
+    # metal is bright enough to count as bone by its HU; sample the mask only when it marks
+    # darker voxels too (a mask from elsewhere, blooming edges)
+    dark_metal = bool(metal_c.any()) and int(hu_c[metal_c].min()) < BONE_HU
+    metal_sampler = VolumeSampler(metal_c.view(np.uint8), canon.lps_from_cijk) if dark_metal else None
 
     def mm_to_lps(p_mm):
         idx = np.asarray(p_mm, float) / sp  # (z, y, x) grid index

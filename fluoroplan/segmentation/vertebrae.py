@@ -246,8 +246,12 @@ class VolumeSampler:
     def sample(self, pts_lps: np.ndarray, order: int = 1) -> np.ndarray:
         shape = pts_lps.shape[:-1]
         p = pts_lps.reshape(-1, 3)
-        ijk = p @ self.ijk_from_lps[:3, :3].T + self.ijk_from_lps[:3, 3]
-        coords = ijk[:, ::-1].T  # (k, j, i)
+        M = self.ijk_from_lps
+        # (k, j, i) rows written out: a BLAS matmul of a tall (n, 3) array is slower and spawns
+        # threads that compete with the other work on the machine
+        coords = np.empty((3, len(p)), np.float64)
+        for row, a in ((0, 2), (1, 1), (2, 0)):
+            coords[row] = p[:, 0] * M[a, 0] + p[:, 1] * M[a, 1] + p[:, 2] * M[a, 2] + M[a, 3]
         out = ndi.map_coordinates(
             self.array, coords, order=order, mode="constant", cval=self.fill, prefilter=False
         )
@@ -505,10 +509,11 @@ def _measure_pedicle(frame, mask, tt, pp, ll, sgn, side, p_wall, p_end, canal_r,
     if n == 0:
         return None
     # the pedicle is the component present across most of the band
-    spans = ndi.labeled_comprehension(
-        np.broadcast_to(np.arange(len(pp))[None, :, None], region.shape),
-        lab, np.arange(1, n + 1), lambda v: len(np.unique(v)), int, 0,
-    )
+    present = lab.transpose(1, 0, 2).reshape(len(pp), -1)  # [p, t*l]
+    pairs = np.zeros((n + 1, len(pp)), bool)
+    jp, _ = np.nonzero(present)
+    pairs[present[present > 0], jp] = True
+    spans = pairs[1:].sum(axis=1)
     comp = lab == (1 + int(np.argmax(spans)))
     ps = np.nonzero(comp.any(axis=(0, 2)))[0]
     if len(ps) < 3:
