@@ -64,6 +64,9 @@ MIN_BODY_MM = 15.0
 MIN_GAP_FRAC = 0.65
 BODY_RAY_MM = 90.0
 """Length of the ray from the canal centre toward anterior that finds the body's depth."""
+BODY_BACK_MM = 25.0
+BODY_MAX_DEPTH_MM = 60.0
+"""No vertebral body is deeper (antero-posterior) than this."""
 BODY_LINE_MM = 70.0
 """Window of the running median that smooths the body centreline's distance from the canal."""
 BODY_REACH = 1.3
@@ -907,7 +910,10 @@ def _body_line(hu, metal, cy, cx, cr, sp):
         p = prof[k]
         i_c = int(min(len(d) - 1, max(1, round(cr[k]))))
         floor = float(p[: i_c + 1].min())
-        i_pk = i_c + int(np.argmax(p[i_c:]))
+        # the body's back half lies within BODY_BACK_MM of the canal; anything brighter further
+        # out (a contrast-filled aorta in front of the body) must not set the level
+        i_end = min(len(d), i_c + int(BODY_BACK_MM) + 1)
+        i_pk = i_c + int(np.argmax(p[i_c:i_end]))
         peak = float(p[i_pk])
         if peak - floor < 60.0:
             continue
@@ -916,6 +922,7 @@ def _body_line(hu, metal, cy, cx, cr, sp):
         i0 = i_c + int(np.argmax(above[i_c:]))
         below = np.nonzero(~above[i0:])[0]
         i1 = i0 + (int(below[0]) if len(below) else len(d) - 1 - i0)
+        i1 = min(i1, i0 + int(BODY_MAX_DEPTH_MM))
         if d[i1] - d[i0] < 12.0:
             continue
         has[k] = True
@@ -1237,8 +1244,16 @@ def _auto_labels(verts: list[Vertebra], levels: str | None, warnings: list[str])
     if ribbed:
         last = ribbed[-1]
         below = [v for v in verts[last + 1 :] if v.kind == "vertebra"]
-        if below and not any(v.has_ribs for v in below):
+        # the thoracic cage is continuous: every complete vertebra above the last rib-bearing
+        # one must bear ribs too, else the rib pattern (missed ribs, false ones) is no anchor
+        above_ok = all(v.has_ribs for v in verts[:last] if v.kind == "vertebra" and v.complete)
+        if below and not any(v.has_ribs for v in below) and above_ok:
             rib_pos = last
+        elif below and not above_ok:
+            warnings.append(
+                "Ribs were found on some thoracic vertebrae but not on others above the last "
+                "rib-bearing one, so the last rib cannot anchor the levels."
+            )
     if sacrum_pos is not None and rib_pos is not None:
         if sacrum_pos - rib_pos != lv.level_index("S1") - lv.level_index("T12"):
             warnings.append(
