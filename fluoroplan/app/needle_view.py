@@ -62,7 +62,7 @@ class NeedleView(QWidget):
         self.state = state  # the ViewerState (volume, window)
         self.setObjectName(f"view_{kind}")
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.setMinimumSize(self.fontMetrics().height() * 10, self.fontMetrics().height() * 10)
+        self.setMinimumSize(self.fontMetrics().height() * 8, self.fontMetrics().height() * 7)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
         self.grid = None
         self.depth = 0.0

@@ -41,6 +41,7 @@ def _table(columns: list[str], name: str) -> QTableWidget:
     h = t.horizontalHeader()
     h.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
     h.setStretchLastSection(True)
+    t.setMinimumHeight(t.fontMetrics().height() * 3)  # the window must fit small screens
     return t
 
 

@@ -158,7 +158,7 @@ class PlanningController(QObject):
         self.targets_panel.relabel_requested.connect(self.ask_relabel)
         self.proposals_panel.propose_clicked.connect(self.propose)
         self.proposals_panel.accept_clicked.connect(self.accept)
-        self.plan_panel.selection_changed.connect(self.doc.select)
+        self.plan_panel.selection_changed.connect(self._plan_row_selected)
 
     # --- construction -----------------------------------------------------------------------
     def _build_docks(self) -> None:
@@ -630,6 +630,13 @@ class PlanningController(QObject):
         self.stack.push(AddTrajectory(self.doc, traj, f"accept {traj.id}"))
         self.docks["plan"].raise_()
 
+    def _plan_row_selected(self, traj_id) -> None:
+        """A trajectory chosen in the Plan table: select it and show its target's slices."""
+        self.doc.select(traj_id)
+        traj = self.doc.selected
+        if traj is not None:
+            self.win.state.set_crosshair(traj.target_lps)
+
     def remove_selected(self) -> None:
         if self.doc.selected is not None:
             self.stack.push(RemoveTrajectory(self.doc, self.doc.selected_id))
@@ -1066,7 +1073,9 @@ class PlanningController(QObject):
         self.win.statusBar().showMessage(
             f"Opened {Path(path).name}: {len(plan.trajectories)} trajectories", 8000)
         if self.doc.selected is not None:
+            self.win.state.set_crosshair(self.doc.selected.target_lps)
             self.carm.go_to("bullseye")
+            self.docks["plan"].raise_()
         return True
 
     def save(self) -> bool:

@@ -103,7 +103,7 @@ class SliceView(QWidget):
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
-        self.setMinimumSize(self.fontMetrics().height() * 12, self.fontMetrics().height() * 10)
+        self.setMinimumSize(self.fontMetrics().height() * 8, self.fontMetrics().height() * 7)
         self._hu: np.ndarray | None = None
         self._image: QImage | None = None
         self._depth_shown: float | None = None
