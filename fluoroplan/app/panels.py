@@ -225,6 +225,8 @@ class ProposalsPanel(QWidget):
         self.checks = checks_table("proposal_checks")
         split.addWidget(self.table)
         split.addWidget(self.checks)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 2)
         layout.addWidget(split, 1)
         self.set_busy(False, False)
 
@@ -313,6 +315,8 @@ class PlanPanel(QWidget):
         bl.addWidget(self.live)
         bl.addWidget(self.checks, 1)
         split.addWidget(box)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 3)
         layout.addWidget(split, 1)
         self.ids: list[str] = []
         self._filling = False

@@ -182,7 +182,7 @@ class PlanningController(QObject):
         self.docks["targets"].raise_()
         w.resizeDocks([self.docks["carm"]], [int(w.width() * 0.3) or 420],
                       Qt.Orientation.Horizontal)
-        w.resizeDocks([self.docks["carm"], self.docks["targets"]], [600, 400],
+        w.resizeDocks([self.docks["carm"], self.docks["targets"]], [540, 460],
                       Qt.Orientation.Vertical)
 
     def _action(self, text: str, slot, shortcut=None, tip: str = "", menu=None) -> QAction:
