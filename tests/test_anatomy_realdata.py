@@ -90,15 +90,9 @@ def test_thorax_cta_claims_no_sacrum_and_labels_honestly():
             assert v.label_source in ("anchor:T12-last-rib", "user")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="unfinished: levels are right (sacrum anchor, confident) but the whole-vertebra "
-    "labels sit 2.5-4 mm cranial of TotalSegmentator's (posterior elements split at the facet "
-    "joints by a distance watershed); measured centroid errors T12 5.9 (incomplete), L1 4.7, "
-    "L2 4.1, L3 3.9, L4 3.3, L5 2.6 mm (Dice 0.68-0.75)",
-)
 def test_abdomen_ct_levels_and_centroids_within_3mm():
-    """Whole-vertebra centroid (``vertebra_centroid_lps``) against the TotalSegmentator label."""
+    """Whole-vertebra centroid (``vertebra_centroid_lps``) against the TotalSegmentator label,
+    for every complete level labelled from the sacrum."""
     import SimpleITK as sitk
 
     vol, _ = _read_nifti(shared_data("totalseg-abdomen-ct", "ct.nii.gz"))
@@ -107,10 +101,30 @@ def test_abdomen_ct_levels_and_centroids_within_3mm():
     )
     an = analyze_anatomy(vol)
     assert an.vertebrae[-1].label == "S1" and an.vertebrae[-1].label_source == "anchor:sacrum"
-    for value, name in TOTALSEG_V2.items():
-        if name == "S1":
-            continue
-        c = np.array(ndi.center_of_mass(ref == value))[::-1]
-        p = vol.lps_from_ijk[:3, :3] @ c + vol.lps_from_ijk[:3, 3]
+    assert all(v.label_confident for v in an.vertebrae)
+    refc = _ref_centroids(vol, ref)
+    checked = []
+    for name in ("L1", "L2", "L3", "L4", "L5"):
         v = an.vertebra(name)
-        assert np.linalg.norm(v.vertebra_centroid_lps - p) < 3.0, name
+        assert v.complete, name
+        assert np.linalg.norm(v.vertebra_centroid_lps - refc[name]) < 3.0, name
+        checked.append(name)
+    assert len(checked) == 5
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="unfinished: the partial T11 (3 slices at the top) is not found and T12 is reported "
+    "incomplete (its run starts where the canal track starts); measured T12 centroid error 5.6 mm",
+)
+def test_abdomen_ct_finds_partial_t11_and_complete_t12():
+    import SimpleITK as sitk
+
+    vol, _ = _read_nifti(shared_data("totalseg-abdomen-ct", "ct.nii.gz"))
+    ref = sitk.GetArrayFromImage(
+        sitk.ReadImage(str(shared_data("totalseg-abdomen-ct", "labels_totalseg.nii.gz")))
+    )
+    an = analyze_anatomy(vol)
+    assert [v.label for v in an.vertebrae][:2] == ["T11", "T12"]
+    assert not an.vertebra("T11").complete and an.vertebra("T12").complete
+    assert np.linalg.norm(an.vertebra("T12").vertebra_centroid_lps - _ref_centroids(vol, ref)["T12"]) < 3.0

@@ -70,6 +70,11 @@ BODY_MAX_DEPTH_MM = 60.0
 BODY_LINE_MM = 70.0
 """Window of the running median that smooths the body centreline's distance from the canal."""
 BODY_REACH = 1.3
+PEDICLE_REACH_MM = 14.0
+ARCH_HALF_WIDTH_MM = 5.0
+ARCH_DEPTH_MM = 20.0
+"""Seeds of the laminae's junction: this close to the midline, this deep behind the canal."""
+"""Pedicle seeds reach this far beside the canal's edge."""
 AXIS_SMOOTH_MM = 6.0
 AXIS_REFINE_DEG = (4.0, 45.0)
 """A body is measured again along its endplates' axis when it differs by this much (deg)."""
@@ -795,9 +800,35 @@ def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str]) -> _S
     front = Y < (cy - cr)[:, None, None]
     markers = np.zeros(hu.shape, np.uint16)
     core = (filled | filled2) & cyl & front
-    for n in range(len(runs)):
+    # pedicles: bone beside the canal, between its front and its middle, at the level of the
+    # upper half of each body; seeding them gives every posterior arch to its own body (the
+    # arch touches the next vertebra only at the facet joints)
+    side = np.abs(X - cx[:, None, None])
+    ped_zone = (
+        bone
+        & (side >= 0.6 * cr[:, None, None])
+        & (side <= cr[:, None, None] + PEDICLE_REACH_MM)
+        & (Y >= (cy - cr - 2.0)[:, None, None])
+        & (Y <= (cy + 0.3 * cr)[:, None, None])
+    )
+    arch_zone = (
+        bone
+        & (side <= ARCH_HALF_WIDTH_MM)
+        & (Y >= (cy + cr + 2.0)[:, None, None])
+        & (Y <= (cy + cr + ARCH_DEPTH_MM)[:, None, None])
+    )
+    for n, (a, b) in enumerate(runs):
         m = core & (s_vox >= bounds[n] + 1.0) & (s_vox <= bounds[n + 1] - 1.0)
         markers[m] = n + 1
+        if runs_kind_sacrum(n, runs, sacrum_at):
+            continue
+        length = s[b] - s[a]
+        mp = ped_zone & (s_vox >= s[a] + 0.1 * length) & (s_vox <= s[a] + 0.55 * length)
+        markers[mp & (markers == 0)] = n + 1
+        # the laminae meet behind the canal at the level of the body's lower half and the disc
+        # below it (the arch slopes caudally from the pedicles)
+        ml = arch_zone & (s_vox >= s[a] + 0.5 * length) & (s_vox <= bounds[n + 1])
+        markers[ml & (markers == 0)] = n + 1
     body_filled = filled2 & (markers > 0)
     bone = bone | body_filled
     bg_val = 255
@@ -933,6 +964,11 @@ def _body_line(hu, metal, cy, cx, cr, sp):
         gap = np.interp(z, z[has], gap[has])
         half = np.interp(z, z[has], half[has])
     return has, gap, half
+
+
+def runs_kind_sacrum(n: int, runs, sacrum_at) -> bool:
+    """Is body run ``n`` the sacrum?"""
+    return sacrum_at is not None and n == len(runs) - 1
 
 
 def _slab_width(bone, C, sp, a, b, rz) -> float:
