@@ -536,8 +536,10 @@ def _cover(doc: _Doc, plan_doc: dict, volume, anonymize: bool, notes: list[str])
     series = plan_doc["series"]
     desc = ids.get("series_description") or series.get("series_description") or "-"
     study = f"Study date {ids.get('study_date') or '-'}  |  " if not anonymize else ""
-    doc.para(L, f"{study}Series: {desc}  |  Patient position: "
-             f"{series.get('patient_position')}  |  CT fingerprint {series.get('fingerprint')}",
+    doc.para(L, f"{study}Series: {desc}  |  CT patient position: "
+             f"{series.get('patient_position')}  |  procedure position: "
+             f"{plan_doc.get('procedure_position', 'HFP')}  |  CT fingerprint "
+             f"{series.get('fingerprint')}",
              W, 10)
     if not anonymize:
         doc.para(L, f"Study UID {series.get('study_instance_uid')}  |  Series UID "
@@ -762,7 +764,9 @@ def write_plan_pdf(plan, volume, path: str | os.PathLike, anonymize: bool = Fals
     doc_json = plan_document(plan)
     trajs = doc_json["trajectories"]
     screws = doc_json["analysis"].get("screws") or []
-    position = volume.patient_position
+    # C-arm words and the room axes of the reformats are those of the procedure (prone by
+    # default), whatever position the CT was acquired in
+    position = doc_json.get("procedure_position") or "HFP"
     notes: list[str] = []
     progress(0.0, "Preparing the report")
     att = AttenuationVolume.from_ct(volume, levels=1)
