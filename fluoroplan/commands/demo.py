@@ -74,8 +74,14 @@ def write_results(out: Path, dicom: Path, volume, series_rows: str, seconds: dic
         doc["timings_s"] = {"load": seconds.get("load", 0.0), **doc["timings_s"]}
         written.append(write_json_atomic(out / "analysis.json", doc))
     if plan is not None:
-        written.append(write_json_atomic(out / "plan.json", plan.to_json()))
+        from fluoroplan.io.planfile import save_plan
+        from fluoroplan.planner.report import write_plan_pdf
+
+        save_plan(plan, out / "plan.json")
+        written.append(out / "plan.json")
         written += write_views(out, volume, plan)
+        write_plan_pdf(plan, volume, out / "plan.pdf")
+        written.append(out / "plan.pdf")
     return written
 
 
