@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -130,3 +131,23 @@ def test_non_spine_ct_is_refused_clearly(tmp_path):
     r = _run("analyze", str(tmp_path / "w"), "--json", str(tmp_path / "a.json"))
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "spin" in r.stderr.lower()
+
+
+def test_demo_without_display_writes_the_results(tmp_path):
+    """The README's first command: without a display, one line says so and the results land in
+    files (the loader, the analysis, the plan and its PDF all ran on the demo DICOM)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    r = subprocess.run([sys.executable, "-m", "fluoroplan.cli", "demo", "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr
+    first = r.stdout.splitlines()[0]
+    assert first.startswith("No display: writing the demo's results to")
+    for name in ("series.txt", "volume.json", "analysis.json", "plan.json", "plan.pdf"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert len(list((tmp_path / "case" / "dicom").glob("*.dcm"))) >= 250
+    analysis = json.loads((tmp_path / "analysis.json").read_text())
+    assert [s["id"] for s in analysis["screws"] if s["loose"]] == ["L2-left"]
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert any(t["approach"] == "transpedicular-parallel" for t in plan["trajectories"])
+    assert list(tmp_path.glob("*-bullseye.png")) and list(tmp_path.glob("*-progression.png"))
