@@ -151,3 +151,18 @@ def test_demo_without_display_writes_the_results(tmp_path):
     plan = json.loads((tmp_path / "plan.json").read_text())
     assert any(t["approach"] == "transpedicular-parallel" for t in plan["trajectories"])
     assert list(tmp_path.glob("*-bullseye.png")) and list(tmp_path.glob("*-progression.png"))
+
+
+@pytest.mark.realdata
+def test_analyze_with_a_totalsegmentator_label_map(tmp_path):
+    from conftest import shared_data
+
+    ct = shared_data("totalseg-abdomen-ct", "ct.nii.gz")
+    labels = shared_data("totalseg-abdomen-ct", "labels_totalseg.nii.gz")
+    out = tmp_path / "a.json"
+    assert main(["analyze", str(ct), "--labels", str(labels), "--json", str(out), "--quiet"]) == 0
+    d = json.loads(out.read_text())
+    got = [v["label"] for v in d["vertebrae"]]
+    assert got[-3:] == ["L4", "L5", "S1"] and "L1" in got and "T12" in got
+    assert all(v["label_confident"] for v in d["vertebrae"])
+    assert d["screws"] == []  # the femoral implant is not a screw

@@ -57,5 +57,8 @@ def add_analysis_arguments(parser) -> None:
     parser.add_argument("--metal-hu", type=float, metavar="HU",
                         help="metal threshold in HU (default 2200; titanium is often clipped at "
                         "3071)")
+    parser.add_argument("--labels", metavar="LABELMAP",
+                        help="use a vertebra label map made elsewhere (TotalSegmentator NIfTI "
+                        "file or folder, 3D Slicer .seg.nrrd) instead of fluoroplan's own")
     add_series_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")

@@ -29,7 +29,8 @@ def analyze_path(args: argparse.Namespace):
     volume = load_volume(args.path, args.series, quiet=args.quiet)
     load_s = time.perf_counter() - t0
     analysis = analyze(volume, levels=args.levels, metal_hu=args.metal_hu,
-                       progress=None if args.quiet else terminal_progress("analyse "))
+                       progress=None if args.quiet else terminal_progress("analyse "),
+                       label_map=args.labels)
     return analysis, load_s
 
 

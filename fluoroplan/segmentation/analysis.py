@@ -69,6 +69,7 @@ def analyze(
     metal_hu: float | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    label_map: str | None = None,
 ) -> Analysis:
     """Find every screw, rod, cage and vertebra (with levels) and measure screw halos.
 
@@ -81,13 +82,29 @@ def analyze(
     metal_hu : float, optional
         Metal threshold in HU (default ``DEFAULT_METAL_HU``; titanium is often clipped at 3071).
     progress, cancel : progress callback and cancel token.
+    label_map : str, optional
+        A vertebra label map made elsewhere (TotalSegmentator NIfTI file or folder, 3D Slicer
+        ``.seg.nrrd``) to use instead of fluoroplan's own vertebra separation; its names give
+        the levels (``levels`` then relabels them if given).
     """
     thr = float(DEFAULT_METAL_HU if metal_hu is None else metal_hu)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     metal = volume.hu >= thr
-    anatomy = analyze_anatomy(volume, metal_mask=metal, levels=levels,
-                              progress=Stage(progress, 0.0, 0.6, cancel), cancel=cancel)
+    if label_map is not None:
+        from fluoroplan.segmentation.labelmaps import anatomy_from_label_map
+
+        anatomy = anatomy_from_label_map(volume, label_map, metal_mask=metal,
+                                         progress=Stage(progress, 0.0, 0.6, cancel),
+                                         cancel=cancel)
+        if levels is not None and anatomy.vertebrae:
+            # "the most cranial vertebra fully in view is <levels>", as analyze_anatomy reads it
+            first = next((v.index for v in anatomy.vertebrae if v.complete),
+                         anatomy.vertebrae[0].index)
+            anatomy = anatomy.relabel(first, levels)
+    else:
+        anatomy = analyze_anatomy(volume, metal_mask=metal, levels=levels,
+                                  progress=Stage(progress, 0.0, 0.6, cancel), cancel=cancel)
     t1 = time.perf_counter()
     timings["vertebrae"] = t1 - t0
     implants = find_implants(volume, thr, anatomy.labels, _names(anatomy),
