@@ -475,3 +475,36 @@ def test_run_app_with_a_loaded_volume(tmp_path, case_dir):
     arr = _qimage_rgb(QImage(str(shot)))
     axial = arr[: arr.shape[0] // 2, : arr.shape[1] // 2]
     assert axial.std() > 20  # the axial quadrant shows the CT, not an empty view
+
+
+def test_cli_screenshot_with_plan(tmp_path, case_dir):
+    """``fluoroplan gui CT --plan PLAN --screenshot``: the plan's first trajectory is drawn."""
+    from fluoroplan.io import load_ct
+    from fluoroplan.io.planfile import save_plan
+    from fluoroplan.planner.propose import plan_case
+    from fluoroplan.segmentation.analysis import analyze
+
+    volume = load_ct(case_dir)
+    plan = plan_case(volume, analyze(volume).to_json())
+    assert plan.trajectories
+    plan_path = tmp_path / "plan.json"
+    save_plan(plan, plan_path, directory=tmp_path / "recovery")
+    shot = tmp_path / "plan.png"
+    env = _env(DISPLAY=None, QT_QPA_PLATFORM="offscreen", VTK_DEFAULT_OPENGL_WINDOW=None,
+               XDG_DATA_HOME=str(tmp_path / "data"), XDG_CONFIG_HOME=str(tmp_path / "config"))
+    r = subprocess.run([sys.executable, "-m", "fluoroplan.cli", "gui", str(case_dir), "--plan",
+                        str(plan_path), "--screenshot", str(shot)], env=env, capture_output=True,
+                       text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    from PySide6.QtGui import QImage
+
+    arr = _qimage_rgb(QImage(str(shot))).astype(int)
+    # the selected trajectory's yellow (255, 200-205, 0) in the reformats, the needle views and
+    # the C-arm: without a plan only the needle views' titles have it (~400 px at this size)
+    yellow = (arr[..., 0] > 240) & (arr[..., 1] > 185) & (arr[..., 1] < 215) & (arr[..., 2] < 25)
+    assert yellow.sum() > 1200, yellow.sum()
+    # a plan of nothing: refused before a window opens
+    r = subprocess.run([sys.executable, "-m", "fluoroplan.cli", "gui", str(case_dir), "--plan",
+                        str(tmp_path / "missing.json"), "--screenshot", str(shot)], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "does not exist" in r.stdout
