@@ -199,15 +199,16 @@ def test_phantom_body_centroids_within_3mm():
     "seed",
     [
         0,
-        2,
         pytest.param(
-            3,
+            1,
             marks=pytest.mark.xfail(
                 strict=True,
-                reason="unfinished: seed 3 fractured L4 anterior height 20.0 mm vs 17.8 (grade 2 "
-                "right); the wedge's anterior corner is measured long",
+                reason="unfinished: seed 1 fractured L4 anterior height 20.0 mm vs 17.9 (grade 2 "
+                "right); the wedge's anterior corner is measured ~2 mm long",
             ),
         ),
+        2,
+        3,
     ],
 )
 def test_phantom_heights_within_2mm_and_genant_grades(seed):

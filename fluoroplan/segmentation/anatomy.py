@@ -71,6 +71,8 @@ BODY_LINE_MM = 70.0
 """Window of the running median that smooths the body centreline's distance from the canal."""
 BODY_REACH = 1.3
 PEDICLE_REACH_MM = 14.0
+BODY_HALF_WIDTH_MM = 32.0
+"""Half the widest vertebral body (L5, ~60 mm)."""
 ARCH_HALF_WIDTH_MM = 5.0
 ARCH_DEPTH_MM = 20.0
 """Seeds of the laminae's junction: this close to the midline, this deep behind the canal."""
@@ -744,7 +746,13 @@ def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str]) -> _S
         disc_level, body_level = 60.0, GRID_BONE_HU
     thr2 = disc_level + 0.5 * (body_level - disc_level)
     bone2 = (ndi.gaussian_filter(hu, 0.6) >= thr2) | metal
-    filled2 = _fill_holes_2d(bone2)
+    # holes are filled inside the body's own region only: in front of the canal and within a
+    # body's width of the midline, so rib heads, pedicles and transverse processes cannot close
+    # a ring around a disc
+    body_region = (Y < (cy - cr + 1.0)[:, None, None]) & (
+        np.abs(X - bx[:, None, None]) <= BODY_HALF_WIDTH_MM
+    )
+    filled2 = _fill_holes_2d(bone2 & body_region) | bone2
     full = (uu0**2 + vv0**2) <= (1.0 * rp) ** 2
     pts2 = C[:, None, :] + uu0[full][None, :, None] * e1[:, None, :] + vv0[full][None, :, None] * e2[:, None, :]
     f2 = ndi.map_coordinates(filled2.astype(np.float32), (pts2 / sp).reshape(-1, 3).T, order=1, mode="nearest")
@@ -960,6 +968,13 @@ def _body_line(hu, metal, cy, cx, cr, sp):
         gap[k] = 0.5 * (d[i0] + d[i1])
         half[k] = 0.5 * (d[i1] - d[i0])
     if has.sum() >= 2:
+        # a bright structure touching the body's front (contrast-filled aorta, stent graft) makes
+        # the stretch too deep: body depth changes slowly along the spine
+        typical = float(np.median(half[has]))
+        deep = has & (half > 1.35 * typical)
+        front = gap - half
+        half[deep] = typical
+        gap[deep] = front[deep] + typical
         z = np.arange(rz)
         gap = np.interp(z, z[has], gap[has])
         half = np.interp(z, z[has], half[has])
