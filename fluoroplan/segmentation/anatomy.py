@@ -71,6 +71,7 @@ BODY_LINE_MM = 70.0
 """Window of the running median that smooths the body centreline's distance from the canal."""
 BODY_REACH = 1.3
 PEDICLE_REACH_MM = 14.0
+CENTROID_SUBSAMPLE_VOXELS = 20_000_000
 BODY_HALF_WIDTH_MM = 32.0
 """Half the widest vertebral body (L5, ~60 mm)."""
 ARCH_HALF_WIDTH_MM = 5.0
@@ -408,7 +409,7 @@ def analyze_anatomy(
             roi_off[1] : roi_off[1] + sep.labels.shape[1],
             roi_off[2] : roi_off[2] + sep.labels.shape[2],
         ] = sep.body_filled
-    labels_c, bone_c = _full_res_labels(hu_c, metal_c, lab_grid, f, sep.bone_hu, body_grid)
+    labels_c = _full_res_labels(hu_c, metal_c, lab_grid, f, sep.bone_hu, body_grid)
     # whole-vertebra centroids from the full-resolution labels (cancellous bone included)
     full_cent = _label_centroids(labels_c, len(found))
     for n, item in enumerate(found):
@@ -423,7 +424,8 @@ def analyze_anatomy(
             "(e.g. 'this is L3') to label them all."
         )
     labels = canon.from_canon(labels_c)
-    bone = canon.from_canon(bone_c)
+    bone = volume.hu >= np.int16(BONE_HU)  # in the stored orientation: no copy back
+    bone &= ~np.asarray(metal_mask, bool)
     cl_lps = np.array([mm_to_lps(p) for p in canal.centre_mm]) if len(canal.centre_mm) else np.zeros((0, 3))
     times["labels+output"] = time.perf_counter() - t1
     times["total"] = time.perf_counter() - t0
@@ -465,8 +467,12 @@ def _label_centroids(labels: np.ndarray, n: int) -> list:
     if not labels.any():
         return out
     sl = ndi.find_objects((labels > 0).astype(np.uint8))[0]
+    # every second voxel along each axis of a large label volume: the centroid moves < 0.5 voxel
+    step = 2 if labels[sl].size > CENTROID_SUBSAMPLE_VOXELS else 1
+    sl = tuple(slice(q.start, q.stop, step) for q in sl)
     z, y, x = np.nonzero(labels[sl])
     v = labels[sl][z, y, x].astype(np.intp)
+    z, y, x = z * step, y * step, x * step
     cnt = np.bincount(v, minlength=n + 1)
     for q, (coord, s0) in enumerate(zip((z, y, x), sl, strict=True)):
         sums = np.bincount(v, weights=coord + s0.start, minlength=n + 1)
@@ -482,23 +488,19 @@ def _full_res_labels(hu_c, metal_c, lab_grid, f, bone_hu=BONE_HU, body_grid=None
     """Vertebra labels on the CT grid: the grid labels spread to full-resolution bone (at the
     spine's own threshold ``bone_hu``) and to the whole hole-filled body sections (dark
     cancellous bone belongs to its vertebra, as in a TotalSegmentator label)."""
-    bone = hu_c >= np.int16(BONE_HU)
-    bone &= ~metal_c
     labels = np.zeros(hu_c.shape, np.uint8)
     if lab_grid.any():
         sl = ndi.find_objects((lab_grid > 0).astype(np.uint8))[0]
-        sub = lab_grid[sl]
-        keep = body_grid[sl] if body_grid is not None else np.zeros(sub.shape, bool)
-        for ax in range(3):
-            sub = np.repeat(sub, f[ax], axis=ax)
-            keep = np.repeat(keep, f[ax], axis=ax)
-        full_sl = tuple(slice(s.start * k, s.start * k + sub.shape[a]) for a, (s, k) in enumerate(zip(sl, f, strict=True)))
-        full_sl = tuple(slice(s.start, min(s.stop, hu_c.shape[a])) for a, s in enumerate(full_sl))
-        crop = tuple(slice(0, s.stop - s.start) for s in full_sl)
-        sub, keep = sub[crop], keep[crop]
+        full_sl = tuple(
+            slice(q.start * k, min(q.stop * k, hu_c.shape[a])) for a, (q, k) in enumerate(zip(sl, f, strict=True))
+        )
+        # nearest-neighbour upsampling in one gather: full index // block size
+        idx = np.ix_(*[np.arange(q.start, q.stop) // k for q, k in zip(full_sl, f, strict=True)])
+        sub = lab_grid[idx]
+        keep = body_grid[idx] if body_grid is not None else np.zeros(sub.shape, bool)
         dense = (hu_c[full_sl] >= np.int16(min(bone_hu, BONE_HU))) | metal_c[full_sl] | keep
         labels[full_sl] = np.where(dense, sub, 0)
-    return labels, bone
+    return labels
 
 
 # --------------------------------------------------------------------------------------------
