@@ -114,8 +114,9 @@ def test_abdomen_ct_levels_and_centroids_within_3mm():
 
 @pytest.mark.xfail(
     strict=True,
-    reason="unfinished: the partial T11 (3 slices at the top) is not found and T12 is reported "
-    "incomplete (its run starts where the canal track starts); measured T12 centroid error 5.6 mm",
+    reason="unfinished: T11 (only a few posterior-element voxels in the top 3 slices, no body) "
+    "is not reported, and T12, whose body reaches the top slice, is reported incomplete with a "
+    "centroid error of 6.1 mm",
 )
 def test_abdomen_ct_finds_partial_t11_and_complete_t12():
     import SimpleITK as sitk

@@ -16,6 +16,11 @@ from scipy import ndimage as ndi
 BONE_HU = 200.0
 """Cortex and normal cancellous bone; osteoporotic cancellous bone is recovered by hole filling."""
 LOCAL_STEP_MM = 1.0
+EDGE_SEARCH = 3
+"""Samples searched on either side of a body end for the endplate's half-way crossing."""
+HEIGHT_AT = (0.08, 0.5, 0.92)
+"""Where the anterior, middle and posterior heights are read, as fractions of the body's
+antero-posterior depth in the mid-sagittal band (near the walls, clear of the rounded rims)."""
 _DEBUG: list | None = None  # set to a list to collect per-body intermediate arrays
 
 GENANT_THRESHOLDS = (0.20, 0.25, 0.40)
@@ -439,7 +444,10 @@ def measure_body(
 
     # --- heights in the mid-sagittal band -----------------------------------------------------
     band = np.abs(ll - bl.mean()) <= 3.0
-    ext = np.where(has, (top - bot + 1) * frame.step, 0.0)[:, band]
+    if label_is_bone:
+        ext = np.where(has, (top - bot + 1) * frame.step, 0.0)[:, band]
+    else:
+        ext = np.where(has, _edge_extent(h, top, bot, frame.step), 0.0)[:, band]
     cnt = (ext > 0).sum(axis=1)
     ext_p = np.where(cnt > 0, ext.sum(axis=1) / np.maximum(cnt, 1), np.nan)
     heights = {"anterior": float("nan"), "middle": float("nan"), "posterior": float("nan")}
@@ -450,7 +458,7 @@ def measure_body(
         pv = pp[okp]
         front, back = pv.min(), pv.max()
         d = back - front
-        for name, frac in (("anterior", 0.12), ("middle", 0.5), ("posterior", 0.88)):
+        for name, frac in (("anterior", HEIGHT_AT[0]), ("middle", HEIGHT_AT[1]), ("posterior", HEIGHT_AT[2])):
             pc = front + frac * d
             sel = okp & (np.abs(pp - pc) <= max(1.5, 0.05 * d))
             if sel.any():
@@ -497,6 +505,42 @@ def measure_body(
         axis_lps=frame.t_lps,
         posterior_lps=frame.p_lps,
     )
+
+
+def _edge_extent(h: np.ndarray, top: np.ndarray, bot: np.ndarray, step: float) -> np.ndarray:
+    """Body extent along t of every (p, l) column with its two ends at the half-way crossing
+    between the endplate's brightest sample and the darkest sample just outside it (disc), to a
+    fraction of a sample: a fixed bone threshold puts the end of a blurred endplate too far out.
+
+    ``h`` is the HU frame ``[t, p, l]``, ``top``/``bot`` the first/last body sample of each column
+    (-1 where none)."""
+    nt = h.shape[0]
+    pj, lj = np.meshgrid(np.arange(h.shape[1]), np.arange(h.shape[2]), indexing="ij")
+
+    def crossing(end: np.ndarray, outward: int) -> np.ndarray:
+        k = np.arange(-EDGE_SEARCH, EDGE_SEARCH + 1)
+        ts = np.clip(end[..., None] + outward * k, 0, nt - 1)  # inward (k<0) .. outward (k>0)
+        prof = h[ts, pj[..., None], lj[..., None]].astype(float)
+        inner = prof[..., : EDGE_SEARCH + 1]  # inside and at the end sample
+        outer = prof[..., EDGE_SEARCH:]  # at the end sample and outside
+        level = 0.5 * (inner.max(axis=-1) + outer.min(axis=-1))
+        i_pk = inner.argmax(axis=-1)
+        # first sample after the peak (going outward) below the level
+        after = np.arange(prof.shape[-1]) > i_pk[..., None]
+        below = after & (prof < level[..., None])
+        has_below = below.any(axis=-1)
+        j = np.where(has_below, below.argmax(axis=-1), EDGE_SEARCH)
+        jm = np.clip(j - 1, 0, prof.shape[-1] - 1)
+        a = np.take_along_axis(prof, jm[..., None], -1)[..., 0]
+        b = np.take_along_axis(prof, j[..., None], -1)[..., 0]
+        frac = np.where(a != b, (a - level) / np.where(a != b, a - b, 1.0), 0.5)
+        pos = (jm + np.clip(frac, 0.0, 1.0)) - EDGE_SEARCH  # samples outward from the end
+        pos = np.where(has_below, pos, 0.5)
+        return end + outward * pos
+
+    t_top = crossing(top, +1)
+    t_bot = crossing(bot, -1)
+    return (t_top - t_bot) * step
 
 
 def _measure_pedicle(frame, mask, tt, pp, ll, sgn, side, p_wall, p_end, canal_r, t_range):
