@@ -205,3 +205,38 @@ def test_phantom_heights_within_2mm_and_genant_grades(seed):
         assert v.fracture_grade == t["fracture_grade"], (t["label"], v.heights_mm)
         for k in ("anterior", "middle", "posterior"):
             assert abs(v.heights_mm[k] - t["heights_mm"][k]) < 2.0, (t["label"], k, v.heights_mm)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_phantom_lumbar_pedicle_widths_within_1_5mm(seed):
+    """Narrowest transverse pedicle width of the lumbar levels without a loose screw (L2's
+    left screw has a radiolucent halo that narrows the bone)."""
+    ph, an = _analysed(seed=seed)
+    for t in ph.truth["vertebrae"]:
+        if t["label"] not in ("L1", "L3", "L4"):
+            continue
+        v = an.vertebra(t["label"])
+        for side in ("left", "right"):
+            ped = getattr(v, f"pedicle_{side}")
+            assert ped is not None, (t["label"], side)
+            width = t["pedicles"][side]["width_mm"]
+            assert abs(ped.narrowest_width_mm - width) < 1.5, (t["label"], side, ped.narrowest_width_mm, width)
+            # the axis points from the posterior elements into the body
+            assert np.dot(ped.axis_dir_lps, v.posterior_lps) < -0.5
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="unfinished: thoracic pedicles merge with the rib heads beside them; measured seed 0 "
+    "T11 11.0/9.0 mm vs 7.5",
+)
+def test_phantom_thoracic_pedicle_widths_within_1_5mm():
+    ph, an = _analysed()
+    for t in ph.truth["vertebrae"]:
+        if not t["label"].startswith("T"):
+            continue
+        v = an.vertebra(t["label"])
+        for side in ("left", "right"):
+            ped = getattr(v, f"pedicle_{side}")
+            assert ped is not None
+            assert abs(ped.narrowest_width_mm - t["pedicles"][side]["width_mm"]) < 1.5, (t["label"], side)
