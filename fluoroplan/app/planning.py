@@ -696,27 +696,20 @@ class PlanningController(QObject):
         return (self._place_entry, self._place_cursor) if self.placing else (None, None)
 
     def new_trajectory(self, entry_lps, target_lps):
-        """A hand-placed trajectory toward the current target (or a manual one at the click)."""
-        from fluoroplan.planner.model import Needle, Trajectory
+        """A hand-placed trajectory toward the current target (or a manual one at the click);
+        the planner decides its side and level (``planner.propose.manual_trajectory``)."""
+        from dataclasses import replace
+
+        from fluoroplan.planner.propose import manual_trajectory
         from fluoroplan.planner.targets import manual_target
 
         case = self.doc.case
         target = self.doc.target(self.doc.target_id)
-        if target is None:
+        if target is None:  # a new manual target, named uniquely in this plan
             n = sum(t.approach == "manual" for t in self.doc.trajectories) + 1
             target = manual_target(case, target_lps, f"manual-{n}")
-        side = target.side
-        if side is None:
-            if case.vertebrae:
-                v = case.nearest_vertebra(np.asarray(target_lps, float))
-                side = "left" if float((entry_lps - v.centroid_lps) @ v.left_lps) >= 0 else "right"
-            else:
-                side = "left" if entry_lps[0] >= target_lps[0] else "right"
-        depth = float(np.linalg.norm(np.asarray(target_lps) - np.asarray(entry_lps)))
-        return Trajectory(id=self.doc.unique_id(f"{target.level or 'manual'}-{side}-manual"),
-                          target=target, approach="manual", level=target.level, side=side,
-                          entry_lps=entry_lps, target_lps=target_lps,
-                          needle=Needle.for_depth(depth), edited=True)
+        traj = manual_trajectory(case, entry_lps, target_lps, target)
+        return replace(traj, id=self.doc.unique_id(traj.id))
 
     def begin_drag(self, traj_id: str, which: str) -> None:
         before = self.doc.trajectory(traj_id)

@@ -169,6 +169,52 @@ def build_trajectory(case: PlanningCase, target: Target, approach: str, side: st
                    cost_terms=terms)
 
 
+def manual_trajectory(case: PlanningCase, entry_lps, target_lps,
+                      target: Target | None = None) -> Trajectory:
+    """A trajectory the user placed by hand (checks not yet run: :func:`recheck` fills them).
+
+    Parameters
+    ----------
+    case : PlanningCase
+    entry_lps, target_lps : array (3,)
+        The skin entry and the needle tip the user clicked, LPS mm.
+    target : Target, optional
+        What the trajectory serves; default a manual target at ``target_lps`` named after the
+        nearest vertebra (:func:`~fluoroplan.planner.targets.manual_target`).
+
+    Returns
+    -------
+    Trajectory
+        ``approach="manual"``, ``edited=True``, the target's level, a needle long enough for
+        the depth and the id ``"<level>-<side>-manual"`` (the caller makes it unique in its
+        plan). The side is the target's own when it has one (a loose screw's); else the side
+        of the nearest vertebra's midline the entry lies on (patient's left or right), or of
+        the target's x when the case has no vertebrae.
+
+    Raises
+    ------
+    ValueError
+        When the entry and the target are less than 1 mm apart.
+    """
+    from fluoroplan.planner.targets import manual_target
+
+    entry = np.asarray(entry_lps, float)
+    tip = np.asarray(target_lps, float)
+    if target is None:
+        target = manual_target(case, tip)
+    side = target.side
+    if side is None:
+        if case.vertebrae:
+            v = case.nearest_vertebra(tip)
+            side = "left" if float((entry - v.centroid_lps) @ v.left_lps) >= 0 else "right"
+        else:
+            side = "left" if entry[0] >= tip[0] else "right"
+    depth = float(np.linalg.norm(tip - entry))
+    return Trajectory(id=f"{target.level or 'manual'}-{side}-manual", target=target,
+                      approach="manual", level=target.level, side=side, entry_lps=entry,
+                      target_lps=tip, needle=Needle.for_depth(depth), edited=True)
+
+
 def recheck(case: PlanningCase, traj: Trajectory) -> Trajectory:
     """Re-run views and checks of a (user-edited) trajectory."""
     return build_trajectory(case, traj.target, traj.approach, traj.side, traj.entry_lps,
