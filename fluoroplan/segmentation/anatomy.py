@@ -199,25 +199,34 @@ def _canonical(volume: CTVolume) -> _Canon:
 
 def _block_mean(c: np.ndarray, f: tuple[int, int, int], metal: np.ndarray | None):
     """Block mean of HU (metal replaced by bone-like 1000 HU so it occupies but never dominates)
-    and block-any of metal."""
+    and block-any of metal. Reduced one axis at a time, so the full volume is read once."""
     n = tuple(s // k for s, k in zip(c.shape, f, strict=True))
-    acc = np.zeros(n, np.float32)
-    macc = np.zeros(n, bool) if metal is not None else None
+    v = c[: n[0] * f[0], : n[1] * f[1], : n[2] * f[2]]
+    m = metal[: n[0] * f[0], : n[1] * f[1], : n[2] * f[2]] if metal is not None else None
+    acc = np.zeros((n[0],) + v.shape[1:], np.float32)
+    macc = np.zeros((n[0],) + v.shape[1:], bool) if m is not None else None
     for dz in range(f[0]):
-        for dy in range(f[1]):
-            for dx in range(f[2]):
-                sl = (
-                    slice(dz, dz + n[0] * f[0], f[0]),
-                    slice(dy, dy + n[1] * f[1], f[1]),
-                    slice(dx, dx + n[2] * f[2], f[2]),
-                )
-                v = c[sl]
-                if metal is not None:
-                    m = metal[sl]
-                    np.add(acc, np.where(m, np.int16(1000), v), out=acc)
-                    macc |= m
-                else:
-                    np.add(acc, v, out=acc)
+        vz = v[dz :: f[0]]
+        if m is not None:
+            mz = m[dz :: f[0]]
+            np.add(acc, np.where(mz, np.int16(1000), vz), out=acc)
+            macc |= mz
+        else:
+            np.add(acc, vz, out=acc)
+    for ax in (1, 2):
+        k = f[ax]
+        if k == 1:
+            continue
+        sl = [slice(None)] * 3
+        sl[ax] = slice(0, None, k)
+        red = acc[tuple(sl)].copy()
+        mred = macc[tuple(sl)].copy() if macc is not None else None
+        for d in range(1, k):
+            sl[ax] = slice(d, None, k)
+            red += acc[tuple(sl)]
+            if mred is not None:
+                mred |= macc[tuple(sl)]
+        acc, macc = red, mred
     acc /= float(np.prod(f))
     return acc, macc
 
