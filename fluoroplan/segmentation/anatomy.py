@@ -57,6 +57,8 @@ CANAL_AREA_MM2 = (20.0, 700.0)
 ROI_LATERAL_MM = 72.0
 _DEBUG: dict | None = None  # set to a dict to collect intermediate profiles (bench, tests)
 RIB_EDGE_MM = 60.0
+RIB_EXIT_MM = 15.0
+"""Bone leaving a cropped scan behind the spine this far beside the canal's edge is a rib."""
 PERIOD_MM = (20, 60)
 """Range of vertebral periods (body + disc height, mm) looked for along the column."""
 MIN_BODY_MM = 15.0
@@ -854,6 +856,10 @@ def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str]) -> _S
     lateral = np.abs(X - cx[:, None, None]) >= RIB_EDGE_MM
     edge = np.zeros(hu.shape, bool)
     edge[:, 0, :] = edge[:, :, 0] = edge[:, :, -1] = True
+    if y_hi == ny:
+        # the scan ends close behind the spine (a cropped field of view): bone leaving it there
+        # beside the midline is rib, not spinous process
+        edge[:, -1, :] = (np.abs(X - cx[:, None, None]) > (cr + RIB_EXIT_MM)[:, None, None])[:, 0, :]
     markers[bone & (lateral | edge) & (markers == 0)] = bg_val
     feat = sitk.GetImageFromArray(np.where(bone, -dist, 1.0).astype(np.float32))
     mk = sitk.GetImageFromArray(markers)
@@ -870,7 +876,7 @@ def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str]) -> _S
     olab, on = ndi.label(other)
     if on:
         reach = np.zeros(on + 1, bool)
-        reach[np.unique(olab[lateral & other])] = True
+        reach[np.unique(olab[(lateral | edge) & other])] = True
         reach[0] = False
         ribby = reach[olab]
         touch = ndi.binary_dilation(ribby, structure=np.ones((3, 3, 3), bool)) & (labels > 0)
