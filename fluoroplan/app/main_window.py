@@ -119,6 +119,8 @@ class MainWindow(QMainWindow):
         from fluoroplan.app.planning import PlanningController
 
         self.planning = PlanningController(self)
+        self.rehearsal_windows: list = []  # open rehearsal windows (kept alive here)
+        self.planning.doc.subscribe(self._on_plan_doc)
         self.setAcceptDrops(True)
         self.state.window_changed.connect(self._sync_preset_actions)
         self._restore_layout()
@@ -206,6 +208,16 @@ class MainWindow(QMainWindow):
         toolbar.addAction(self.act_reset)
         self.addToolBar(toolbar)
         self.toolbar = toolbar
+
+        training = menu.addMenu("&Training")
+        self.training_menu = training
+        self.act_rehearse = QAction("&Rehearse this case\u2026", self)
+        self.act_rehearse.setStatusTip(
+            "Open the fluoroscopy simulator on this CT and its analysis (the plan, if any, is "
+            "the expert reference)")
+        self.act_rehearse.triggered.connect(self.rehearse)
+        self.act_rehearse.setEnabled(False)  # until the analysis is done
+        training.addAction(self.act_rehearse)
 
         help_menu = menu.addMenu("&Help")
         act_help = QAction("Mouse and &keys", self)
@@ -514,6 +526,49 @@ class MainWindow(QMainWindow):
             "A/P anterior/posterior, H/F head/feet.",
         )
 
+    # --- training -----------------------------------------------------------------------------
+    def _on_plan_doc(self, event: str, _detail) -> None:
+        if event == "analysis":
+            self.act_rehearse.setEnabled(self.planning.doc.analysis_json is not None)
+
+    def rehearsal_plan_json(self) -> dict | None:
+        """The plan being made, as the rehearsal's expert reference: for each of its targets the
+        selected trajectory (else the plan's first one for that target) is marked
+        ``"reference": true``. None when the plan has no trajectory."""
+        from fluoroplan.planner.rehearsal import mark_reference
+
+        doc = self.planning.doc
+        if doc.plan is None or not doc.plan.trajectories:
+            return None
+        chosen: dict[tuple[str, str], str] = {}
+        for t in doc.plan.trajectories:
+            chosen.setdefault((t.target.kind, t.target.ref), t.id)
+        selected = doc.selected
+        if selected is not None:
+            chosen[(selected.target.kind, selected.target.ref)] = selected.id
+        plan_json = doc.plan.to_json()
+        for traj_id in chosen.values():
+            plan_json = mark_reference(plan_json, traj_id)
+        return plan_json
+
+    def rehearse(self):
+        """Open the rehearsal window on the loaded CT and its analysis (the current plan is the
+        expert reference). Returns the window, or None before the analysis is done."""
+        from fluoroplan.app.rehearsal_window import RehearsalWindow
+
+        doc = self.planning.doc
+        if doc.volume is None or doc.analysis_json is None:
+            self.statusBar().showMessage("Wait for the analysis before rehearsing this case", 6000)
+            return None
+        for old in [w for w in self.rehearsal_windows if not w.isVisible()]:
+            self.rehearsal_windows.remove(old)  # closed by the trainee: let it go
+            old.deleteLater()
+        win = RehearsalWindow(doc.volume, doc.analysis_json, self.rehearsal_plan_json(),
+                              interactive=self.interactive, settings=self.settings)
+        self.rehearsal_windows.append(win)
+        win.show()
+        return win
+
     # --- screenshots ------------------------------------------------------------------------
     def _save_screenshot_dialog(self) -> None:
         name, _ = QFileDialog.getSaveFileName(self, "Save screenshot", "fluoroplan.png",
@@ -546,6 +601,8 @@ class MainWindow(QMainWindow):
         if not self.planning.confirm_close():
             ev.ignore()
             return
+        for win in list(self.rehearsal_windows):
+            win.close()
         self.cancel_loading()
         self.planning.shutdown()
         self._pool.waitForDone(10000)

@@ -57,12 +57,24 @@ def _write_pdf(plan, volume, path, anonymize, progress, cancel):
     return write_plan_pdf(plan, volume, path, anonymize=anonymize, progress=progress)
 
 
-def _analyse(volume, progress, cancel):
+def _analyse(volume, progress, cancel, label_map: str | None = None):
     from fluoroplan.io.progress import Stage
     from fluoroplan.segmentation.analysis import analyze
 
-    analysis = analyze(volume, progress=Stage(progress, 0.0, 0.9, cancel), cancel=cancel)
+    analysis = analyze(volume, progress=Stage(progress, 0.0, 0.9, cancel), cancel=cancel,
+                       label_map=label_map)
     return _case_state(volume, analysis, progress)
+
+
+def label_map_source(path: str | Path) -> Path:
+    """What to read for a chosen label map: a TotalSegmentator per-structure mask
+    (``vertebrae_L3.nii.gz``, ``sacrum.nii.gz``) stands for its whole folder; anything else
+    (a multilabel NIfTI, a ``.seg.nrrd``, a folder) is read as it is."""
+    p = Path(path)
+    name = p.name.lower()
+    if p.is_file() and (name.startswith("vertebrae_") or name.startswith("sacrum.")):
+        return p.parent
+    return p
 
 
 def _case_state(volume, analysis, progress):
@@ -115,6 +127,7 @@ class PlanningController(QObject):
         self.relabel_task: Task | None = None
         self.pdf_task: Task | None = None
         self.pending_checks: set[str] = set()
+        self.stale_checks: set[str] = set()  # checked against a replaced analysis
         self.pending_plan: str | None = None
         self.proposals_for: str | None = None
         self.placing = False
@@ -215,6 +228,13 @@ class PlanningController(QObject):
                                     "Write the plan report as a PDF", plan_menu)
         for act in plan_menu.actions():
             file_menu.insertAction(first, act)
+        file_menu.insertSeparator(first)
+        self.act_import_labels = self._action(
+            "&Import vertebra labels\u2026", self.choose_labels,
+            tip="Replace the vertebrae found by fluoroplan with a label map made elsewhere "
+                "(TotalSegmentator multilabel NIfTI or one mask of its output folder, 3D Slicer "
+                ".seg.nrrd); undoable")
+        file_menu.insertAction(first, self.act_import_labels)
         file_menu.insertSeparator(first)
 
         edit = QMenu("&Edit", w)
@@ -337,6 +357,9 @@ class PlanningController(QObject):
         self.act_remove.setEnabled(sel)
         self.act_accept.setEnabled(self.proposals_panel.selected() is not None)
         self.act_relabel.setEnabled(has_case and self.relabel_task is None)
+        self.act_import_labels.setEnabled(self.doc.volume is not None and self.analysis_done
+                                          and self.analysis_task is None
+                                          and self.relabel_task is None)
         for act in self.act_views.values():
             act.setEnabled(sel)
         self.act_save.setEnabled(self.doc.plan is not None)
@@ -365,6 +388,7 @@ class PlanningController(QObject):
         self.analysis_done = False
         self.att = None
         self.pending_checks.clear()
+        self.stale_checks.clear()
         self.stack.clear()
         self.proposals_panel.set_results([])
         self.doc.reset(volume)
@@ -426,6 +450,7 @@ class PlanningController(QObject):
         doing = {"analysis": "analysing the CT", "propose": "proposing trajectories",
                  "recheck": "checking the trajectory", "relabel": "renaming the levels",
                  "attenuation": "preparing the simulated fluoroscopy",
+                 "labels": "importing the vertebra labels",
                  "pdf": "writing the PDF report"}.get(task.name, task.name)
         for attr in ("analysis_task", "propose_task", "recheck_task", "relabel_task", "att_task",
                      "pdf_task"):
@@ -475,6 +500,12 @@ class PlanningController(QObject):
             self.targets_panel.populate(self.doc.analysis_json, self.doc.targets)
             self._draw_implants()
             self.proposals_panel.set_target(self.doc.target(self.doc.target_id))
+            if self.doc.case is not None and self.doc.trajectories:
+                # the checks were made against the previous analysis: make them again
+                self.stale_checks.update(t.id for t in self.doc.trajectories)
+                self.pending_checks.update(self.stale_checks)
+                self._recheck_timer.start()
+                self._refresh_plan_panel()
         elif event in ("plan", "trajectories"):
             self._queue_rechecks()
             self._refresh_plan_panel()
@@ -804,9 +835,10 @@ class PlanningController(QObject):
         else:
             for tid in list(self.pending_checks):
                 traj = self.doc.trajectory(tid)
-                if traj is not None and not traj.checks:
+                if traj is not None and (not traj.checks or tid in self.stale_checks):
                     break
                 self.pending_checks.discard(tid)
+                self.stale_checks.discard(tid)
                 traj = None
         if traj is None:
             self._refresh_plan_panel()
@@ -816,6 +848,7 @@ class PlanningController(QObject):
         case = self.doc.case
         task = Task("recheck", lambda p, c: recheck(case, traj))
         task.traj_id = traj.id
+        task.case = case
         self.recheck_task = task
         self._run(task, self._on_recheck, "")
 
@@ -823,8 +856,12 @@ class PlanningController(QObject):
         if task is not self.recheck_task:
             return
         self.recheck_task = None
+        if task.case is not self.doc.case:  # the analysis was replaced meanwhile: again
+            self._recheck_timer.start()
+            return
         if self.doc.update_checked(traj):
             self.pending_checks.discard(traj.id)
+            self.stale_checks.discard(traj.id)
             emit(self.checks_updated, traj.id)
         elif self._drag is not None and same_geometry(self._drag["preview"], traj):
             self._live_preview = traj
@@ -1031,6 +1068,50 @@ class PlanningController(QObject):
         self.relabel_task = None
         self._show_busy(None)
         self.stack.push(Relabel(self.doc, task.before, result, task.text))
+        emit(self.analysis_ready)
+
+    # --- vertebra labels made elsewhere ---------------------------------------------------------
+    def choose_labels(self) -> None:
+        start = str(self.win.settings.value("labels_folder", self._plan_folder()))
+        name, _ = QFileDialog.getOpenFileName(
+            self.win, "Import vertebra labels (for a TotalSegmentator folder, pick any of its "
+            "vertebrae_*.nii.gz)", start,
+            "Label maps (*.nii.gz *.nii *.seg.nrrd *.nrrd);;All files (*)")
+        if name:
+            self.import_labels(name)
+
+    def import_labels(self, path: str | Path) -> bool:
+        """Analyse the CT again with the vertebrae of a label map made elsewhere (worker) and
+        replace the analysis as one undoable step (the plan's trajectories are kept and
+        re-checked against the new analysis). An unusable map is explained in a dialog and the
+        analysis is unchanged. False when nothing was started."""
+        if self.doc.volume is None or self.analysis_task is not None \
+                or self.relabel_task is not None:
+            self.win.statusBar().showMessage(
+                "Open a CT and wait for its analysis before importing vertebra labels", 8000)
+            return False
+        source = label_map_source(path)
+        volume = self.doc.volume
+        task = Task("labels", lambda p, c: _analyse(volume, p, c, label_map=str(source)))
+        task.before = self.doc.analysis_state()
+        task.source = source
+        task.text = f"import vertebra labels from {source.name}"
+        self.relabel_task = task
+        self.win.settings.setValue("labels_folder", str(Path(path).parent))
+        self._run(task, self._on_labels, f"Reading the labels of {source.name}")
+        return True
+
+    def _on_labels(self, task, result) -> None:
+        if task is not self.relabel_task:
+            return
+        self.relabel_task = None
+        self._show_busy(None)
+        self.stack.push(Relabel(self.doc, task.before, result, task.text))
+        levels = [v["label"] for v in result[1].get("vertebrae", [])]
+        self.win.statusBar().showMessage(
+            f"Vertebrae from {task.source.name}: {', '.join(levels)}; {len(result[3])} targets "
+            "(Ctrl+Z goes back to the previous analysis)", 10000)
+        self._update_actions()
         emit(self.analysis_ready)
 
     # --- files --------------------------------------------------------------------------------
