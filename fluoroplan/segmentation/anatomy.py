@@ -8,16 +8,30 @@ Method (no per-voxel Python loops; scipy.ndimage and SimpleITK filters):
    of canal size with a thick bone mass (a body) in front of them are canal candidates; the
    longest chain of candidates that continues smoothly from slice to slice is the spinal canal.
    No chain over several levels means no spine (:class:`NoSpineFound`).
-3. **Bodies.** The body centreline runs in front of the canal through the deepest bone; the
-   fraction of bone on planes perpendicular to it, every millimetre, falls at each disc.
-   Bodies are the runs between discs; an over-long run (fused levels, an interbody cage) is
-   split; the first body whose bone spreads to the iliac wings is the sacrum.
-4. **Whole vertebrae.** A marker watershed on the bone distance map, seeded by each body and by
-   the bone at the lateral edges (ribs, pelvis), gives each vertebra its posterior elements.
-   Ribs are the edge-reaching bone touching a vertebra; their medial ends are the rib heads.
-5. **Measurements** per vertebra at full resolution in its own frame (``vertebrae.measure_body``)
-   and the Genant grade against its neighbours.
-6. **Levels** from an anchor (sacrum, or the last rib-bearing vertebra = T12), else V1..Vn.
+3. **Bodies.** The body centreline runs parallel to the canal at the middle of the body's depth,
+   read from the density profile along the midline ray in front of the canal, averaged over
+   about two vertebral periods (discs and dark osteoporotic interiors do not move it). Bone is
+   thresholded half-way between the disc level and the body level of the profile along that
+   line (adaptive: low in osteoporotic bone), its holes are filled slice-wise inside the body's
+   own region (a dark cancellous interior inside a cortex counts; rib heads cannot close a
+   ring around a disc), and the *fraction of the body section that is filled bone* is taken
+   every millimetre along the line: it drops at each disc. Discs are the chain of its minima
+   whose spacings fit the vertebral period (autocorrelation), with bone on both sides and a
+   minimum body height, so a body is never split; a run two periods long (cage, fusion) is
+   split at the expected level. The sacrum is the last body when it is much wider than the
+   bodies above it (alae, sacro-iliac joints).
+4. **Whole vertebrae.** Each body section between its two disc planes is one vertebra's seed,
+   with its pedicles (beside the canal, upper half of the body) and the junction of its laminae
+   (behind the canal, lower half of the body to the disc below); a marker watershed on the bone
+   distance map gives the rest of each posterior arch to its own body, lateral bone to the
+   background. Ribs are the background bone leaving the column laterally (or the edge of a
+   cropped scan beside the canal) that touches a vertebra on both sides; their medial ends are
+   the rib heads.
+5. **Measurements** per vertebra at full resolution in its own frame (``vertebrae.measure_body``),
+   measured again along the endplates' own axis when it differs from the centreline's, and the
+   Genant grade against its neighbours.
+6. **Levels** from an anchor (the sacrum, or the last rib-bearing vertebra = T12 when every
+   vertebra above it bears ribs), else V1..Vn with ``label_confident`` False.
 """
 
 from __future__ import annotations
@@ -1042,50 +1056,6 @@ def _disc_score(prof: np.ndarray) -> np.ndarray:
     left = win[0:n].max(axis=1)  # prof[s-w .. s-1]
     right = win[w + 1 : w + 1 + n].max(axis=1)  # prof[s+1 .. s+w]
     return np.minimum(left, right) - prof
-
-
-def _find_discs(prof: np.ndarray, frac: np.ndarray) -> np.ndarray:
-    """Disc centres (indices along the 1 mm profile).
-
-    Candidates are the local maxima of the disc score; the discs are the chain of candidates
-    with the highest total score whose spacings fit a vertebral period (estimated from the
-    strongest candidates) and change slowly along the spine.
-    """
-    score = ndi.gaussian_filter1d(_disc_score(prof), 1.0, mode="nearest")
-    strong_thr = max(25.0, 0.3 * float(np.percentile(score, 95)))
-    is_max = score == ndi.maximum_filter1d(score, 9, mode="nearest")
-    cand = np.nonzero(is_max & (score >= 8.0))[0]
-    if len(cand) == 0:
-        return cand
-    strong = cand[score[cand] >= strong_thr]
-    gaps = np.diff(strong)
-    gaps = gaps[(gaps >= 15) & (gaps <= 60)]
-    period = float(np.median(gaps)) if len(gaps) else 30.0
-    m = len(cand)
-    best = score[cand].astype(float).copy()
-    prev = -np.ones(m, int)
-    last_gap = np.full(m, period)
-    for i in range(m):
-        d = cand[i] - cand[:i]
-        ok = (d >= max(10.0, 0.6 * period)) & (d <= 2.5 * period)
-        if not ok.any():
-            continue
-        js = np.nonzero(ok)[0]
-        dd = d[js].astype(float)
-        pen = 0.5 * strong_thr * np.abs(dd - last_gap[js]) / last_gap[js]
-        pen += np.where(dd > 1.5 * period, strong_thr, 0.0)  # a disc not seen (cage, fusion)
-        val = best[js] - pen + score[cand[i]]
-        k = int(np.argmax(val))
-        if val[k] > best[i]:
-            best[i] = val[k]
-            prev[i] = js[k]
-            last_gap[i] = dd[k] if dd[k] <= 1.5 * period else last_gap[js[k]]
-    i = int(np.argmax(best))
-    out = []
-    while i >= 0:
-        out.append(int(cand[i]))
-        i = prev[i]
-    return np.array(sorted(out), int)
 
 
 def _body_period(frac: np.ndarray) -> float:
