@@ -944,6 +944,7 @@ def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str]) -> _S
                 complete=bool(complete),
                 s_range=(float(s[a]), float(s[b_eff])),
                 width_mm=float(widths[n]) if n < len(widths) else 0.0,
+                split=isinstance(runs[n], _SplitRun),
             )
         )
     return _Separation(
@@ -1167,6 +1168,13 @@ def _runs(mask: np.ndarray, min_len: int, max_gap: int) -> list[tuple[int, int]]
     return out
 
 
+class _SplitRun(tuple):
+    """A body run cut at an expected level (no disc seen): its ends are not endplates."""
+
+    def __new__(cls, a: int, b: int):
+        return super().__new__(cls, (a, b))
+
+
 def _split_long_runs(runs, frac, warnings):
     """Split a body run much longer than its neighbours (fused levels, interbody cage)."""
     lens = np.array([b - a + 1 for a, b in runs], float)
@@ -1193,7 +1201,7 @@ def _split_long_runs(runs, frac, warnings):
             cuts = moved
             pieces = [a] + cuts + [b + 1]
             for p0, p1 in zip(pieces[:-1], pieces[1:], strict=True):
-                out.append((p0, p1 - 1))
+                out.append(_SplitRun(p0, p1 - 1))
             warnings.append(
                 f"Two or more bodies without a visible disc between them ({L} mm along the spine) "
                 "were split at the expected level (fusion, interbody cage or a collapsed disc)."
@@ -1225,9 +1233,14 @@ def _assemble(found: list[dict], sep: _Separation, mm_to_lps, warnings: list[str
         expected = float(np.median(neigh)) if neigh else None
         heights = dict(m.heights_mm) if m is not None else {"anterior": nan, "middle": nan, "posterior": nan}
         loss = grade = None
-        if m is not None and b["complete"]:
+        if m is not None and b["complete"] and not b.get("split", False):
             loss = height_loss(heights, expected)
             grade = genant_grade(loss)
+        elif b.get("split", False):
+            warnings.append(
+                f"Vertebra {n + 1} from the top was separated at the expected level, not at a "
+                "visible disc: its heights are approximate and it is not graded."
+            )
         value = n + 1
         heads = sep.rib_heads.get(value)
         heads_lps = np.array([mm_to_lps(p) for p in heads]) if heads is not None else np.zeros((0, 3))
