@@ -240,3 +240,13 @@ def test_phantom_thoracic_pedicle_widths_within_1_5mm():
             ped = getattr(v, f"pedicle_{side}")
             assert ped is not None
             assert abs(ped.narrowest_width_mm - t["pedicles"][side]["width_mm"]) < 1.5, (t["label"], side)
+
+
+def test_phantom_cage_levels_are_separated_but_not_graded():
+    """An interbody cage hides the L3/L4 disc: the two bodies are split at the expected level,
+    counted and labelled, but their heights are not graded (their cut ends are no endplates)."""
+    ph, an = _analysed(cage=("L3", "L4"))
+    assert [v.label for v in an.vertebrae] == [t["label"] for t in ph.truth["vertebrae"]]
+    assert an.vertebra("L3").fracture_grade is None and an.vertebra("L4").fracture_grade is None
+    assert an.vertebra("L2").fracture_grade == 0
+    assert any("expected level" in w for w in an.warnings)
