@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
 # the planning tests' fixtures (each runs once per module where it is module-scoped)
 phantom, case_dir, boxes, window = gp.phantom, gp.case_dir, gp.boxes, gp.window
+analysed_once = gp.analysed_once
 WAIT_MS, _loose, _open, _settle = gp.WAIT_MS, gp._loose, gp._open, gp._settle
 
 pytestmark = pytest.mark.gui
@@ -62,10 +63,12 @@ def test_rehearse_this_case_opens_the_simulator_with_the_plan_as_reference(qtbot
     assert act in window.training_menu.actions() and "Rehearse this case" in act.text()
     assert not act.isEnabled()  # nothing loaded
     pl = window.planning
+    when_loaded = []  # the action's state once the CT is shown, before its analysis
+    window.volume_loaded.connect(lambda _v: when_loaded.append(
+        (act.isEnabled(), pl.analysis_task is not None)))
     with qtbot.waitSignal(pl.analysis_ready, timeout=WAIT_MS):
         window.open_folder(case_dir)
-        qtbot.waitUntil(lambda: pl.analysis_task is not None, timeout=WAIT_MS)
-        assert not act.isEnabled()  # loaded, analysing
+    assert when_loaded == [(False, True)]
     assert act.isEnabled()
     qtbot.waitUntil(lambda: window.is_ready and pl.is_settled(), timeout=WAIT_MS)
     target_id = f"loose-screw:{_loose(phantom)['id']}"

@@ -34,6 +34,36 @@ def phantom():
     return make_phantom(0, **GRID)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def analysed_once():
+    """Each CT of the module is analysed once: the worker's analysis (``planning._analyse``,
+    still called on the worker for every CT opened) returns the first result for a CT with
+    the same content. The first test of a CT checks that analysis; the later ones reuse it
+    instead of repeating 2-3 s of the same computation. Analyses with a label map, and
+    cancelled ones, are not kept. Yields the kept results by CT fingerprint."""
+    import threading
+
+    from fluoroplan.app import planning
+
+    real = planning._analyse
+    kept: dict[str, tuple] = {}
+    lock = threading.Lock()
+
+    def once(volume, progress, cancel, label_map=None):
+        if label_map is not None:
+            return real(volume, progress, cancel, label_map=label_map)
+        key = volume.fingerprint()
+        with lock:
+            if key not in kept:
+                kept[key] = real(volume, progress, cancel)
+            return kept[key]
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(planning, "_analyse", once)
+    yield kept
+    mp.undo()
+
+
 @pytest.fixture(scope="module")
 def case_dir(phantom, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("plancase")
