@@ -29,6 +29,10 @@ def register(sub) -> None:
     p.add_argument("--from-plan", metavar="PLAN.json",
                    help="render a saved plan of this CT instead of planning afresh")
     p.add_argument("--planner", help="name of the planner recorded in the plan")
+    p.add_argument("--procedure-position", choices=("HFP", "FFP", "HFS", "FFS"), default="HFP",
+                   help="how the patient will lie in the angiosuite (default HFP: prone, head "
+                   "first); C-arm table angles and room words refer to it, whatever position "
+                   "the CT was acquired in")
     p.set_defaults(func=run)
 
 
@@ -55,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         volume = analysis.volume
         doc = analysis.to_json()
         plan = plan_case(volume, doc, planner=args.planner,
+                         procedure_position=args.procedure_position,
                          progress=None if args.quiet else terminal_progress("plan "))
         extra = {"timings_s": {"load": round(load_s, 3), **doc["timings_s"]},
                  "warnings": doc["warnings"]}
