@@ -52,8 +52,7 @@ from fluoroplan.segmentation.vertebrae import (
     Vertebra,
     VolumeSampler,
     _fill_holes_2d,
-    genant_grade,
-    height_loss,
+    grade_heights,
     measure_body,
 )
 
@@ -1234,8 +1233,9 @@ def _assemble(found: list[dict], sep: _Separation, mm_to_lps, warnings: list[str
         heights = dict(m.heights_mm) if m is not None else {"anterior": nan, "middle": nan, "posterior": nan}
         loss = grade = None
         if m is not None and b["complete"] and not b.get("split", False):
-            loss = height_loss(heights, expected)
-            grade = genant_grade(loss)
+            loss, grade, why = grade_heights(heights, expected)
+            if why is not None:
+                warnings.append(f"Vertebra {n + 1} from the top: {why}.")
         elif b.get("split", False):
             warnings.append(
                 f"Vertebra {n + 1} from the top was separated at the expected level, not at a "

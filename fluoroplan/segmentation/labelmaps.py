@@ -35,8 +35,7 @@ from fluoroplan.segmentation.vertebrae import (
     Vertebra,
     VolumeSampler,
     expected_heights,
-    genant_grade,
-    height_loss,
+    grade_heights,
     measure_body,
 )
 
@@ -313,13 +312,15 @@ def anatomy_from_label_map(
         hmax.append(max(hs) if ok else float("nan"))
     expected = expected_heights(hmax)
     verts = []
+    grade_notes: list[str] = []
     nan = float("nan")
     for n, (level, kind, g, meas, axis, post) in enumerate(found):
         heights = dict(meas.heights_mm) if meas else {"anterior": nan, "middle": nan, "posterior": nan}
         loss = grade = None
         if meas is not None and g["complete"]:
-            loss = height_loss(heights, expected[n])
-            grade = genant_grade(loss)
+            loss, grade, why = grade_heights(heights, expected[n])
+            if why is not None:
+                grade_notes.append(f"{level}: {why}.")
         verts.append(
             Vertebra(
                 label=level,
@@ -353,7 +354,7 @@ def anatomy_from_label_map(
     radii = [v.canal_radius_mm for v in verts if v.canal_center_lps is not None]
     bone = (volume.hu >= np.int16(BONE_HU)) & ~metal_mask
     times["total"] = time.perf_counter() - t0
-    warnings = []
+    warnings = list(grade_notes)
     missing = _gaps(order)
     if missing:
         warnings.append(

@@ -23,6 +23,16 @@ HEIGHT_AT = (0.08, 0.5, 0.92)
 antero-posterior depth in the mid-sagittal band (near the walls, clear of the rounded rims)."""
 _DEBUG: list | None = None  # set to a list to collect per-body intermediate arrays
 
+ENDPLATE_VALID_FRAC = 0.5
+"""A height position is measured only when at least this fraction of its columns ends, at both
+ends, in a real endplate (the darkest sample just outside is darker than the bone threshold:
+a disc); else the body's end there is a wrong separation or a cut, and the height is NaN."""
+BICONVEX_TOL = (1.0, 0.05)
+"""The middle height may exceed both wall heights by this much (mm, fraction) before the
+shape counts as one no fracture makes."""
+TALLER_THAN_EXPECTED = 1.3
+"""A body this much taller than its neighbours' typical height is not its own endplate pair."""
+
 GENANT_THRESHOLDS = (0.20, 0.25, 0.40)
 """Height loss fractions that start grades 1 (mild), 2 (moderate) and 3 (severe) (Genant 1993)."""
 
@@ -237,6 +247,46 @@ def height_loss(heights: dict, expected_mm: float | None) -> float | None:
     return float(max(loss, 0.0))
 
 
+def height_problem(heights: dict, expected_mm: float | None) -> str | None:
+    """Why these heights cannot be graded, or None when they can.
+
+    Real fracture shapes are a wedge (anterior lowest), a biconcave body (middle lowest) or a
+    crush (posterior or all lowered). No fracture leaves the middle the tallest part with a
+    wall clearly lower (a "biconvex" body: the walls' ends were not found at the endplates), and
+    no fracture makes a body much taller than its neighbours."""
+    names = ("anterior", "middle", "posterior")
+    missing = [k for k in names if not np.isfinite(heights.get(k, np.nan))]
+    if missing:
+        return (
+            f"no endplate found at its {', '.join(missing)} height (bone continues past the "
+            "body's end, or it is cut): not graded"
+        )
+    a, m, p = (float(heights[k]) for k in names)
+    if m - max(a, p) > max(BICONVEX_TOL[0], BICONVEX_TOL[1] * m) and min(a, p) < (
+        1.0 - GENANT_THRESHOLDS[0]
+    ) * m:
+        return (
+            f"heights inconsistent ({a:.1f}/{m:.1f}/{p:.1f} mm anterior/middle/posterior: the "
+            "middle taller than both walls is no wedge, biconcave or crush shape): not graded"
+        )
+    if expected_mm is not None and np.isfinite(expected_mm) and max(a, m, p) > TALLER_THAN_EXPECTED * expected_mm:
+        return (
+            f"tallest height {max(a, m, p):.1f} mm is more than {TALLER_THAN_EXPECTED:.1f} times "
+            f"its neighbours' ({expected_mm:.1f} mm): its ends are not its own endplates: not graded"
+        )
+    return None
+
+
+def grade_heights(heights: dict, expected_mm: float | None) -> tuple[float | None, int | None, str | None]:
+    """``(height_loss, Genant grade, reason)``: loss and grade are None, with the reason, when
+    the heights are not reliable enough to grade (:func:`height_problem`)."""
+    why = height_problem(heights, expected_mm)
+    if why is not None:
+        return None, None, why
+    loss = height_loss(heights, expected_mm)
+    return loss, genant_grade(loss), None
+
+
 # --------------------------------------------------------------------------------------------
 # sampling helpers
 # --------------------------------------------------------------------------------------------
@@ -446,14 +496,18 @@ def measure_body(
     band = np.abs(ll - bl.mean()) <= 3.0
     if label_is_bone:
         ext = np.where(has, (top - bot + 1) * frame.step, 0.0)[:, band]
+        at_plate = np.ones(ext.shape, bool)
     else:
-        ext = np.where(has, _edge_extent(h, top, bot, frame.step), 0.0)[:, band]
+        ext_all, ((_, out_top), (_, out_bot)) = _edge_extent(h, top, bot, frame.step)
+        ext = np.where(has, ext_all, 0.0)[:, band]
+        # both ends of the column drop into something darker than bone (a disc)
+        at_plate = ((out_top < bone_hu) & (out_bot < bone_hu))[:, band]
     cnt = (ext > 0).sum(axis=1)
     ext_p = np.where(cnt > 0, ext.sum(axis=1) / np.maximum(cnt, 1), np.nan)
     heights = {"anterior": float("nan"), "middle": float("nan"), "posterior": float("nan")}
     okp = np.isfinite(ext_p)
     if _DEBUG is not None:
-        _DEBUG.append(dict(ext_p=ext_p, pp=pp, tt=tt, body=body, top=top, bot=bot, bl=bl.mean(), own=own, filled=filled, h=h))
+        _DEBUG.append(dict(at_plate=at_plate, band=band, has=has, ext_p=ext_p, pp=pp, tt=tt, body=body, top=top, bot=bot, bl=bl.mean(), own=own, filled=filled, h=h))
     if okp.sum() >= 5:
         pv = pp[okp]
         front, back = pv.min(), pv.max()
@@ -461,8 +515,12 @@ def measure_body(
         for name, frac in (("anterior", HEIGHT_AT[0]), ("middle", HEIGHT_AT[1]), ("posterior", HEIGHT_AT[2])):
             pc = front + frac * d
             sel = okp & (np.abs(pp - pc) <= max(1.5, 0.05 * d))
-            if sel.any():
-                heights[name] = float(np.median(ext_p[sel]))
+            if not sel.any():
+                continue
+            cols = ext[sel] > 0
+            good = cols & at_plate[sel]
+            if good.sum() >= max(1, ENDPLATE_VALID_FRAC * cols.sum()):
+                heights[name] = float(np.median(ext[sel][good]))
 
     # --- posterior wall: back surface of each (t, l) row in the central part ------------------
     wall = None
@@ -507,13 +565,19 @@ def measure_body(
     )
 
 
-def _edge_extent(h: np.ndarray, top: np.ndarray, bot: np.ndarray, step: float) -> np.ndarray:
+def _edge_extent(
+    h: np.ndarray, top: np.ndarray, bot: np.ndarray, step: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Body extent along t of every (p, l) column with its two ends at the half-way crossing
     between the endplate's brightest sample and the darkest sample just outside it (disc), to a
     fraction of a sample: a fixed bone threshold puts the end of a blurred endplate too far out.
 
     ``h`` is the HU frame ``[t, p, l]``, ``top``/``bot`` the first/last body sample of each column
-    (-1 where none)."""
+    (-1 where none).
+
+    Also returns, per column, the smaller of the two ends' *drops*: endplate peak minus the
+    darkest sample just outside it. An end that is a real endplate drops into a disc; a body
+    cut by a wrong separation (bone going on past the end) hardly drops."""
     nt = h.shape[0]
     pj, lj = np.meshgrid(np.arange(h.shape[1]), np.arange(h.shape[2]), indexing="ij")
 
@@ -536,11 +600,11 @@ def _edge_extent(h: np.ndarray, top: np.ndarray, bot: np.ndarray, step: float) -
         frac = np.where(a != b, (a - level) / np.where(a != b, a - b, 1.0), 0.5)
         pos = (jm + np.clip(frac, 0.0, 1.0)) - EDGE_SEARCH  # samples outward from the end
         pos = np.where(has_below, pos, 0.5)
-        return end + outward * pos
+        return end + outward * pos, (inner.max(axis=-1), outer.min(axis=-1))
 
-    t_top = crossing(top, +1)
-    t_bot = crossing(bot, -1)
-    return (t_top - t_bot) * step
+    t_top, d_top = crossing(top, +1)
+    t_bot, d_bot = crossing(bot, -1)
+    return (t_top - t_bot) * step, (d_top, d_bot)
 
 
 def _measure_pedicle(frame, mask, tt, pp, ll, sgn, side, p_wall, p_end, canal_r, t_range):
