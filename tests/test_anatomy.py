@@ -10,7 +10,13 @@ from fluoroplan.io.volume import CTVolume
 from fluoroplan.segmentation import levels as lv
 from fluoroplan.segmentation.anatomy import _canonical, analyze_anatomy
 from fluoroplan.segmentation.errors import NoSpineFound, UnknownLevel
-from fluoroplan.segmentation.vertebrae import Vertebra, genant_grade, height_loss
+from fluoroplan.segmentation.vertebrae import (
+    Vertebra,
+    genant_grade,
+    grade_heights,
+    height_loss,
+    height_problem,
+)
 
 
 def _vertebra(index: int, kind: str = "vertebra") -> Vertebra:
@@ -97,6 +103,39 @@ def test_vertebra_json_keys():
 )
 def test_genant_grade_thresholds(loss, grade):
     assert genant_grade(loss) == grade
+
+
+def _h(a, m, p):
+    return {"anterior": a, "middle": m, "posterior": p}
+
+
+@pytest.mark.parametrize(
+    "heights, expected",
+    [
+        (_h(14.0, 20.0, 24.0), 24.0),  # anterior wedge
+        (_h(24.0, 15.0, 23.5), 24.0),  # biconcave
+        (_h(15.0, 15.5, 14.5), 24.0),  # crush of the whole body
+        (_h(22.0, 19.0, 13.0), 24.0),  # posterior (crush) deformity
+        (_h(22.0, 23.0, 22.5), 24.0),  # normal, middle a little taller
+    ],
+)
+def test_real_fracture_shapes_are_graded(heights, expected):
+    assert height_problem(heights, expected) is None
+    loss, grade, why = grade_heights(heights, expected)
+    assert why is None and grade == genant_grade(loss)
+
+
+@pytest.mark.parametrize(
+    "heights, expected, words",
+    [
+        (_h(9.8, 17.3, 14.8), 20.5, "inconsistent"),  # biconvex: walls' ends not at the endplates
+        (_h(float("nan"), 17.6, 15.0), 20.0, "no endplate found at its anterior"),
+        (_h(22.5, 21.7, 13.7), 16.4, "neighbours"),  # much taller than its neighbours
+    ],
+)
+def test_unreliable_heights_are_not_graded(heights, expected, words):
+    loss, grade, why = grade_heights(heights, expected)
+    assert loss is None and grade is None and words in why
 
 
 def test_height_loss_wedge_and_crush():
