@@ -29,7 +29,11 @@ Method (no per-voxel Python loops; scipy.ndimage and SimpleITK filters):
    the rib heads.
 5. **Measurements** per vertebra at full resolution in its own frame (``vertebrae.measure_body``),
    measured again along the endplates' own axis when it differs from the centreline's, and the
-   Genant grade against its neighbours.
+   Genant grade against its neighbours. A height is read only where both ends of the body drop
+   into something darker than bone (a disc); a body whose heights are missing, biconvex (no
+   wedge, biconcave or crush shape) or much taller than its neighbours' is not graded, with a
+   warning saying why (``vertebrae.grade_heights``): never a confident grade on ends that are
+   not endplates.
 6. **Levels** from an anchor (the sacrum, or the last rib-bearing vertebra = T12 when every
    vertebra above it bears ribs), else V1..Vn with ``label_confident`` False.
 """
