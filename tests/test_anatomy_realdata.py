@@ -150,3 +150,29 @@ def test_thorax_cta_no_false_fracture_grades():
     for v in an.vertebrae:
         if v.complete and v.kind == "vertebra" and v.fracture_grade is None:
             assert any(f"Vertebra {v.index + 1} from the top" in w for w in an.warnings), v.label
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="unfinished: the thoracic discs (3-4 mm, between bright endplates) vanish on the 2 mm "
+    "grid while the dark cancellous interiors (~140 HU at a 138 HU threshold) look like gaps, so "
+    "the separation is half a period off: label centroids sit on the endplate-disc-endplate "
+    "complexes (z 629.7/650.1/668.0/692.3/714.0/735.1/755.3 mm vs complexes at ~628/652/673/694/"
+    "714/734/752). T11's ribs then touch the wrong labels (V10 has none, anchor refused), the "
+    "best T12 match (V11) is 8.1 mm off the reference centroid, and the contrast aorta at the "
+    "bottom is reported as a 12th vertebra (V12, 30 mm anterior of the column)",
+)
+def test_thorax_cta_t12_anchor_from_the_last_rib():
+    import SimpleITK as sitk
+
+    vol, _ = _read_nifti(shared_data("totalseg-thorax-cta-stent", "ct.nii.gz"))
+    ref = sitk.GetArrayFromImage(
+        sitk.ReadImage(str(shared_data("totalseg-thorax-cta-stent", "vertebrae_T12.nii.gz")))
+    )
+    an = analyze_anatomy(vol)
+    c = np.array(ndi.center_of_mass(ref > 0))[::-1]
+    p = vol.lps_from_ijk[:3, :3] @ c + vol.lps_from_ijk[:3, 3]
+    t12 = an.vertebra("T12")
+    assert t12.label_source == "anchor:T12-last-rib" and t12.label_confident
+    assert np.linalg.norm(t12.vertebra_centroid_lps - p) < 5.0
+    assert an.vertebrae[-1].label == "T12"  # nothing below T12 is in view
