@@ -8,7 +8,9 @@ knows its level, its side relative to its own vertebra's midline, and its bone f
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+import numpy as np
 
 from fluoroplan.io.jsonio import ANALYSIS_SCHEMA
 from fluoroplan.io.progress import CancelToken, ProgressCallback, Stage
@@ -57,6 +59,27 @@ class Analysis:
             self.volume, self.implants.threshold_hu, anatomy.labels, _names(anatomy)
         )
         return Analysis(self.volume, anatomy, implants, dict(self.timings_s))
+
+
+def _name_cage_levels(implants: Implants, anatomy: Anatomy) -> Implants:
+    """Cages whose vertebrae the label volume could not give (an unlabelled or merged disc
+    space) sit between the two vertebrae whose body centroids bracket them along the column."""
+    if not implants.cages or len(anatomy.vertebrae) < 2:
+        return implants
+    cages = []
+    for cage in implants.cages:
+        if all(cage.between):
+            cages.append(cage)
+            continue
+        verts = anatomy.vertebrae
+        above = [v for v in verts if (cage.center_lps - v.centroid_lps) @ v.axis_lps < 0]
+        below = [v for v in verts if (cage.center_lps - v.centroid_lps) @ v.axis_lps >= 0]
+        if above and below:
+            up = min(above, key=lambda v: np.linalg.norm(v.centroid_lps - cage.center_lps))
+            dn = min(below, key=lambda v: np.linalg.norm(v.centroid_lps - cage.center_lps))
+            cage = replace(cage, between=(up.label, dn.label))
+        cages.append(cage)
+    return replace(implants, cages=tuple(cages))
 
 
 def _names(anatomy: Anatomy) -> dict[int, str]:
@@ -109,5 +132,6 @@ def analyze(
     timings["vertebrae"] = t1 - t0
     implants = find_implants(volume, thr, anatomy.labels, _names(anatomy),
                              progress=Stage(progress, 0.6, 1.0, cancel), cancel=cancel)
+    implants = _name_cage_levels(implants, anatomy)
     timings["implants"] = time.perf_counter() - t1
     return Analysis(volume, anatomy, implants, timings)

@@ -649,19 +649,20 @@ def _as_cage(centre, ext, axes, vol, labels: _Labels, screws: list[ScrewFit]) ->
             first = [row[row > 0] for row in v]
             vals = next((r for r in first if r.size), np.zeros(0, int))
             up_dn.append(int(np.bincount(vals).argmax()) if vals.size else 0)
-        if up_dn[0] == 0 or up_dn[1] == 0 or up_dn[0] == up_dn[1]:
-            return None
-        between = (labels.name(up_dn[0]), labels.name(up_dn[1]))
-    else:
-        if not screws:
-            return None
-        heads = np.array([f.head_lps for f in screws])
-        tips = np.array([f.tip_lps for f in screws])
-        x_ok = heads[:, 0].min() - 10.0 <= centre[0] <= heads[:, 0].max() + 10.0
-        z_ok = heads[:, 2].min() - 60.0 <= centre[2] <= heads[:, 2].max() + 60.0
-        front = centre[1] < np.median(heads[:, 1]) and centre[1] > tips[:, 1].min() - 30.0
-        if not (x_ok and z_ok and front):
-            return None
+        if up_dn[0] and up_dn[1] and up_dn[0] != up_dn[1]:
+            return Cage((labels.name(up_dn[0]), labels.name(up_dn[1])), centre, ext, axes, vol)
+        # the labels do not bracket it (the disc space is often unlabelled or merged around a
+        # cage): judge it by its place in the construct like an unlabelled CT; the caller names
+        # the vertebrae from their centroids
+    if not screws:
+        return None
+    heads = np.array([f.head_lps for f in screws])
+    tips = np.array([f.tip_lps for f in screws])
+    x_ok = heads[:, 0].min() - 10.0 <= centre[0] <= heads[:, 0].max() + 10.0
+    z_ok = heads[:, 2].min() - 60.0 <= centre[2] <= heads[:, 2].max() + 60.0
+    front = centre[1] < np.median(heads[:, 1]) and centre[1] > tips[:, 1].min() - 30.0
+    if not (x_ok and z_ok and front):
+        return None
     return Cage(between, centre, ext, axes, vol)
 
 
