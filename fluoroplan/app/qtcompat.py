@@ -6,6 +6,10 @@ by one. After some thousands of emits (progress reports, mouse moves) the interp
 with "Fatal Python error: bool_dealloc". (Python >= 3.12 makes bools immortal, which hides it.)
 :func:`emit` restores the reference when the probe below finds the bug, and does nothing else
 otherwise. Every ``.emit`` in ``fluoroplan.app`` goes through it.
+
+The same release also drops a reference to ``None`` on every void Qt call, which no wrapper
+can catch; that is why pyproject.toml requires PySide6-Essentials < 6.12. This module stays as
+the safety net for the emit case and its probe documents the fault.
 """
 
 from __future__ import annotations

@@ -45,7 +45,6 @@ from PySide6.QtWidgets import (
 )
 
 from fluoroplan.app.qtcompat import emit
-from fluoroplan.app.rehearsal_refcounts import protect_none
 from fluoroplan.app.rehearsal_views import FluoroView, PlacementView, ScoreDialog
 from fluoroplan.app.slice_view import ViewerState
 from fluoroplan.app.tasks import Task
@@ -108,7 +107,6 @@ class RehearsalWindow(QMainWindow):
     def __init__(self, volume, analysis_json: dict, plan_json: dict | None = None,
                  trainee: str = "", interactive: bool = True,
                  settings: QSettings | None = None):
-        protect_none()
         super().__init__()
         from fluoroplan.planner.case import PlanningCase
         from fluoroplan.planner.targets import targets_from_analysis
