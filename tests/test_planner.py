@@ -75,19 +75,24 @@ def test_independent_clearance_from_screws_and_canal(plan, phantom):
     for t in plan.trajectories:
         path = _needle_axis(t, upto_contact=False)
         for s in screws:
-            planned = t.target.kind == "loose-screw" and s["id"] == t.target.ref
-            pts = _needle_axis(t, upto_contact=True) if planned else path
-            if planned and t.contact_lps is not None:
-                # the planned contact: before it, the needle approaches the shaft from outside
-                pts = pts[:-int(4.0 / 0.25)]
-            d = _seg_dist(pts, np.array(s["head_lps"]), np.array(s["tip_lps"]))
-            gap = d.min() - s["diameter_mm"] / 2 - r_needle
-            assert gap >= 1.0 - 0.3, (t.id, s["id"], gap)
+            axis_gap = _seg_dist(path, np.array(s["head_lps"]), np.array(s["tip_lps"]))
+            planned = (t.contact_lps is not None and t.target.kind == "loose-screw"
+                       and s["id"] == t.target.ref)
+            if planned:
+                # the planned contact: the straight insertion reaches the shaft surface at the
+                # contact point and never cuts into the shaft before it
+                ins = _needle_axis(t, upto_contact=True)
+                d = _seg_dist(ins, np.array(s["head_lps"]), np.array(s["tip_lps"]))
+                gap = d.min() - s["diameter_mm"] / 2 - r_needle
+                assert -0.05 <= gap <= 0.5, (t.id, s["id"], gap)
+            else:
+                gap = axis_gap.min() - s["diameter_mm"] / 2 - r_needle
+                assert gap >= 1.0, (t.id, s["id"], gap)
         # tulips: 12 mm cups behind the head
         for s in screws:
             head, ax = np.array(s["head_lps"]), np.array(s["axis_lps"])
             d = _seg_dist(path, head - 15.0 * ax, head)
-            assert d.min() - 6.0 - r_needle >= 0.5, (t.id, "tulip", s["id"], d.min())
+            assert d.min() - 6.0 - r_needle >= 1.0, (t.id, "tulip", s["id"], d.min())
         for v in phantom.truth["vertebrae"]:
             c = np.array(v["canal_center_lps"])
             ax = np.array(v["axes_lps"][2])
