@@ -20,8 +20,7 @@ from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 # PySide6 is imported first, so vtkmodules.qt picks it
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
 from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
-from vtkmodules.vtkCommonCore import vtkPoints
-from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkImageData, vtkPolyData, vtkPolyLine
+from vtkmodules.vtkCommonDataModel import vtkImageData, vtkPolyData
 from vtkmodules.vtkCommonMath import vtkMatrix4x4
 from vtkmodules.vtkFiltersCore import vtkFlyingEdges3D, vtkTubeFilter
 from vtkmodules.vtkFiltersSources import vtkLineSource
@@ -37,6 +36,7 @@ from vtkmodules.vtkRenderingCore import (
 )
 
 from fluoroplan.app.reformat import display_axes
+from fluoroplan.geometry.render3d import polyline_polydata
 from fluoroplan.io.progress import CancelToken, ProgressCallback, no_progress
 from fluoroplan.io.volume import CTVolume
 
@@ -260,20 +260,8 @@ class View3D(QWidget):
     def add_polyline(self, points_lps: np.ndarray, rgb=(1.0, 1.0, 0.0), width_px: float = 2.0,
                      group: str = "default") -> vtkActor:
         """A polyline through (N, 3) LPS points."""
-        pts = np.asarray(points_lps, float).reshape(-1, 3)
-        points = vtkPoints()
-        points.SetData(numpy_to_vtk(pts, deep=True))
-        line = vtkPolyLine()
-        line.GetPointIds().SetNumberOfIds(len(pts))
-        for n in range(len(pts)):
-            line.GetPointIds().SetId(n, n)
-        cells = vtkCellArray()
-        cells.InsertNextCell(line)
-        poly = vtkPolyData()
-        poly.SetPoints(points)
-        poly.SetLines(cells)
         mapper = vtkPolyDataMapper()
-        mapper.SetInputData(poly)
+        mapper.SetInputData(polyline_polydata(points_lps))
         actor = vtkActor()
         actor.SetMapper(mapper)
         actor.GetProperty().SetColor(*rgb)

@@ -220,25 +220,34 @@ def _surface_actor(hu: np.ndarray, lps_from_index: np.ndarray, level: float, rgb
     return actor
 
 
-def _tube_actor(points_lps: np.ndarray, radius_mm: float, rgb):
+def polyline_polydata(points_lps: np.ndarray):
+    """A vtkPolyData holding one polyline through (N, 3) LPS points (the 3-D views' lines,
+    tubes and needles are built on it)."""
+    from vtkmodules.util.numpy_support import numpy_to_vtk
     from vtkmodules.vtkCommonCore import vtkPoints
     from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData, vtkPolyLine
-    from vtkmodules.vtkFiltersCore import vtkTubeFilter
-    from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper
 
-    pts = vtkPoints()
+    pts = np.asarray(points_lps, float).reshape(-1, 3)
+    points = vtkPoints()
+    points.SetData(numpy_to_vtk(pts, deep=True))
     line = vtkPolyLine()
-    line.GetPointIds().SetNumberOfIds(len(points_lps))
-    for n, p in enumerate(points_lps):
-        pts.InsertNextPoint(*p)
+    line.GetPointIds().SetNumberOfIds(len(pts))
+    for n in range(len(pts)):
         line.GetPointIds().SetId(n, n)
     cells = vtkCellArray()
     cells.InsertNextCell(line)
     poly = vtkPolyData()
-    poly.SetPoints(pts)
+    poly.SetPoints(points)
     poly.SetLines(cells)
+    return poly
+
+
+def _tube_actor(points_lps: np.ndarray, radius_mm: float, rgb):
+    from vtkmodules.vtkFiltersCore import vtkTubeFilter
+    from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper
+
     tube = vtkTubeFilter()
-    tube.SetInputData(poly)
+    tube.SetInputData(polyline_polydata(points_lps))
     tube.SetRadius(radius_mm)
     tube.SetNumberOfSides(16)
     tube.CappingOn()
