@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QSettings, QStandardPaths, Qt, QThreadPool, Signal
+from PySide6.QtCore import QSettings, QStandardPaths, Qt, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from fluoroplan.app.needle_view import NeedleView
 from fluoroplan.app.qtcompat import emit
+from fluoroplan.app.recovery import StartupRecovery, plan_key, remember_case_path, volume_key
 from fluoroplan.app.reformat import display_axes
 from fluoroplan.app.series_dialog import SeriesChooser
 from fluoroplan.app.slice_view import PRESETS, SliceView, ViewerState
@@ -79,7 +80,7 @@ def _demo(root: Path, progress, cancel):
 
     dicom = demo_case(root, progress=Stage(progress, 0.0, 0.6, cancel))
     kind, volume, text = _scan_then_load(dicom, Stage(progress, 0.6, 1.0, cancel), cancel)
-    return kind, volume, f"demo case: {text}"
+    return kind, volume, f"demo case: {text}", str(dicom)
 
 
 class MainWindow(QMainWindow):
@@ -87,13 +88,17 @@ class MainWindow(QMainWindow):
 
     Signals: ``volume_loaded(CTVolume)``; ``ready()`` once the reformats and the 3-D surfaces
     of the loaded volume are shown; ``error_reported(str)`` for every error shown to the user.
+
+    When first shown (``offer_recoveries``, by default when ``interactive``) it offers the
+    plans a previous session left unsaved (:meth:`offer_recoveries`).
     """
 
     volume_loaded = Signal(object)
     ready = Signal()
     error_reported = Signal(str)
 
-    def __init__(self, settings: QSettings | None = None, interactive: bool = True):
+    def __init__(self, settings: QSettings | None = None, interactive: bool = True,
+                 offer_recoveries: bool | None = None):
         super().__init__()
         self.setObjectName("fluoroplan_main")
         self.setWindowTitle("fluoroplan")
@@ -111,6 +116,9 @@ class MainWindow(QMainWindow):
         self._task: Task | None = None
         self._surface_task: Task | None = None
         self._pending_path: str | None = None
+        self._restore_key: str | None = None  # series whose recovered plan is being opened
+        self._offer_at_start = interactive if offer_recoveries is None else offer_recoveries
+        self.startup_recovery: StartupRecovery | None = None
         self.active_view = "axial"
 
         self._build_views()
@@ -288,6 +296,39 @@ class MainWindow(QMainWindow):
     def open_series(self, info) -> None:
         self._start(Task("load", lambda p, c: _load_one(info, p, c)), f"Loading {info.describe()}")
 
+    # --- plans a previous session left unsaved ------------------------------------------------
+    def showEvent(self, ev) -> None:  # noqa: N802
+        super().showEvent(ev)
+        if self._offer_at_start:
+            self._offer_at_start = False
+            QTimer.singleShot(0, self.offer_recoveries)
+
+    def offer_recoveries(self) -> StartupRecovery | None:
+        """Ask about each plan autosaved in the recovery folder (open its case and restore it,
+        keep it for later, or discard it). Returns the offer, or None when there is nothing."""
+        from fluoroplan.io.planfile import find_recoveries
+
+        if self.startup_recovery is not None and not self.startup_recovery.done:
+            return self.startup_recovery
+        try:
+            found = [r for r in find_recoveries() if r.plan.trajectories]
+        except OSError as exc:
+            log.warning("Could not look for autosaved plans: %s", exc)
+            return None
+        if not found:
+            return None
+        self.startup_recovery = StartupRecovery(self, found)
+        self.startup_recovery.start()
+        return self.startup_recovery
+
+    def open_recovered(self, rec, path: str | os.PathLike) -> None:
+        """Open the CT at ``path`` (its series, if the folder holds several), analyse it and
+        restore the recovered plan ``rec`` without asking again."""
+        key = plan_key(rec.plan)
+        self.planning.pending_recovery = key
+        self._restore_key = key
+        self.open_folder(path)
+
     def _start(self, task: Task, message: str) -> None:
         if self._task is not None:
             self._task.cancel.cancel()
@@ -319,6 +360,7 @@ class MainWindow(QMainWindow):
             return
         self._task = None
         self._set_busy(False)
+        self._restore_key = self.planning.pending_recovery = None
         self.report_error(exc, "opening the CT")
 
     def _on_loaded(self, task: Task, result) -> None:
@@ -329,11 +371,20 @@ class MainWindow(QMainWindow):
         kind = result[0]
         if kind == "choose":
             _, found, default = result
+            wanted = [i for i in found if self._restore_key is not None and i.usable
+                      and i.series_instance_uid == self._restore_key]
+            if wanted:  # restoring a plan: its series, without asking
+                self.open_series(wanted[0])
+                return
             self._choose_series(found, default)
             return
-        _, volume, description = result
+        _, volume, description, *source = result
+        self._restore_key = None
         if self._pending_path is not None:
             self.add_recent(self._pending_path)
+        where = self._pending_path if self._pending_path is not None else (source or [None])[0]
+        if where is not None:
+            remember_case_path(self.settings, volume_key(volume), str(Path(where).resolve()))
         self.set_volume(volume, description)
 
     def _choose_series(self, found, default) -> None:
@@ -348,6 +399,7 @@ class MainWindow(QMainWindow):
             if code == SeriesChooser.DialogCode.Accepted and info is not None:
                 self.open_series(info)
             else:
+                self._restore_key = self.planning.pending_recovery = None
                 self.statusBar().showMessage("No series opened", 5000)
 
         dlg.finished.connect(finished)

@@ -129,6 +129,7 @@ class PlanningController(QObject):
         self.pending_checks: set[str] = set()
         self.stale_checks: set[str] = set()  # checked against a replaced analysis
         self.pending_plan: str | None = None
+        self.pending_recovery: str | None = None  # series key: restore its autosave unasked
         self.proposals_for: str | None = None
         self.placing = False
         self._place_entry = None
@@ -438,11 +439,17 @@ class PlanningController(QObject):
         self.win.statusBar().showMessage(
             f"Analysis: {len(result[1].get('vertebrae', []))} vertebrae, {n_screws} screws, "
             f"{len(result[3])} targets", 8000)
+        wanted, self.pending_recovery = self.pending_recovery, None
         if self.pending_plan:
             path, self.pending_plan = self.pending_plan, None
             self.open_plan(path)
         else:
-            self._offer_recovery()
+            if wanted is not None and wanted != self.series_key():
+                self.error(FluoroplanError(
+                    f"The CT opened is not the series of the recovered plan ({wanted}); the "
+                    "plan was not restored and its autosave is kept. Open the CT folder the "
+                    "plan was made on."), "restoring the plan")
+            self._offer_recovery(restore=wanted is not None and wanted == self.series_key())
         self._update_actions()
         emit(self.analysis_ready)
 
@@ -459,6 +466,7 @@ class PlanningController(QObject):
         if task.name == "recheck":
             self.pending_checks.discard(getattr(task, "traj_id", ""))
         if task.name == "analysis":
+            self.pending_recovery = None
             self.analysis_done = True  # nothing more will come; the CT is still shown
             self.targets_panel.status.setText(
                 "No analysis: targets can be placed by hand once a new analysis succeeds.")
@@ -563,17 +571,32 @@ class PlanningController(QObject):
                 self.error(exc, "autosaving the plan (your edits are kept in this window; "
                                 "save the plan to keep them)")
 
-    def _offer_recovery(self) -> None:
+    def series_key(self) -> str | None:
+        """The key of the loaded CT's autosave (its series UID, else its fingerprint)."""
+        vol = self.doc.volume
+        if vol is None:
+            return None
+        return str(vol.identifiers.get("series_instance_uid") or vol.fingerprint())
+
+    def _offer_recovery(self, restore: bool = False) -> None:
+        """Offer the autosave of the loaded CT's unsaved plan; with ``restore`` (the user chose
+        it at start-up) restore it without asking."""
         from fluoroplan.io.planfile import find_recovery
 
-        vol = self.doc.volume
-        key = vol.identifiers.get("series_instance_uid") or vol.fingerprint()
+        key = self.series_key()
         try:
-            rec = find_recovery(series_uid=str(key))
+            rec = find_recovery(series_uid=key)
         except FluoroplanError as exc:
             self.win.statusBar().showMessage(f"An autosave could not be read: {exc}", 10000)
             return
         if rec is None or not rec.plan.trajectories:
+            if restore:
+                self.win.statusBar().showMessage(
+                    "The autosaved plan of this CT is no longer there; nothing was restored",
+                    10000)
+            return
+        if restore:
+            self.restore_recovery(rec)
             return
         if not self.win.interactive:
             return
@@ -584,18 +607,27 @@ class PlanningController(QObject):
 
         def done(_code: int) -> None:
             if box.clickedButton() is box.button(QMessageBox.StandardButton.Yes):
-                self.doc.set_plan(rec.plan, None)
-                self.stack.clear()
-                self.stack.resetClean()
-                self._mark_dirty()
+                self.restore_recovery(rec)
             else:
                 from fluoroplan.io.planfile import discard_recovery
 
-                discard_recovery(series_uid=str(key))
+                discard_recovery(series_uid=key)
             box.deleteLater()
 
         box.finished.connect(done)
         box.open()
+
+    def restore_recovery(self, rec) -> None:
+        """Make the recovered plan ``rec`` (of the loaded CT) the plan being edited; it is not
+        saved anywhere, so the window shows unsaved changes. The autosave is kept until the
+        plan is saved."""
+        self.doc.set_plan(rec.plan, None)
+        self.stack.clear()
+        self.stack.resetClean()
+        self._mark_dirty()
+        self.win.statusBar().showMessage(
+            f"Restored the autosaved plan ({len(rec.plan.trajectories)} trajectories); save it "
+            "to keep it", 10000)
 
     def _mark_dirty(self) -> None:
         # a recovered plan is not saved anywhere: make the stack unclean with no undo step
