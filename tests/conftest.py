@@ -13,6 +13,11 @@ SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 
 @pytest.hookimpl(trylast=True)  # after pytest-xvfb has set DISPLAY
 def pytest_configure(config):
+    # autosaves and recovered plans of the tests never touch (or come from) the user's home
+    if not os.environ.get("FLUOROPLAN_RECOVERY_DIR"):
+        import tempfile
+
+        os.environ["FLUOROPLAN_RECOVERY_DIR"] = tempfile.mkdtemp(prefix="fluoroplan-recovery-")
     if not os.environ.get("DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     if os.environ.get("QT_QPA_PLATFORM") == "offscreen":
