@@ -2,7 +2,8 @@
 
 Cases: the full-size phantom (default 512 x 512 x 400 at 0.75 x 0.75 x 1 mm) against its
 truth, and, when ../shared/data is present, the TotalSegmentator abdomen CT (whole-vertebra
-centroids against its reference labels) and the thorax CTA crop (no sacrum may be claimed).
+centroids against its reference labels) and the thorax CTA crop (no sacrum may be claimed; the
+vertebra nearest the reference T12 and its whole-vertebra centroid error).
 
 Usage: .venv/bin/python bench/analyze_anatomy.py [--phantom-shape 512 512 400] [--no-real]
 """
@@ -122,9 +123,24 @@ def _thorax_case() -> None:
         _line("totalseg-thorax-cta-stent", {"error": str(err)})
         return
     dt = time.perf_counter() - t
+    err = None
+    if (folder / "vertebrae_T12.nii.gz").exists():
+        import SimpleITK as sitk
+        from scipy import ndimage as ndi
+
+        ref = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "vertebrae_T12.nii.gz")))
+        p = vol.lps_from_ijk[:3, :3] @ np.array(ndi.center_of_mass(ref > 0))[::-1] + vol.lps_from_ijk[:3, 3]
+        # the vertebra nearest the reference T12 (whatever its label) and its distance
+        near = min(an.vertebrae, key=lambda v: np.linalg.norm(v.vertebra_centroid_lps - p), default=None)
+        if near is not None:
+            err = {near.label: round(float(np.linalg.norm(near.vertebra_centroid_lps - p)), 2)}
     _line(
         "totalseg-thorax-cta-stent",
-        {**_summary(an, dt), "sacrum_claimed": any(v.kind == "sacrum" for v in an.vertebrae)},
+        {
+            **_summary(an, dt),
+            "sacrum_claimed": any(v.kind == "sacrum" for v in an.vertebrae),
+            "ref_T12_nearest_centroid_err_mm": err,
+        },
     )
 
 

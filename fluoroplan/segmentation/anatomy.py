@@ -15,16 +15,23 @@ Method (no per-voxel Python loops; scipy.ndimage and SimpleITK filters):
    line (adaptive: low in osteoporotic bone), its holes are filled slice-wise inside the body's
    own region (a dark cancellous interior inside a cortex counts; rib heads cannot close a
    ring around a disc), and the *fraction of the body section that is filled bone* is taken
-   every millimetre along the line: it drops at each disc. Discs are the chain of its minima
-   whose spacings fit the vertebral period (autocorrelation), with bone on both sides and a
-   minimum body height, so a body is never split; a run two periods long (cage, fusion) is
-   split at the expected level. The sacrum is the last body when it is much wider than the
-   bodies above it (alae, sacro-iliac joints).
+   every millimetre along the line (it gives the vertebral period by autocorrelation, and
+   where bone is). Discs are found on the CT's *native voxels* in a thin tube around the line
+   at mid-body: a disc is a dip between two bright endplates close on either side (within
+   ``DISC_REACH_MM``), both brighter than the body interior around them, while a body's dark
+   interior lies between cortices a body's height apart (a thin thoracic disc vanishes on the
+   block grid, where a dark interior looks like a gap). Discs are the chain of these dips whose
+   spacings fit the period, with bone on both sides and a minimum body height, so a body is
+   never split; metal in a disc space (cage) or a run two periods long (fusion) is split at the
+   expected level. The sacrum is the last body when it is much wider than the bodies above it
+   (alae, sacro-iliac joints).
 4. **Whole vertebrae.** Each body section between its two disc planes is one vertebra's seed,
    with its pedicles (beside the canal, upper half of the body) and the junction of its laminae
    (behind the canal, lower half of the body to the disc below); a marker watershed on the bone
-   distance map gives the rest of each posterior arch to its own body, lateral bone to the
-   background. Ribs are the background bone leaving the column laterally (or the edge of a
+   distance map gives the rest of each posterior arch to its own body, lateral bone and bone
+   well in front of the body (a contrast-filled aorta, a stent graft) to the background. The
+   label map also takes each body's dark interior where its thin posterior wall is not bone at
+   the threshold (closed by the canal's front edge). Ribs are the background bone leaving the column laterally (or the edge of a
    cropped scan beside the canal) that touches a vertebra on both sides; their medial ends are
    the rib heads.
 5. **Measurements** per vertebra at full resolution in its own frame (``vertebrae.measure_body``),
@@ -89,6 +96,11 @@ BODY_MAX_DEPTH_MM = 60.0
 BODY_LINE_MM = 70.0
 """Window of the running median that smooths the body centreline's distance from the canal."""
 BODY_REACH = 1.3
+FRONT_MARGIN_MM = 4.0
+SHUT_BACK_MM = 3.0
+"""A body's dark interior closed by the canal's front edge is taken this far from that edge and
+from the body's ends."""
+"""Labels end this far in front of the body section (osteophytes); beyond is not the column."""
 PEDICLE_REACH_MM = 14.0
 CENTROID_SUBSAMPLE_VOXELS = 20_000_000
 BODY_HALF_WIDTH_MM = 32.0
@@ -334,7 +346,7 @@ def analyze_anatomy(
     # --- 3. bodies ----------------------------------------------------------------------------
     t1 = time.perf_counter()
     _report(progress, cancel, 0.3, "Finding the vertebral bodies and discs")
-    sep = _separate(grid_hu, grid_metal, sp, canal, warnings)
+    sep = _separate(grid_hu, grid_metal, sp, canal, warnings, native=(hu_c, metal_c, f))
     times["bodies+watershed"] = time.perf_counter() - t1
 
     # --- 5. full-resolution measurements ----------------------------------------------------
@@ -437,7 +449,19 @@ def analyze_anatomy(
             roi_off[1] : roi_off[1] + sep.labels.shape[1],
             roi_off[2] : roi_off[2] + sep.labels.shape[2],
         ] = sep.body_filled
-    labels_c = _full_res_labels(hu_c, metal_c, lab_grid, f, sep.bone_hu, body_grid)
+    lab_out = lab_grid
+    if sep.interior is not None and sep.interior.any():
+        # the label map (not the measurements) also takes each body's dark interior
+        inner = np.zeros(grid_hu.shape, np.uint8)
+        inner[
+            roi_off[0] : roi_off[0] + sep.labels.shape[0],
+            roi_off[1] : roi_off[1] + sep.labels.shape[1],
+            roi_off[2] : roi_off[2] + sep.labels.shape[2],
+        ] = sep.interior
+        take = (lab_grid == 0) & (inner > 0)
+        lab_out = np.where(take, inner, lab_grid)
+        body_grid |= take
+    labels_c = _full_res_labels(hu_c, metal_c, lab_out, f, sep.bone_hu, body_grid)
     # whole-vertebra centroids from the full-resolution labels (cancellous bone included)
     full_cent = _label_centroids(labels_c, len(found))
     for n, item in enumerate(found):
@@ -702,9 +726,10 @@ class _Separation:
     rib_heads: dict  # value -> (m, 3) mm points on the grid
     bone_hu: float = BONE_HU  # the bodies' own bone threshold (adaptive, from the disc contrast)
     body_filled: np.ndarray | None = None  # bool on the ROI: hole-filled body sections
+    interior: np.ndarray | None = None  # uint8 on the ROI: dark body interiors shut by the canal
 
 
-def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str]) -> _Separation:
+def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str], native=None) -> _Separation:
     nz, ny, nx = grid_hu.shape
     # region of interest around the canal
     y_lo = max(0, int((canal.centre_mm[:, 1].min() - 90.0) / sp[1]))
@@ -789,10 +814,13 @@ def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str]) -> _S
     frac2 = f2.reshape(len(s), -1).mean(axis=1)
     if _DEBUG is not None:
         _DEBUG.update(frac2=frac2, thr2=thr2)
-    discs = _find_discs_frac(frac2)
+    tube = tube_metal = None
+    if native is not None:
+        tube, tube_metal = _tube_profile(native, C + off_mm, e1, e2, sp, TUBE_FRAC * rp)
+    discs = _find_discs_frac(frac2, tube, tube_metal)
     frac = frac2
     if _DEBUG is not None:
-        _DEBUG.update(prof=prof, frac=frac, C=C + off_mm, discs=discs, frac_col=frac, score=_disc_score(prof))
+        _DEBUG.update(tube=tube, prof=prof, frac=frac, C=C + off_mm, discs=discs, frac_col=frac, score=_disc_score(prof))
     runs = _runs_between(discs, len(s), frac)
     if len(runs) < 2:
         raise NoSpineFound("fewer than two vertebral bodies separated by discs")
@@ -868,6 +896,19 @@ def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str]) -> _S
         ml = arch_zone & (s_vox >= s[a] + 0.5 * length) & (s_vox <= bounds[n + 1])
         markers[ml & (markers == 0)] = n + 1
     body_filled = filled2 & (markers > 0)
+    # a dark interior whose thin posterior wall is not bone at the threshold (the basivertebral
+    # foramen, osteoporosis) is closed by the canal's front edge; only between the body's own
+    # ends (a ring closed at a disc would take the disc)
+    wall = body_region & (Y >= (cy - cr - 1.5)[:, None, None])
+    shut = _fill_holes_2d((bone2 & body_region) | wall) & cyl & ~bone2
+    interior = np.zeros(hu.shape, np.uint8)  # for the label map only, not for the measurements
+    shut &= Y < (cy - cr - SHUT_BACK_MM)[:, None, None]
+    for n, (a, b) in enumerate(runs):
+        if runs_kind_sacrum(n, runs, sacrum_at):
+            continue
+        m = shut & (s_vox >= s[a] + SHUT_BACK_MM) & (s_vox <= s[b] - SHUT_BACK_MM)
+        m &= ((markers == 0) | (markers == n + 1)) & (interior == 0)
+        interior[m] = n + 1
     bone = bone | body_filled
     bg_val = 255
     lateral = np.abs(X - cx[:, None, None]) >= RIB_EDGE_MM
@@ -877,7 +918,11 @@ def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str]) -> _S
         # the scan ends close behind the spine (a cropped field of view): bone leaving it there
         # beside the midline is rib, not spinous process
         edge[:, -1, :] = (np.abs(X - cx[:, None, None]) > (cr + RIB_EXIT_MM)[:, None, None])[:, 0, :]
-    markers[bone & (lateral | edge) & (markers == 0)] = bg_val
+    # nothing of a vertebra lies far in front of its body: bone-like density there (a
+    # contrast-filled aorta, a stent graft) touching the column is background, cut from the body
+    # at the neck between them
+    ahead = Y < (by - (BODY_REACH * body_r + 4.0 + FRONT_MARGIN_MM))[:, None, None]
+    markers[bone & (lateral | edge | ahead) & (markers == 0)] = bg_val
     feat = sitk.GetImageFromArray(np.where(bone, -dist, 1.0).astype(np.float32))
     mk = sitk.GetImageFromArray(markers)
     ws = sitk.GetArrayFromImage(
@@ -951,7 +996,7 @@ def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str]) -> _S
             )
         )
     return _Separation(
-        labels, (z_lo, y_lo, x_lo), bodies, rib_heads, min(BONE_HU, float(thr2)), body_filled
+        labels, (z_lo, y_lo, x_lo), bodies, rib_heads, min(BONE_HU, float(thr2)), body_filled, interior
     )
 
 
@@ -1045,6 +1090,16 @@ def _ball2d():
     return s
 
 
+TUBE_FRAC = 0.5
+"""Radius of the full-resolution tube along the body centreline, in body-section radii."""
+TUBE_SMOOTH_MM = 0.7
+TUBE_MAX_HU = 1200.0
+DISC_CAGE_REACH_MM = 3
+"""Metal in the tube this close to a dip means the disc space holds an implant."""
+TUBE_INTERIOR_MM = 25
+"""Window (mm) of the running median that gives the body interior's level along the tube."""
+TUBE_MIN_DIP = 0.08
+"""A disc dips at least this fraction of the column's contrast below its two endplates."""
 DISC_REACH_MM = 7
 """A disc centre has a bright endplate within this distance on both sides; the middle of a
 vertebral body (taller than twice this) does not."""
@@ -1084,13 +1139,68 @@ def _body_period(frac: np.ndarray) -> float:
     return float(lags[half[0]] if half else lags[i])
 
 
-def _find_discs_frac(frac: np.ndarray) -> np.ndarray:
+def _tube_profile(full, C, e1, e2, sp, radius) -> np.ndarray:
+    """Mean HU at full resolution in a thin tube of ``radius`` mm around the body centreline
+    ``C`` (1 mm steps, grid mm): the native voxels keep the thin discs and their bright endplates
+    that the block average blurs away. Metal occupies like bright bone; also returns the
+    fraction of each step's samples that are metal."""
+    hu_c, metal_c, f = full
+    r = float(max(radius, 2.0))
+    g = np.arange(-r, r + 1e-6, 1.0)
+    uu, vv = np.meshgrid(g, g, indexing="ij")
+    inside = uu**2 + vv**2 <= r**2
+    uu, vv = uu[inside], vv[inside]
+    pts = C[:, None, :] + uu[None, :, None] * e1[:, None, :] + vv[None, :, None] * e2[:, None, :]
+    fz = np.asarray(f, float)
+    idx = (pts / sp * fz + (fz - 1.0) / 2.0).reshape(-1, 3).T
+    vals = ndi.map_coordinates(hu_c, idx, output=np.float32, order=1, mode="nearest")
+    metal = ndi.map_coordinates(metal_c.view(np.uint8), idx, order=0, mode="nearest") > 0
+    vals = np.where(metal, TUBE_MAX_HU, np.minimum(vals, TUBE_MAX_HU))
+    prof = vals.reshape(len(C), -1).mean(axis=1)
+    metal_frac = metal.reshape(len(C), -1).mean(axis=1)
+    return ndi.gaussian_filter1d(prof, TUBE_SMOOTH_MM, mode="nearest"), metal_frac
+
+
+def _endplate_pair_depth(tube: np.ndarray, col: np.ndarray) -> np.ndarray:
+    """How far the *lower* of the brightest points within ``DISC_REACH_MM`` on either side (a
+    disc's two endplates) rises above both the point itself and the local body interior (the
+    running median over a vertebral period), relative to the column's endplate contrast. About
+    0 inside a body, whose cortices are further apart than that, and at a trabecular dip, whose
+    sides are no brighter than the interior."""
+    w = DISC_REACH_MM
+    pad = np.pad(tube, w, mode="edge")
+    win = np.lib.stride_tricks.sliding_window_view(pad, w)
+    n = len(tube)
+    sides = np.minimum(win[0:n].max(axis=1), win[w + 1 : w + 1 + n].max(axis=1))
+    interior = ndi.median_filter(tube, size=TUBE_INTERIOR_MM, mode="nearest")
+    score = np.maximum(sides - np.maximum(tube, interior), 0.0)
+    vals = tube[col] if col.sum() >= 10 else tube
+    scale = float(np.percentile(vals, 95) - np.median(vals))
+    return np.clip(score / max(scale, 1.0), 0.0, 1.0)
+
+
+def _find_discs_frac(
+    frac: np.ndarray, tube: np.ndarray | None = None, tube_metal: np.ndarray | None = None
+) -> np.ndarray:
     """Disc centres (indices along the 1 mm profile) from the fraction of the body section that is
     (hole-filled) bone: the chain of local minima with the most total depth whose spacings stay
     within a vertebral period (a body is never split: spacings below ``MIN_GAP_FRAC`` periods
-    are impossible; a spacing near two periods is a disc not seen, split later)."""
+    are impossible; a spacing near two periods is a disc not seen, split later).
+
+    With the full-resolution tube profile (``tube``), a candidate is a dip of the tube between
+    two bright endplates close on either side and its depth is that dip; a dark body interior
+    between cortices a body's height apart is no candidate, nor is a disc space holding metal
+    (an interbody cage: no disc seen, the level is split where expected)."""
     period = _body_period(frac)
-    m = (frac <= ndi.minimum_filter1d(frac, 7, mode="nearest")) & (frac < DISC_FRAC_MAX)
+    if tube is not None:
+        dip = _endplate_pair_depth(tube, frac > 0.2)
+        if tube_metal is not None:
+            near = ndi.maximum_filter1d(tube_metal, 2 * DISC_CAGE_REACH_MM + 1, mode="nearest")
+            dip = np.where(near > 0.02, 0.0, dip)
+        # the deepest point of each dip (a thick disc's flat floor: its middle, below)
+        m = (dip >= ndi.maximum_filter1d(dip, 5, mode="nearest")) & (dip >= TUBE_MIN_DIP)
+    else:
+        m = (frac <= ndi.minimum_filter1d(frac, 7, mode="nearest")) & (frac < DISC_FRAC_MAX)
     # a disc lies between two bodies: bone on both sides within a period
     w = int(round(period))
     pad = np.pad(frac, w, mode="constant")
@@ -1103,12 +1213,17 @@ def _find_discs_frac(frac: np.ndarray) -> np.ndarray:
     # one candidate per flat minimum
     if len(cand) == 0:
         return cand
-    keep = [cand[0]]
+    groups = [[cand[0]]]
     for c in cand[1:]:
-        if c - keep[-1] > 3:
-            keep.append(c)
-    cand = np.array(keep)
-    depth = 1.0 - frac[cand]
+        if c - groups[-1][-1] > 3:
+            groups.append([c])
+        else:
+            groups[-1].append(c)
+    if tube is not None:
+        cand = np.array([int(round(0.5 * (g[0] + g[-1]))) for g in groups])
+    else:
+        cand = np.array([g[0] for g in groups])
+    depth = dip[cand] if tube is not None else 1.0 - frac[cand]
     k = len(cand)
     best = depth.copy()
     prev = -np.ones(k, int)
