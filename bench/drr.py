@@ -16,6 +16,9 @@ venv holding ``torch==2.13.0`` and ``diffdrr==0.6.1`` (``--diffdrr PYTHON``; def
 median over ours). ``--save-png DIR`` also writes the first pose at 512 x 512 as
 ``DIR/fluoroplan_512.png`` and ``DIR/diffdrr_512.png`` (same rays; each shown with
 fluoroplan's display window of its own line integrals) to compare them by eye.
+
+Standard output holds exactly the ``drr ...`` lines (one per size) so tools can parse it; the
+comparisons (VTK, DiffDRR, speed-ups, skips) go to standard error.
 """
 
 from __future__ import annotations
@@ -48,6 +51,13 @@ THREADS = 2
 DIFFDRR_PYTHON = "/opt/diffdrr-venv/bin/python"
 DIFFDRR_SCRIPT = Path(__file__).resolve().with_name("diffdrr_render.py")
 
+
+
+
+def _note(*args, **kw) -> None:
+    """A comparison line: to standard error (standard output is only the drr lines)."""
+    kw.pop("flush", None)
+    print(*args, file=sys.stderr, flush=True, **kw)
 
 def load(path: str | None):
     if path:
@@ -130,7 +140,7 @@ def bench_vtk(ct, repeats: int) -> None:
             t = time.perf_counter()
             win.Render()
             times.append(time.perf_counter() - t)
-        print(f"vtk-fixedpoint {size}x{size} median_ms={1000 * statistics.median(times):.1f}")
+        _note(f"vtk-fixedpoint {size}x{size} median_ms={1000 * statistics.median(times):.1f}")
 
 
 def write_diffdrr_input(ct, folder: Path) -> None:
@@ -183,16 +193,16 @@ def bench_diffdrr(ct, python: str, ours_ms: dict[int, float], png_dir: Path | No
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         theirs = {}
         for line in proc.stdout.splitlines():
-            print(line, flush=True)
+            _note(line, flush=True)
             words = line.split()
             if len(words) == 3 and words[0] == "diffdrr" and words[2].startswith("median_ms="):
                 theirs[int(words[1].split("x")[0])] = float(words[2].split("=", 1)[1])
         for size in SIZES:
             if size in theirs and ours_ms.get(size):
-                print(f"speedup {size}x{size} x={theirs[size] / ours_ms[size]:.1f}")
+                _note(f"speedup {size}x{size} x={theirs[size] / ours_ms[size]:.1f}")
         if proc.returncode != 0:
             tail = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()][-1:]
-            print(f"diffdrr failed: exit {proc.returncode}: {' '.join(tail) or 'no message'}")
+            _note(f"diffdrr failed: exit {proc.returncode}: {' '.join(tail) or 'no message'}")
             return
         if png_dir is not None:
             save_pngs(ct, folder, png_dir)
@@ -211,7 +221,7 @@ def save_pngs(ct, folder: Path, png_dir: Path) -> None:
     write_png(png_dir / f"fluoroplan_{size}.png", ours.image)
     theirs = np.load(folder / f"diffdrr_{size}.npy")
     write_png(png_dir / f"diffdrr_{size}.png", fluoroscopy_display(theirs))
-    print(f"pngs written to {png_dir} (pose P={p:+.0f} S={s:+.0f}, {size}x{size})")
+    _note(f"pngs written to {png_dir} (pose P={p:+.0f} S={s:+.0f}, {size}x{size})")
 
 
 def main() -> int:
@@ -239,12 +249,12 @@ def main() -> int:
     if args.no_diffdrr:
         pass
     elif args.diffdrr is None and not Path(DIFFDRR_PYTHON).exists():
-        print(
+        _note(
             f"diffdrr skipped: {DIFFDRR_PYTHON} not found (make a venv with torch==2.13.0 "
             "and diffdrr==0.6.1, or pass --diffdrr PYTHON)"
         )
     elif args.diffdrr is not None and not Path(args.diffdrr).exists():
-        print(f"diffdrr skipped: {args.diffdrr} not found")
+        _note(f"diffdrr skipped: {args.diffdrr} not found")
     else:
         bench_diffdrr(ct, args.diffdrr or DIFFDRR_PYTHON, ours_ms, args.save_png)
     return 0
