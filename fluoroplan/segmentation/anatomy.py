@@ -31,7 +31,12 @@ Method (no per-voxel Python loops; scipy.ndimage and SimpleITK filters):
    distance map gives the rest of each posterior arch to its own body, lateral bone and bone
    well in front of the body (a contrast-filled aorta, a stent graft) to the background. The
    label map also takes each body's dark interior where its thin posterior wall is not bone at
-   the threshold (closed by the canal's front edge). Ribs are the background bone leaving the column laterally (or the edge of a
+   the threshold (closed by the canal's front edge, a voxel's gap in a thin cortex bridged; up
+   to the scan's edge where the body is cut by it). A body cut by the top of the scan has the
+   arch of the vertebra above behind it (laminae and spinous process slope caudally): midline
+   arch bone above the cut body's mid-height (from the height of the whole bodies below) seeds
+   that vertebra, reported as a partial one (``complete=False``, arch only, not measured).
+   Ribs are the background bone leaving the column laterally (or the edge of a
    cropped scan beside the canal) that touches a vertebra on both sides; their medial ends are
    the rib heads.
 5. **Measurements** per vertebra at full resolution in its own frame (``vertebrae.measure_body``),
@@ -102,6 +107,8 @@ SHUT_BACK_MM = 3.0
 from the body's ends."""
 """Labels end this far in front of the body section (osteophytes); beyond is not the column."""
 PEDICLE_REACH_MM = 14.0
+ARCH_MIN_MM3 = 300.0
+"""Least posterior arch, alone at the top of the scan, reported as a partial vertebra."""
 CENTROID_SUBSAMPLE_VOXELS = 20_000_000
 BODY_HALF_WIDTH_MM = 32.0
 """Half the widest vertebral body (L5, ~60 mm)."""
@@ -395,7 +402,7 @@ def analyze_anatomy(
         ax_lps = dir_to_lps(b["axis_mm"])
         post_lps = dir_to_lps(b["posterior_mm"])
         meas = None
-        if b["kind"] == "vertebra":
+        if b["kind"] == "vertebra" and not b.get("arch_only", False):
             meas = measure_body(
                 hu_sampler,
                 metal_sampler,
@@ -762,7 +769,7 @@ def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str], nativ
     bx = ndi.gaussian_filter1d(cx, 8.0 / sp[0], mode="nearest")
     body_r = 0.8 * float(np.median(half_depth[body_sl]))  # deepest bone distance of the section
     if _DEBUG is not None:
-        _DEBUG.update(gap=gap, half=half_depth, has=body_sl, by=by, cy=cy)
+        _DEBUG.update(gap=gap, half=half_depth, has=body_sl, by=by, cy=cy, cr=cr)
 
     # --- discs: short dark gaps between two bright endplates, along the centreline --------------
     P = np.column_stack([zk, by, bx])[::-1]  # cranial to caudal
@@ -895,18 +902,38 @@ def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str], nativ
         # below it (the arch slopes caudally from the pedicles)
         ml = arch_zone & (s_vox >= s[a] + 0.5 * length) & (s_vox <= bounds[n + 1])
         markers[ml & (markers == 0)] = n + 1
-    body_filled = filled2 & (markers > 0)
+    # the vertebra above a body cut by the top of the scan: its laminae and spinous process
+    # slope caudally into view behind the cut body, above the level where that body's own
+    # laminae meet (its mid-height, from the height of the whole bodies below it)
+    top_cut = runs[0][0] == 0 and z_hi == nz
+    bottom_cut = runs[-1][1] == len(s) - 1 and z_lo == 0
+    above_val = 0
+    if top_cut and n_b >= 2 and not runs_kind_sacrum(0, runs, sacrum_at):
+        whole = [s[b] - s[a] for n, (a, b) in enumerate(runs) if n > 0 and not runs_kind_sacrum(n, runs, sacrum_at)]
+        mid0 = s[runs[0][1]] - 0.5 * float(np.median(whole)) if whole else -np.inf
+        seed = arch_zone & (s_vox < mid0) & (markers == 0)
+        if seed.any():
+            above_val = n_b + 1
+            markers[seed] = above_val
+    body_filled = filled2 & (markers > 0) & (markers != above_val)
     # a dark interior whose thin posterior wall is not bone at the threshold (the basivertebral
     # foramen, osteoporosis) is closed by the canal's front edge; only between the body's own
     # ends (a ring closed at a disc would take the disc)
-    wall = body_region & (Y >= (cy - cr - 1.5)[:, None, None])
-    shut = _fill_holes_2d((bone2 & body_region) | wall) & cyl & ~bone2
+    # (the edge band at least one voxel row thick on a coarse grid), and a gap of a voxel in a
+    # thin osteoporotic cortex is bridged (in-plane closing with a 3 x 3 square)
+    wall = body_region & (Y >= (cy - cr - max(1.5, sp[1]))[:, None, None])
+    ring = (bone2 & body_region) | wall
+    ring |= ndi.binary_closing(ring, structure=_square2d())
+    shut = _fill_holes_2d(ring) & cyl & ~bone2
     interior = np.zeros(hu.shape, np.uint8)  # for the label map only, not for the measurements
     shut &= Y < (cy - cr - SHUT_BACK_MM)[:, None, None]
+    # a body cut by the scan's edge has no disc there: its interior is taken up to the edge
     for n, (a, b) in enumerate(runs):
         if runs_kind_sacrum(n, runs, sacrum_at):
             continue
-        m = shut & (s_vox >= s[a] + SHUT_BACK_MM) & (s_vox <= s[b] - SHUT_BACK_MM)
+        lo = -np.inf if (n == 0 and top_cut) else s[a] + SHUT_BACK_MM
+        hi = np.inf if (n == n_b - 1 and bottom_cut) else s[b] - SHUT_BACK_MM
+        m = shut & (s_vox >= lo) & (s_vox <= hi)
         m &= ((markers == 0) | (markers == n + 1)) & (interior == 0)
         interior[m] = n + 1
     bone = bone | body_filled
@@ -929,6 +956,8 @@ def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str], nativ
         sitk.MorphologicalWatershedFromMarkers(feat, mk, markWatershedLine=False, fullyConnected=True)
     )
     labels = np.where(bone & (ws != bg_val), ws, 0).astype(np.uint8)
+    if _DEBUG is not None:
+        _DEBUG.update(ring=ring, cyl=cyl, interior=interior, shut=shut, markers=markers, ws=ws, roi=roi, bone2=bone2, s_vox=s_vox)
     # nothing beyond the scanned part of the column
     labels[(s_vox < bounds[0] - 20.0) | (s_vox > bounds[-1] + 20.0)] = 0
 
@@ -995,6 +1024,38 @@ def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str], nativ
                 split=isinstance(runs[n], _SplitRun),
             )
         )
+    if above_val:
+        part = labels == above_val
+        if part.sum() * float(np.prod(sp)) < ARCH_MIN_MM3:
+            labels[part] = 0
+        else:
+            # reported first (cranial), with no body: a partial vertebra, not measured
+            pz, py, px = (q * d for q, d in zip(np.nonzero(part), sp, strict=True))
+            k = rz - 1
+            centre = np.array([pz.mean(), py.mean(), px.mean()])
+            b0 = bodies[0]
+            bodies.insert(
+                0,
+                dict(
+                    b0,
+                    kind="vertebra",
+                    arch_only=True,
+                    center_mm=centre + off_mm,
+                    half_height_mm=0.0,
+                    canal_mm=np.array([zk[k], cy[k], cx[k]]) + off_mm,
+                    canal_radius_mm=float(cr[k]),
+                    complete=False,
+                    s_range=(float(s_vox[part].min()), float(s_vox[part].max())),
+                    width_mm=0.0,
+                    split=False,
+                ),
+            )
+            shift = np.arange(256, dtype=np.uint8)
+            shift[1 : n_b + 1] += 1
+            shift[above_val] = 1
+            labels = shift[labels]
+            interior = shift[interior]
+            rib_heads = {int(shift[v]): h for v, h in rib_heads.items()}
     return _Separation(
         labels, (z_lo, y_lo, x_lo), bodies, rib_heads, min(BONE_HU, float(thr2)), body_filled, interior
     )
@@ -1082,6 +1143,12 @@ def _slab_width(bone, C, sp, a, b, rz) -> float:
         return 0.0
     cols = np.nonzero((lab == np.bincount(ids).argmax()).any(axis=0))[0]
     return float((cols.max() - cols.min() + 1) * sp[2])
+
+
+def _square2d():
+    s = np.zeros((3, 3, 3), bool)
+    s[1] = True
+    return s
 
 
 def _ball2d():
@@ -1392,7 +1459,12 @@ def _assemble(found: list[dict], sep: _Separation, mm_to_lps, warnings: list[str
                 volume_ml=item["volume_ml"],
             )
         )
-        if b["kind"] == "vertebra" and m is None:
+        if b.get("arch_only", False):
+            warnings.append(
+                f"Vertebra {n + 1} from the top is cut by the top of the scan: only part of its "
+                "posterior arch is in view, so it is not measured."
+            )
+        elif b["kind"] == "vertebra" and m is None:
             warnings.append(f"Vertebra {n + 1} from the top could not be measured (body not found).")
     return verts
 
