@@ -87,34 +87,19 @@ def run_app(volume=None, path=None, demo: bool = False, screenshot: str | None =
 
     batch = screenshot is not None
     win = MainWindow(interactive=not batch)
-    outcome = {"code": 0}
     if plan is not None:
         win.planning.pending_plan = str(plan)
 
     if batch:
-        def save() -> None:
-            from fluoroplan.app.capture import capture_window
+        from fluoroplan.app.batch import BatchScreenshot
+        from fluoroplan.app.capture import capture_window
 
+        run = BatchScreenshot(win, screenshot, "the window", timeout_s)
+
+        def save() -> None:
             app.processEvents()
             win.view3d.render()
-            image = capture_window(win)
-            if not image.save(str(screenshot), "PNG"):
-                print(f"fluoroplan: could not write {screenshot}", file=sys.stderr)
-                outcome["code"] = 2
-            else:
-                print(f"Saved a screenshot of the window to {screenshot}")
-            win.close()
-
-        def failed(message: str) -> None:
-            print(f"fluoroplan: {message}", file=sys.stderr)
-            outcome["code"] = 2
-            win.close()
-
-        def too_long() -> None:
-            print(f"fluoroplan: nothing to show after {timeout_s:.0f} s; giving up",
-                  file=sys.stderr)
-            outcome["code"] = 2
-            win.close()
+            run.save(capture_window(win))
 
         poll = QTimer(win)
         poll.setInterval(200)
@@ -130,14 +115,13 @@ def run_app(volume=None, path=None, demo: bool = False, screenshot: str | None =
             if settled["n"] >= 2:
                 poll.stop()
                 if plan is not None and win.planning.doc.path is None:
-                    failed(f"the plan {plan} could not be opened (see the log)")
+                    run.fail(f"the plan {plan} could not be opened (see the log)")
                     return
                 save()
 
         poll.timeout.connect(check)
         win.ready.connect(poll.start)
-        win.error_reported.connect(failed)
-        QTimer.singleShot(int(timeout_s * 1000), too_long)
+        win.error_reported.connect(run.fail)
     else:
         previous_hook = sys.excepthook
 
@@ -161,7 +145,7 @@ def run_app(volume=None, path=None, demo: bool = False, screenshot: str | None =
         print("fluoroplan: --screenshot needs a PATH or --demo to show", file=sys.stderr)
         return 2
     code = app.exec()
-    return outcome["code"] if batch else int(code)
+    return run.code if batch else int(code)
 
 
 __all__ = ["run_app", "display_problem", "application"]

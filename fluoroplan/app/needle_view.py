@@ -21,8 +21,8 @@ from fluoroplan.app.reformat import (
     display_axes,
     oblique_grid,
     reformat,
-    window_to_uint8,
 )
+from fluoroplan.app.slice_view import windowed_image
 from fluoroplan.geometry.conventions import NEEDLE_OUTER_DIAMETER_MM
 
 CLEARANCE_RINGS_MM = (2.0, 5.0)
@@ -98,13 +98,7 @@ class NeedleView(QWidget):
         self.update()
 
     def _make_image(self) -> None:
-        if self._hu is None:
-            self._image = None
-            return
-        grey = np.ascontiguousarray(
-            window_to_uint8(self._hu, self.state.window_width, self.state.window_level))
-        rows, cols = grey.shape
-        self._image = QImage(grey.data, cols, rows, cols, QImage.Format.Format_Grayscale8).copy()
+        self._image = windowed_image(self._hu, self.state.window_width, self.state.window_level)
 
     def transform(self) -> QTransform:
         g = self.grid

@@ -1099,38 +1099,23 @@ def run_rehearsal(volume, analysis_json: dict, plan_json: dict | None = None,
     app = application()
     batch = screenshot is not None
     win = open_rehearsal(volume, analysis_json, plan_json, trainee, interactive=not batch)
-    outcome = {"code": 0}
     if batch:
+        from fluoroplan.app.batch import BatchScreenshot
+
+        run = BatchScreenshot(win, screenshot, "the rehearsal window", timeout_s)
+
         def save() -> None:
             win.take_shot()
             app.processEvents()
-            image = win.grab().toImage()
-            if not image.save(str(screenshot), "PNG"):
-                print(f"fluoroplan: could not write {screenshot}", file=sys.stderr)
-                outcome["code"] = 2
-            else:
-                print(f"Saved a screenshot of the rehearsal window to {screenshot}")
-            win.close()
-
-        def failed(message: str) -> None:
-            print(f"fluoroplan: {message}", file=sys.stderr)
-            outcome["code"] = 2
-            win.close()
-
-        def too_long() -> None:
-            print(f"fluoroplan: the rehearsal was not ready after {timeout_s:.0f} s",
-                  file=sys.stderr)
-            outcome["code"] = 2
-            win.close()
+            run.save(win.grab().toImage())
 
         if not win.targets:
             print("fluoroplan: the analysis found no target to rehearse", file=sys.stderr)
             return 2
         win.session_ready.connect(lambda: QTimer.singleShot(200, save))
-        win.error_reported.connect(failed)
-        QTimer.singleShot(int(timeout_s * 1000), too_long)
+        win.error_reported.connect(run.fail)
     code = app.exec()
-    return outcome["code"] if batch else int(code)
+    return run.code if batch else int(code)
 
 
 __all__ = ["RehearsalWindow", "open_rehearsal", "run_rehearsal"]

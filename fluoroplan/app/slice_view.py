@@ -37,6 +37,15 @@ VIEW_COLOURS = {"axial": "#e0574f", "sagittal": "#e8c33a", "coronal": "#5cc46a"}
 BACKGROUND = QColor(0, 0, 0)
 
 
+
+def windowed_image(hu, width: float, level: float) -> QImage | None:
+    """A grey QImage (own copy of the pixels) of a HU slice at a window width/level."""
+    if hu is None:
+        return None
+    grey = np.ascontiguousarray(window_to_uint8(hu, width, level))
+    rows, cols = grey.shape
+    return QImage(grey.data, cols, rows, cols, QImage.Format.Format_Grayscale8).copy()
+
 class ViewerState(QObject):
     """What the three views share. Emits ``crosshair_changed`` and ``window_changed``."""
 
@@ -145,14 +154,7 @@ class SliceView(QWidget):
         self.update()
 
     def _make_image(self) -> None:
-        if self._hu is None:
-            self._image = None
-            return
-        grey = np.ascontiguousarray(
-            window_to_uint8(self._hu, self.state.window_width, self.state.window_level)
-        )
-        rows, cols = grey.shape
-        self._image = QImage(grey.data, cols, rows, cols, QImage.Format.Format_Grayscale8).copy()
+        self._image = windowed_image(self._hu, self.state.window_width, self.state.window_level)
 
     def reset_view(self) -> None:
         self._zoom, self._pan = 1.0, QPointF(0.0, 0.0)
