@@ -116,8 +116,8 @@ def test_abdomen_ct_partial_t11_arch_and_t12_cut_by_the_top_edge():
     """The top of the scan cuts through T12's body (no T11/T12 disc in view) and through T11's
     spinous process and laminae (76 reference voxels in the top 3 slices, no body). Every
     reference vertebra is reported, T11 and T12 as partial (T11 arch only, not measured), and
-    every whole-vertebra centroid T11..L5 lies within 3 mm of its reference label. (The sacrum is
-    not compared: the reference's 26 is S1 only, the whole sacrum is in view and labelled.)"""
+    every whole-vertebra centroid T11..L5 lies within 3 mm of its reference label (S1: next
+    test)."""
     import SimpleITK as sitk
 
     vol, _ = _read_nifti(shared_data("totalseg-abdomen-ct", "ct.nii.gz"))
@@ -147,23 +147,32 @@ def test_abdomen_ct_partial_t11_arch_and_t12_cut_by_the_top_edge():
     assert (an.labels[t11_ref] == t11.label_value).sum() >= 0.5 * t11_ref.sum()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not supported by the data: T12's body reaches the top slice and no T11/T12 disc is "
-    "in view, so its superior endplate cannot be confirmed and it is reported incomplete "
-    "(cut by the scan's edge); T11 partial and the T11..L5 centroids within 3 mm are tested above",
-)
-def test_abdomen_ct_finds_partial_t11_and_complete_t12():
+def test_abdomen_ct_s1_is_the_sacrums_top_segment():
+    """The sacrum's vertebra is S1, its top segment; the fused segments below it are labelled
+    apart (``SACRUM_BELOW_S1``, TotalSegmentator's "sacrum" class) and are not a vertebra. The
+    reference's 26 (vertebrae_S1) reaches 48 mm down from the promontory (k 37..52); before the
+    split the whole sacrum was S1 (k 29..52, centroid 8.9 mm from the reference's)."""
     import SimpleITK as sitk
+
+    from fluoroplan.segmentation.vertebrae import SACRUM_BELOW_S1
 
     vol, _ = _read_nifti(shared_data("totalseg-abdomen-ct", "ct.nii.gz"))
     ref = sitk.GetArrayFromImage(
         sitk.ReadImage(str(shared_data("totalseg-abdomen-ct", "labels_totalseg.nii.gz")))
     )
     an = analyze_anatomy(vol)
-    assert [v.label for v in an.vertebrae][:2] == ["T11", "T12"]
-    assert not an.vertebra("T11").complete and an.vertebra("T12").complete
-    assert np.linalg.norm(an.vertebra("T12").vertebra_centroid_lps - _ref_centroids(vol, ref)["T12"]) < 3.0
+    s1 = an.vertebra("S1")
+    below = an.labels == SACRUM_BELOW_S1
+    assert below.sum() > 0.1 * (an.labels == s1.label_value).sum()
+    assert not (below & (ref > 0)).any()  # nothing of a reference vertebra, S1 included
+    # S1 ends caudally where the reference's does (slices holding >= 20 voxels of it)
+    ours = np.nonzero((an.labels == s1.label_value).sum(axis=(1, 2)) >= 20)[0]
+    refk = np.nonzero((ref == 26).sum(axis=(1, 2)) >= 20)[0]
+    assert abs(int(ours.min()) - int(refk.min())) <= 1, (ours.min(), refk.min())
+    # measured 3.0 mm: our S1 also takes L5's inferior articular processes at the L5/S1 facet
+    # joints (116 reference-L5 voxels), which pull it cranially
+    d = np.linalg.norm(s1.vertebra_centroid_lps - _ref_centroids(vol, ref)["S1"])
+    assert d < 3.5, d
 
 
 def test_thorax_cta_no_false_fracture_grades():

@@ -166,3 +166,33 @@ def test_analyze_with_a_totalsegmentator_label_map(tmp_path):
     assert got[-3:] == ["L4", "L5", "S1"] and "L1" in got and "T12" in got
     assert all(v["label_confident"] for v in d["vertebrae"])
     assert d["screws"] == []  # the femoral implant is not a screw
+
+
+@pytest.mark.realdata
+def test_analyze_json_centroids_are_the_reference_labels_centres(tmp_path):
+    """The CLI contract on the real abdomen CT, without a label map: each JSON vertebra's
+    ``centroid_lps`` is the whole vertebra's centre (what a label map's centre of mass gives),
+    within 3 mm of TotalSegmentator's label for T11..L5 (S1: 3.5 mm, see the anatomy tests);
+    ``body_centroid_lps`` lies in front of it (the arch is behind the body)."""
+    import SimpleITK as sitk
+    from conftest import shared_data
+    from scipy import ndimage as ndi
+
+    ct = shared_data("totalseg-abdomen-ct", "ct.nii.gz")
+    out = tmp_path / "a.json"
+    assert main(["analyze", str(ct), "--json", str(out), "--quiet"]) == 0
+    d = json.loads(out.read_text())
+    ref_im = sitk.ReadImage(str(shared_data("totalseg-abdomen-ct", "labels_totalseg.nii.gz")))
+    ref = sitk.GetArrayFromImage(ref_im)
+    A = np.array(d["series"]["affine_lps"])
+    ids = {"S1": 26, "L5": 27, "L4": 28, "L3": 29, "L2": 30, "L1": 31, "T12": 32, "T11": 33}
+    by_label = {v["label"]: v for v in d["vertebrae"]}
+    assert set(by_label) == set(ids)
+    for name, value in ids.items():
+        c = np.array(ndi.center_of_mass(ref == value))[::-1]
+        p = A[:3, :3] @ c + A[:3, 3]
+        dist = np.linalg.norm(np.array(by_label[name]["centroid_lps"]) - p)
+        assert dist < (3.5 if name == "S1" else 3.0), (name, dist)
+    for name in ("L1", "L2", "L3", "L4", "L5"):
+        v = by_label[name]
+        assert v["body_centroid_lps"][1] < v["centroid_lps"][1] - 5.0, name  # LPS: +y posterior

@@ -77,6 +77,55 @@ def test_seg_nrrd_in_ras_on_another_grid_lands_on_the_same_vertebrae(tmp_path):
         assert np.linalg.norm(v.centroid_lps - t["centroid_lps"]) < 3.0, t["label"]
 
 
+def _ts_multilabel(tmp_path, ph, sacrum_split: bool):
+    """The phantom's labels as a TotalSegmentator v2 multilabel file whose last vertebra is
+    given as S1 (26) over its cranial half and as the sacrum class (25) over its caudal half;
+    or, without ``sacrum_split``, as the sacrum class alone (TotalSegmentator v1)."""
+    import SimpleITK as sitk
+
+    verts = ph.truth["vertebrae"]
+    ts = np.zeros(ph.labels.shape, np.uint8)
+    for n, v in enumerate(verts[:-1]):
+        ts[ph.labels == n + 1] = {"T11": 33, "T12": 32, "L1": 31, "L2": 30, "L3": 29}[v["label"]]
+    last = ph.labels == len(verts)
+    k = np.nonzero(last.any(axis=(1, 2)))[0]
+    cut = int(np.median(k))
+    caudal = last.copy()
+    caudal[cut:] = False  # slices run toward the head: low k is caudal
+    ts[last] = 26 if sacrum_split else 25
+    if sacrum_split:
+        ts[caudal] = 25
+    im = sitk.GetImageFromArray(ts)
+    A = ph.volume.lps_from_ijk
+    im.SetSpacing([float(np.linalg.norm(A[:3, a])) for a in range(3)])
+    im.SetDirection((A[:3, :3] / np.linalg.norm(A[:3, :3], axis=0)).ravel().tolist())
+    im.SetOrigin(A[:3, 3].tolist())
+    path = tmp_path / f"ts_{int(sacrum_split)}.nii.gz"
+    sitk.WriteImage(im, str(path))
+    return path, last, caudal
+
+
+def test_sacrum_class_is_below_s1_when_s1_has_its_own(tmp_path):
+    from fluoroplan.segmentation.vertebrae import SACRUM_BELOW_S1
+
+    ph = small_phantom()
+    path, last, caudal = _ts_multilabel(tmp_path, ph, sacrum_split=True)
+    an = anatomy_from_label_map(ph.volume, path, metal_mask=ph.metal)
+    assert [v.label for v in an.vertebrae][-2:] == ["L3", "S1"]
+    s1 = an.vertebra("S1")
+    assert s1.kind == "sacrum"
+    # S1 is its own class only; the sacrum below it keeps its voxels but is not a vertebra
+    assert (an.labels == s1.label_value).sum() == (last & ~caudal).sum()
+    assert (an.labels == SACRUM_BELOW_S1).sum() == caudal.sum()
+    assert all(v.label_value != SACRUM_BELOW_S1 for v in an.vertebrae)
+
+    path1, last, _ = _ts_multilabel(tmp_path, ph, sacrum_split=False)
+    an1 = anatomy_from_label_map(ph.volume, path1, metal_mask=ph.metal)
+    s1 = an1.vertebra("S1")  # the sacrum class alone is the whole sacrum, S1
+    assert (an1.labels == s1.label_value).sum() == last.sum()
+    assert not (an1.labels == SACRUM_BELOW_S1).any()
+
+
 def test_label_map_errors_name_the_problem(tmp_path):
     with pytest.raises(LabelMapError, match="No label map"):
         read_label_map(tmp_path / "missing.nii.gz")
@@ -94,7 +143,7 @@ def test_label_map_errors_name_the_problem(tmp_path):
 def test_totalsegmentator_v2_ids():
     assert TOTALSEG_V2_IDS[27] == "L5" and TOTALSEG_V2_IDS[31] == "L1"
     assert TOTALSEG_V2_IDS[32] == "T12" and TOTALSEG_V2_IDS[50] == "C1"
-    assert TOTALSEG_V2_IDS[25] == TOTALSEG_V2_IDS[26] == "S1"
+    assert TOTALSEG_V2_IDS[25] == "sacrum" and TOTALSEG_V2_IDS[26] == "S1"
 
 
 # --- the real TotalSegmentator files ----------------------------------------------------------

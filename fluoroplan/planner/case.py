@@ -139,7 +139,9 @@ def _plane(block) -> tuple[np.ndarray, np.ndarray] | None:
 
 def vertebra_from_json(v: dict) -> VertebraGeom:
     """Normalise a vertebra from the analysis JSON or from the phantom's truth."""
-    c = np.asarray(v["centroid_lps"], float)
+    # the body's centroid: "body_centroid_lps" in the analysis JSON ("centroid_lps" there is the
+    # whole vertebra's); the phantom's truth and older analyses give the body as "centroid_lps"
+    c = np.asarray(v.get("body_centroid_lps", v["centroid_lps"]), float)
     if "axes_lps" in v:  # phantom truth: rows are left, posterior, cranial
         ax = np.asarray(v["axes_lps"], float)
         left, post, cran = _unit(ax[0]), _unit(ax[1]), _unit(ax[2])

@@ -17,6 +17,7 @@ from fluoroplan.io.progress import CancelToken, ProgressCallback, Stage
 from fluoroplan.io.volume import CTVolume
 from fluoroplan.segmentation.anatomy import Anatomy, analyze_anatomy
 from fluoroplan.segmentation.implants import DEFAULT_METAL_HU, Implants, find_implants
+from fluoroplan.segmentation.vertebrae import SACRUM_BELOW_S1
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,7 +84,10 @@ def _name_cage_levels(implants: Implants, anatomy: Anatomy) -> Implants:
 
 
 def _names(anatomy: Anatomy) -> dict[int, str]:
-    return {v.label_value: v.label for v in anatomy.vertebrae}
+    """Label value -> the level an implant there sits in (the sacrum below S1 is "sacrum")."""
+    names = {v.label_value: v.label for v in anatomy.vertebrae}
+    names.setdefault(SACRUM_BELOW_S1, "sacrum")
+    return names
 
 
 def analyze(

@@ -65,6 +65,7 @@ from fluoroplan.segmentation import levels as lv
 from fluoroplan.segmentation.errors import AnatomyError, NoSpineFound
 from fluoroplan.segmentation.vertebrae import (
     BONE_HU,
+    SACRUM_BELOW_S1,
     Vertebra,
     VolumeSampler,
     _fill_holes_2d,
@@ -123,6 +124,8 @@ AXIS_REFINE_DEG = (4.0, 45.0)
 """The body section reaches this many body half-widths (the deepest bone distance) from its axis."""
 DISC_FRAC_MAX = 0.8
 SACRUM_MIN_WIDTH_MM = 110.0
+S1_SEGMENT_BODIES = 1.0
+"""S1 reaches this many heights of the body above it (L5) below the sacrum's top endplate."""
 """The sacrum's bone runs on for at least this many vertebral periods below its top."""
 """A disc candidate: the filled-bone fraction of the body section falls below this."""
 
@@ -137,7 +140,8 @@ class Anatomy:
     Attributes
     ----------
     labels : ndarray uint8 (nk, nj, ni)
-        On the CT grid: 0 = not a vertebra, else ``Vertebra.label_value`` on its bone voxels.
+        On the CT grid: 0 = not a vertebra, else ``Vertebra.label_value`` on its bone voxels;
+        the sacrum below S1 (not a vertebra) is ``SACRUM_BELOW_S1``.
     bone_mask : ndarray bool (nk, nj, ni)
         Bone voxels of the CT (HU >= ``BONE_HU``, metal excluded).
     vertebrae : tuple of Vertebra
@@ -929,10 +933,11 @@ def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str], nativ
     shut &= Y < (cy - cr - SHUT_BACK_MM)[:, None, None]
     # a body cut by the scan's edge has no disc there: its interior is taken up to the edge
     for n, (a, b) in enumerate(runs):
-        if runs_kind_sacrum(n, runs, sacrum_at):
-            continue
         lo = -np.inf if (n == 0 and top_cut) else s[a] + SHUT_BACK_MM
         hi = np.inf if (n == n_b - 1 and bottom_cut) else s[b] - SHUT_BACK_MM
+        if runs_kind_sacrum(n, runs, sacrum_at):
+            # S1's body (the fused segments below it are not measured or filled)
+            hi = s[a] + S1_SEGMENT_BODIES * (s[runs[n - 1][1]] - s[runs[n - 1][0]]) - SHUT_BACK_MM
         m = shut & (s_vox >= lo) & (s_vox <= hi)
         m &= ((markers == 0) | (markers == n + 1)) & (interior == 0)
         interior[m] = n + 1
@@ -960,6 +965,12 @@ def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str], nativ
         _DEBUG.update(ring=ring, cyl=cyl, interior=interior, shut=shut, markers=markers, ws=ws, roi=roi, bone2=bone2, s_vox=s_vox)
     # nothing beyond the scanned part of the column
     labels[(s_vox < bounds[0] - 20.0) | (s_vox > bounds[-1] + 20.0)] = 0
+    # the sacrum's vertebra is S1, its top segment (about one body of the vertebra above it
+    # tall); the fused segments below it are the rest of the sacrum, not a vertebra
+    if sacrum_at is not None and n_b >= 2:
+        (pa, pb), (a, _) = runs[-2], runs[-1]
+        s1_end = s[a] + S1_SEGMENT_BODIES * (s[pb] - s[pa])
+        labels[(labels == n_b) & (s_vox > s1_end)] = SACRUM_BELOW_S1
 
     # --- ribs: edge-reaching bone that touches a vertebra ---------------------------------------
     rib_heads: dict[int, np.ndarray] = {}

@@ -31,6 +31,7 @@ from fluoroplan.io.volume import CTVolume
 from fluoroplan.segmentation import levels as lv
 from fluoroplan.segmentation.errors import LabelMapError, UnknownLevel
 from fluoroplan.segmentation.vertebrae import (
+    SACRUM_BELOW_S1,
     BONE_HU,
     Vertebra,
     VolumeSampler,
@@ -39,26 +40,37 @@ from fluoroplan.segmentation.vertebrae import (
     measure_body,
 )
 
-TOTALSEG_V2_IDS: dict[int, str] = {25: "S1", 26: "S1"}
+SACRUM = "sacrum"
+"""A label map's sacrum class: the sacrum below S1 when the map also has an S1 class (as
+TotalSegmentator v2 does), else the whole sacrum, taken as S1."""
+TOTALSEG_V2_IDS: dict[int, str] = {25: SACRUM, 26: "S1"}
 TOTALSEG_V2_IDS.update({27 + n: lv.LEVELS[lv.level_index("L5") - n] for n in range(24)})
-"""TotalSegmentator v2 multilabel class id -> level (25 sacrum and 26 vertebrae_S1 are both the
-sacrum here, as one level S1; 27 L5 ... 50 C1)."""
+"""TotalSegmentator v2 multilabel class id -> level (25 sacrum, 26 vertebrae_S1, 27 L5 ...
+50 C1)."""
 
 _NAME_RE = re.compile(r"^(?:vertebrae?[_\s-]*)?([CTLS]\d{1,2}|sacrum)$", re.IGNORECASE)
 
 
 def _level_of_name(name: str) -> str | None:
-    """``vertebrae_L3`` / ``L3`` / ``sacrum`` -> level, else None (another structure)."""
+    """``vertebrae_L3`` / ``L3`` -> level, ``sacrum`` -> :data:`SACRUM`, else None (another
+    structure)."""
     stem = name.strip()
     for ext in (".nii.gz", ".nii", ".nrrd", ".mha"):
         if stem.lower().endswith(ext):
             stem = stem[: -len(ext)]
     if not _NAME_RE.match(stem):
         return None
+    if stem.lower().endswith(SACRUM):
+        return SACRUM
     try:
         return lv.normalize_level(stem)
     except UnknownLevel:
         return None
+
+
+def _value_of_level(level: str) -> int:
+    """A distinct label value per level (and one for the sacrum below S1)."""
+    return lv.level_index("S1") + 2 if level == SACRUM else lv.level_index(level) + 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -97,7 +109,7 @@ def _read_folder(folder: Path):
             A0 = A
         elif a.shape != out.shape or not np.allclose(A, A0, atol=1e-3):
             raise LabelMapError(f"{path.name} is not on the same grid as the other masks in {folder}.")
-        value = lv.level_index(level) + 1
+        value = _value_of_level(level)
         names[value] = level
         out[a > 0] = value
     return out, A0, names
@@ -158,7 +170,7 @@ def _read_seg_nrrd(path: Path):
         value = int(hdr.get(f"Segment{n}_LabelValue", n + 1))
         layer = int(hdr.get(f"Segment{n}_Layer", 0))
         src = data[layer] if layered else data
-        out_value = lv.level_index(level) + 1
+        out_value = _value_of_level(level)
         out[src == value] = out_value
         names[out_value] = level
     if not names:
@@ -185,7 +197,7 @@ def read_label_map(path_or_folder) -> tuple[np.ndarray, np.ndarray, dict[int, st
     level = _level_of_name(p.name)
     if level is not None:  # a single per-structure mask
         a, A = _read_sitk(p)
-        value = lv.level_index(level) + 1
+        value = _value_of_level(level)
         return (a > 0).astype(np.uint8) * value, A, {value: level}
     return _read_multilabel_nifti(p)
 
@@ -249,15 +261,27 @@ def anatomy_from_label_map(
         metal_mask = volume.hu >= np.int16(TITANIUM_MIN_HU)
     metal_mask = np.asarray(metal_mask, bool)
 
-    # levels present, cranial to caudal (several ids of one level, e.g. sacrum + S1, merge)
+    # levels present, cranial to caudal (several ids of one level merge)
     by_level: dict[str, list[int]] = {}
     for value, level in names.items():
         by_level.setdefault(level, []).append(int(value))
-    order = sorted(by_level, key=lv.level_index)
     boxes = ndi.find_objects(lab)
+
+    def in_view(vals):
+        return [v for v in vals if v <= len(boxes) and boxes[v - 1] is not None]
+
+    # a sacrum class is the sacrum below S1 when S1 has its own class, else the whole sacrum (S1)
+    below_s1 = []
+    if SACRUM in by_level:
+        sac = by_level.pop(SACRUM)
+        if in_view(by_level.get("S1", [])):
+            below_s1 = in_view(sac)
+        else:
+            by_level.setdefault("S1", []).extend(sac)
+    order = sorted(by_level, key=lv.level_index)
     present = []
     for level in order:
-        vals = [v for v in by_level[level] if v <= len(boxes) and boxes[v - 1] is not None]
+        vals = in_view(by_level[level])
         if vals:
             present.append((level, vals))
     if not present:
@@ -275,6 +299,8 @@ def anatomy_from_label_map(
         sub = np.isin(lab[sl], vals)
         labels[sl][sub] = value
         geo.append(_geometry(sub, sl, A, volume.hu.shape))
+    if below_s1:
+        labels[np.isin(lab, below_s1)] = SACRUM_BELOW_S1
     # the body axis follows the column: the line through the neighbours' centroids
     cents = np.array([g["centroid"] for g in geo])
     t1 = time.perf_counter()

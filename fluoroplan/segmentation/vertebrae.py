@@ -15,6 +15,9 @@ from scipy import ndimage as ndi
 
 BONE_HU = 200.0
 """Cortex and normal cancellous bone; osteoporotic cancellous bone is recovered by hole filling."""
+SACRUM_BELOW_S1 = 254
+"""Label value of the sacrum below S1 (its fused S2..S5 segments, TotalSegmentator's "sacrum"
+class) in a vertebra label volume; not a vertebra."""
 LOCAL_STEP_MM = 1.0
 EDGE_SEARCH = 3
 """Samples searched on either side of a body end for the endplate's half-way crossing."""
@@ -158,8 +161,8 @@ class Vertebra:
         return len(self.rib_heads_lps) > 0
 
     def to_json(self) -> dict:
-        """Serialised form: ``label, label_confident, centroid_lps, heights_mm, fracture_grade``
-        and the other measurements."""
+        """Serialised form: ``label, label_confident, centroid_lps`` (whole vertebra),
+        ``body_centroid_lps``, ``heights_mm, fracture_grade`` and the other measurements."""
         return {
             "label": self.label,
             "label_confident": bool(self.label_confident),
@@ -167,8 +170,10 @@ class Vertebra:
             "index": int(self.index),
             "kind": self.kind,
             "complete": bool(self.complete),
-            "centroid_lps": _r(self.centroid_lps),
-            "vertebra_centroid_lps": _r(self.vertebra_centroid_lps),
+            # the whole vertebra's centroid (body, arch and processes: what a vertebra label
+            # map's centre of mass gives); the body's own centroid beside it
+            "centroid_lps": _r(self.vertebra_centroid_lps),
+            "body_centroid_lps": _r(self.centroid_lps),
             "axis_lps": _r(self.axis_lps, 4),
             "heights_mm": {k: _f(v) for k, v in self.heights_mm.items()},
             "expected_height_mm": _f(self.expected_height_mm),
