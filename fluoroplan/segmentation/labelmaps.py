@@ -31,8 +31,8 @@ from fluoroplan.io.volume import CTVolume
 from fluoroplan.segmentation import levels as lv
 from fluoroplan.segmentation.errors import LabelMapError, UnknownLevel
 from fluoroplan.segmentation.vertebrae import (
-    SACRUM_BELOW_S1,
     BONE_HU,
+    SACRUM_BELOW_S1,
     Vertebra,
     VolumeSampler,
     expected_heights,
