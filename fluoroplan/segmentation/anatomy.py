@@ -79,14 +79,18 @@ GRID_BONE_HU = 140.0
 """Bone on the ~2 mm block-averaged grid: low enough for osteoporotic cortex blurred by 3 mm
 voxels, high enough to leave muscle, disc and cerebrospinal fluid out."""
 CANAL_MAX_HU = 55.0
+"""Smoothed HU of the canal's content (cerebrospinal fluid, cord, fat) at most."""
 CANAL_WALL_HU = 75.0
 """Smoothed HU of bone around the canal (osteoporotic bodies blurred by 3 mm voxels reach ~80)."""
 MIDLINE_MM = 60.0
 """The canal lies within this distance of the body outline's left-right centre."""
 CANAL_AREA_MM2 = (20.0, 700.0)
+"""Area of an axial canal section (mm^2), least and most."""
 ROI_LATERAL_MM = 72.0
+"""The column's working box reaches this far beside the canal track."""
 _DEBUG: dict | None = None  # set to a dict to collect intermediate profiles (bench, tests)
 RIB_EDGE_MM = 60.0
+"""Bone this far beside the canal is rib or pelvis, never vertebra."""
 RIB_EXIT_MM = 15.0
 """Bone leaving a cropped scan behind the spine this far beside the canal's edge is a rib."""
 PERIOD_MM = (20, 60)
@@ -94,40 +98,43 @@ PERIOD_MM = (20, 60)
 MIN_BODY_MM = 15.0
 """No vertebral body (even a crushed one) is shorter than this along the column."""
 MIN_GAP_FRAC = 0.65
+"""Two discs are never closer than this fraction of the vertebral period."""
 BODY_RAY_MM = 90.0
 """Length of the ray from the canal centre toward anterior that finds the body's depth."""
 BODY_BACK_MM = 25.0
+"""The body's back half lies within this distance in front of the canal."""
 BODY_MAX_DEPTH_MM = 60.0
 """No vertebral body is deeper (antero-posterior) than this."""
 BODY_LINE_MM = 70.0
 """Window of the running median that smooths the body centreline's distance from the canal."""
 BODY_REACH = 1.3
+"""The body section reaches this many body half-widths (the deepest bone distance) from its axis."""
 FRONT_MARGIN_MM = 4.0
+"""Labels end this far in front of the body section (osteophytes); beyond is not the column."""
 SHUT_BACK_MM = 3.0
 """A body's dark interior closed by the canal's front edge is taken this far from that edge and
 from the body's ends."""
-"""Labels end this far in front of the body section (osteophytes); beyond is not the column."""
 PEDICLE_REACH_MM = 14.0
+"""Pedicle seeds reach this far beside the canal's edge."""
 ARCH_MIN_MM3 = 300.0
 """Least posterior arch, alone at the top of the scan, reported as a partial vertebra."""
 CENTROID_SUBSAMPLE_VOXELS = 20_000_000
+"""Label volumes larger than this give their centroids from every second voxel."""
 BODY_HALF_WIDTH_MM = 32.0
 """Half the widest vertebral body (L5, ~60 mm)."""
 ARCH_HALF_WIDTH_MM = 5.0
 ARCH_DEPTH_MM = 20.0
 """Seeds of the laminae's junction: this close to the midline, this deep behind the canal."""
-"""Pedicle seeds reach this far beside the canal's edge."""
 AXIS_SMOOTH_MM = 6.0
+"""Smoothing of the body centreline before its direction (the body axis) is taken."""
 AXIS_REFINE_DEG = (4.0, 45.0)
 """A body is measured again along its endplates' axis when it differs by this much (deg)."""
-"""Smoothing of the body centreline before its direction (the body axis) is taken."""
-"""The body section reaches this many body half-widths (the deepest bone distance) from its axis."""
 DISC_FRAC_MAX = 0.8
+"""A disc candidate: the filled-bone fraction of the body section falls below this."""
 SACRUM_MIN_WIDTH_MM = 110.0
+"""The sacrum's slab (alae, sacro-iliac joints) is at least this wide, and 1.6x the bodies above."""
 S1_SEGMENT_BODIES = 1.0
 """S1 reaches this many heights of the body above it (L5) below the sacrum's top endplate."""
-"""The sacrum's bone runs on for at least this many vertebral periods below its top."""
-"""A disc candidate: the filled-bone fraction of the body section falls below this."""
 
 
 # --------------------------------------------------------------------------------------------
