@@ -35,3 +35,47 @@ def test_cage_between_its_vertebrae_and_planned(cage_case):
     kinds = {t.kind for t in plan.targets}
     assert "cage" in kinds, [t.description for t in plan.targets]
     assert any(t.target.kind == "cage" and t.status != "fail" for t in plan.trajectories)
+
+
+def test_a_slab_too_short_for_the_vertebrae_still_lists_its_screws(tmp_path):
+    """A CT of the instrumented level alone (36 mm through L2: too short to separate vertebrae)
+    gives its screws, without levels, and says why; the planner then refuses clearly. The same
+    slab without metal is refused as no spine."""
+    import json
+
+    from fluoroplan.cli import main
+    from fluoroplan.io.volume import CTVolume
+    from phantom_fixtures import small_phantom
+    from fluoroplan.io.dicom_write import write_series
+
+    ph = small_phantom()
+    l2 = next(v for v in ph.truth["vertebrae"] if v["label"] == "L2")
+    k = int(round(ph.volume.ijk_from_lps_points(np.array([l2["centroid_lps"]]))[0][2]))
+    half = int(round(18.0 / ph.volume.spacing_mm[2]))
+    A = ph.volume.lps_from_ijk.copy()
+    A[:3, 3] = ph.volume.lps_from_ijk_points(np.array([[0.0, 0.0, k - half]]))[0]
+    slab = CTVolume(np.ascontiguousarray(ph.volume.hu[k - half: k + half]), A)
+    an = analyze(slab)
+    assert an.anatomy.vertebrae == ()
+    truth = [s for s in ph.truth["screws"] if s["id"].startswith("L2")]
+    assert len(an.implants.screws) == len(truth) == 2
+    for t in truth:
+        s = min(an.implants.screws, key=lambda q: np.linalg.norm(q.tip_lps - np.array(t["tip_lps"])))
+        assert np.linalg.norm(s.tip_lps - np.array(t["tip_lps"])) < 1.5
+        assert s.side == t["side"] and s.level == ""
+    assert any("could not be separated" in w and "--labels" in w for w in an.warnings)
+    # the canal is unknown: no path is "safe" from it, so nothing is proposed
+    plan = plan_case(slab, an.to_json())
+    assert plan.trajectories == () and plan.unsolved
+    for u in plan.unsolved:
+        assert "spinal canal" in str(u.to_json() if hasattr(u, "to_json") else u)
+
+    write_series(slab.hu, slab.lps_from_ijk, tmp_path / "slab")
+    out = tmp_path / "a.json"
+    assert main(["analyze", str(tmp_path / "slab"), "--json", str(out), "--quiet"]) == 0
+    d = json.loads(out.read_text())
+    assert d["vertebrae"] == [] and len(d["screws"]) == 2
+
+    bare = np.where(slab.hu >= 2200, 300, slab.hu).astype(np.int16)
+    write_series(bare, slab.lps_from_ijk, tmp_path / "bare")
+    assert main(["analyze", str(tmp_path / "bare"), "--json", str(out), "--quiet"]) == 2

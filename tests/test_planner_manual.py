@@ -73,6 +73,11 @@ def test_without_vertebrae_the_side_follows_x_and_ends_must_differ(case):
     right = manual_trajectory(bare, tip + [-30.0, 60.0, 0.0], tip)
     assert (left.side, right.side) == ("left", "right")
     assert left.level == "" and left.id == "manual-left-manual"
+    # no vertebrae, no canal: the path is never passed against a canal nobody found
+    checked = recheck(bare, left)
+    canal = next(c for c in checked.checks if c.name == "spinal canal clearance")
+    assert canal.status == "fail" and canal.value is None and "not found" in canal.detail
+    assert checked.status == "fail"
     with pytest.raises(ValueError, match="1 mm apart"):
         manual_trajectory(case, tip + [0.3, 0.0, 0.0], tip)
 

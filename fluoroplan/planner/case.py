@@ -342,6 +342,11 @@ class PlanningCase:
         self.canal_radii = radii
         self._canal_tree = cKDTree(pts) if len(pts) else None
 
+    @property
+    def canal_known(self) -> bool:
+        """Is the spinal canal known (from the analysis's canal or its vertebrae)?"""
+        return self._canal_tree is not None
+
     def canal_clearance(self, pts_lps: np.ndarray) -> np.ndarray:
         """Distance (mm) from points to the canal wall: > 0 outside the canal, < 0 inside."""
         if self._canal_tree is None:

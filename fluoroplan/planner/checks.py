@@ -127,12 +127,19 @@ def run_checks(
 
     # 2. spinal canal: clearance and breach grade (Gertzbein-Robbins applied to the needle)
     path = traj.path_points()
-    canal = float(np.min(case.canal_clearance(path))) - r
-    canal = min(canal, 99.0)
-    grade = breach_grade(-canal)
-    st = "fail" if canal < 0 else ("warn" if canal < CANAL_CLEARANCE_WARN else "pass")
-    checks.append(Check("spinal canal clearance", canal, 0.0, st, "mm",
-                        f"breach grade {grade} (A none, B <2, C 2-4, D 4-6, E >=6 mm)"))
+    if case.canal_known:
+        canal = float(np.min(case.canal_clearance(path))) - r
+        canal = min(canal, 99.0)
+        grade = breach_grade(-canal)
+        st = "fail" if canal < 0 else ("warn" if canal < CANAL_CLEARANCE_WARN else "pass")
+        checks.append(Check("spinal canal clearance", canal, 0.0, st, "mm",
+                            f"breach grade {grade} (A none, B <2, C 2-4, D 4-6, E >=6 mm)"))
+    else:
+        # never "pass" a path against a canal nobody found
+        checks.append(Check("spinal canal clearance", None, 0.0, "fail", "mm",
+                            "the spinal canal was not found in this CT (no vertebrae), so the "
+                            "path cannot be checked against it: give the vertebrae with a label "
+                            "map (--labels) or use a CT that covers more of the spine"))
 
     vert = _vertebra_or_none(case, traj.level)
     # 3. medial pedicle wall (AP-view rule): before the tip reaches the posterior wall of the body

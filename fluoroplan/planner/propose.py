@@ -61,7 +61,8 @@ def cost_terms(checks, traj: Trajectory, cand: Candidate | None = None) -> dict:
     terms: dict[str, float] = {}
     metal = float(val.get("metal clearance", 99.0))
     terms["metal"] = W_METAL * max(0.0, 2.0 - metal)
-    canal = float(val.get("spinal canal clearance", 99.0))
+    canal = val.get("spinal canal clearance", 99.0)
+    canal = 0.0 if canal is None else float(canal)  # unknown canal: the worst case
     terms["canal"] = W_CANAL * max(0.0, 6.0 - canal)
     medial = val.get("medial pedicle wall before the posterior wall")
     if medial is not None:
@@ -225,6 +226,11 @@ def recheck(case: PlanningCase, traj: Trajectory) -> Trajectory:
 def propose(case: PlanningCase, target: Target, approach: str, side: str,
             cancel: CancelToken | None = None) -> Trajectory | NoSafeTrajectory:
     """The best trajectory of one approach for a target, or why there is none."""
+    if not case.canal_known:
+        return NoSafeTrajectory(target, approach, "spinal canal clearance",
+                                "the spinal canal was not found in this CT (no vertebrae), so no "
+                                "path can be checked against it: give the vertebrae with a label "
+                                "map (--labels) or use a CT that covers more of the spine")
     ranked = _search(case, target, approach, side, cancel)
     if not ranked:
         return NoSafeTrajectory(target, approach, "skin entry",

@@ -17,7 +17,8 @@ from fluoroplan.io.progress import CancelToken, ProgressCallback, Stage
 from fluoroplan.io.volume import CTVolume
 from fluoroplan.segmentation.anatomy import Anatomy, analyze_anatomy
 from fluoroplan.segmentation.implants import DEFAULT_METAL_HU, Implants, find_implants
-from fluoroplan.segmentation.vertebrae import SACRUM_BELOW_S1
+from fluoroplan.segmentation.errors import NoSpineFound
+from fluoroplan.segmentation.vertebrae import BONE_HU, SACRUM_BELOW_S1
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,6 +84,25 @@ def _name_cage_levels(implants: Implants, anatomy: Anatomy) -> Implants:
     return replace(implants, cages=tuple(cages))
 
 
+def _no_vertebrae(volume: CTVolume, metal: np.ndarray, err: Exception) -> Anatomy:
+    """The anatomy of a CT whose vertebrae could not be separated: none, and why."""
+    bone = (volume.hu >= np.int16(BONE_HU)) & ~metal
+    why = str(err).split(": ", 1)[-1]
+    return Anatomy(
+        labels=np.zeros(volume.hu.shape, np.uint8),
+        bone_mask=bone,
+        vertebrae=(),
+        canal_centerline_lps=np.zeros((0, 3)),
+        canal_radii_mm=np.zeros(0),
+        warnings=(
+            f"The vertebrae could not be separated ({why}) The implants are listed without "
+            "their levels and no trajectory can be planned. Give the levels with a label map "
+            "(--labels, e.g. TotalSegmentator's output) or load a CT that covers two vertebrae "
+            "or more above or below the instrumented segment.",
+        ),
+    )
+
+
 def _names(anatomy: Anatomy) -> dict[int, str]:
     """Label value -> the level an implant there sits in (the sacrum below S1 is "sacrum")."""
     names = {v.label_value: v.label for v in anatomy.vertebrae}
@@ -118,6 +138,7 @@ def analyze(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     metal = volume.hu >= thr
+    implants = None
     if label_map is not None:
         from fluoroplan.segmentation.labelmaps import anatomy_from_label_map
 
@@ -130,12 +151,23 @@ def analyze(
                          anatomy.vertebrae[0].index)
             anatomy = anatomy.relabel(first, levels)
     else:
-        anatomy = analyze_anatomy(volume, metal_mask=metal, levels=levels,
-                                  progress=Stage(progress, 0.0, 0.6, cancel), cancel=cancel)
+        try:
+            anatomy = analyze_anatomy(volume, metal_mask=metal, levels=levels,
+                                      progress=Stage(progress, 0.0, 0.6, cancel), cancel=cancel)
+        except NoSpineFound as err:
+            # a CT of the instrumented segment alone, or vertebrae the metal hides: the implants
+            # are still worth reporting, without their levels; a CT with no spinal implant
+            # either is not a spine CT
+            implants = find_implants(volume, thr, progress=Stage(progress, 0.6, 1.0, cancel),
+                                     cancel=cancel)
+            if not (implants.screws or implants.rods or implants.cages):
+                raise
+            anatomy = _no_vertebrae(volume, metal, err)
     t1 = time.perf_counter()
     timings["vertebrae"] = t1 - t0
-    implants = find_implants(volume, thr, anatomy.labels, _names(anatomy),
-                             progress=Stage(progress, 0.6, 1.0, cancel), cancel=cancel)
-    implants = _name_cage_levels(implants, anatomy)
+    if implants is None:
+        implants = find_implants(volume, thr, anatomy.labels, _names(anatomy),
+                                 progress=Stage(progress, 0.6, 1.0, cancel), cancel=cancel)
+        implants = _name_cage_levels(implants, anatomy)
     timings["implants"] = time.perf_counter() - t1
     return Analysis(volume, anatomy, implants, timings)
