@@ -43,10 +43,11 @@ def test_a_slab_too_short_for_the_vertebrae_still_lists_its_screws(tmp_path):
     slab without metal is refused as no spine."""
     import json
 
-    from fluoroplan.cli import main
-    from fluoroplan.io.volume import CTVolume
     from phantom_fixtures import small_phantom
+
+    from fluoroplan.cli import main
     from fluoroplan.io.dicom_write import write_series
+    from fluoroplan.io.volume import CTVolume
 
     ph = small_phantom()
     l2 = next(v for v in ph.truth["vertebrae"] if v["label"] == "L2")

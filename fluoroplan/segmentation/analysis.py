@@ -16,8 +16,8 @@ from fluoroplan.io.jsonio import ANALYSIS_SCHEMA
 from fluoroplan.io.progress import CancelToken, ProgressCallback, Stage
 from fluoroplan.io.volume import CTVolume
 from fluoroplan.segmentation.anatomy import Anatomy, analyze_anatomy
-from fluoroplan.segmentation.implants import DEFAULT_METAL_HU, Implants, find_implants
 from fluoroplan.segmentation.errors import NoSpineFound
+from fluoroplan.segmentation.implants import DEFAULT_METAL_HU, Implants, find_implants
 from fluoroplan.segmentation.vertebrae import BONE_HU, SACRUM_BELOW_S1
 
 
