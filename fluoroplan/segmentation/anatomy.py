@@ -134,6 +134,13 @@ DISC_FRAC_MAX = 0.8
 SACRUM_MIN_WIDTH_MM = 110.0
 """The sacrum's slab (alae, sacro-iliac joints) is at least this wide, and 1.6x the bodies above."""
 S1_SEGMENT_BODIES = 1.0
+IAP_FROM = 0.3
+IAP_SIDE = (0.3, 4.0)
+IAP_Y = (0.5, 10.0)
+"""Seeds of a vertebra's inferior articular processes: from this fraction of its body's height
+down to the body's lower end, between IAP_SIDE[0] canal radii and the canal's edge + IAP_SIDE[1]
+mm beside the midline, from IAP_Y[0] canal radii behind the canal's centre to IAP_Y[1] mm behind
+its back (medial and posterior to the superior articular processes of the vertebra below)."""
 """S1 reaches this many heights of the body above it (L5) below the sacrum's top endplate."""
 
 
@@ -901,6 +908,13 @@ def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str], nativ
         & (Y >= (cy + cr + 2.0)[:, None, None])
         & (Y <= (cy + cr + ARCH_DEPTH_MM)[:, None, None])
     )
+    iap_zone = (
+        bone
+        & (side >= IAP_SIDE[0] * cr[:, None, None])
+        & (side <= cr[:, None, None] + IAP_SIDE[1])
+        & (Y >= (cy + IAP_Y[0] * cr)[:, None, None])
+        & (Y <= (cy + cr + IAP_Y[1])[:, None, None])
+    )
     for n, (a, b) in enumerate(runs):
         m = core & (s_vox >= bounds[n] + 1.0) & (s_vox <= bounds[n + 1] - 1.0)
         markers[m] = n + 1
@@ -913,6 +927,10 @@ def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str], nativ
         # below it (the arch slopes caudally from the pedicles)
         ml = arch_zone & (s_vox >= s[a] + 0.5 * length) & (s_vox <= bounds[n + 1])
         markers[ml & (markers == 0)] = n + 1
+        # the inferior articular processes hang down from the laminae behind the canal, beside
+        # the midline; the vertebra below touches them only at the facet joints
+        mi = iap_zone & (s_vox >= s[a] + IAP_FROM * length) & (s_vox <= s[b])
+        markers[mi & (markers == 0)] = n + 1
     # the vertebra above a body cut by the top of the scan: its laminae and spinous process
     # slope caudally into view behind the cut body, above the level where that body's own
     # laminae meet (its mid-height, from the height of the whole bodies below it)
