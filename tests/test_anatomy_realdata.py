@@ -169,10 +169,10 @@ def test_abdomen_ct_s1_is_the_sacrums_top_segment():
     ours = np.nonzero((an.labels == s1.label_value).sum(axis=(1, 2)) >= 20)[0]
     refk = np.nonzero((ref == 26).sum(axis=(1, 2)) >= 20)[0]
     assert abs(int(ours.min()) - int(refk.min())) <= 1, (ours.min(), refk.min())
-    # measured 3.0 mm: our S1 also takes L5's inferior articular processes at the L5/S1 facet
-    # joints (116 reference-L5 voxels), which pull it cranially
+    # measured 2.90 mm: our S1 also holds the tips of its superior articular processes and of
+    # the alae beside the L5/S1 disc, which the reference leaves unlabelled
     d = np.linalg.norm(s1.vertebra_centroid_lps - _ref_centroids(vol, ref)["S1"])
-    assert d < 3.5, d
+    assert d < 3.0, d
 
 
 def test_thorax_cta_no_false_fracture_grades():
