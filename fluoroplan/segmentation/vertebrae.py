@@ -39,6 +39,28 @@ TALLER_THAN_EXPECTED = 1.3
 GENANT_THRESHOLDS = (0.20, 0.25, 0.40)
 """Height loss fractions that start grades 1 (mild), 2 (moderate) and 3 (severe) (Genant 1993)."""
 
+PEDICLE_ROWS_MM = 3.0
+"""A pedicle section's width is the median over the rows within this of the pedicle's mid-height."""
+PEDICLE_GROUP_RANGE = (0.6, 1.35)
+"""Sections whose pedicle (the rows starting at the canal wall) is this much shorter / taller than
+the pedicle's usual height (a lower quartile over its sections) are no pedicle section: the
+pedicle's base merging into the body, or a lamina or articular process joined below or above."""
+PEDICLE_ATTACHED = 1.5
+"""A row of a pedicle section whose bone runs on this much farther than the section's median row
+carries something beside the pedicle (a transverse process, a rib head) and is not measured."""
+PEDICLE_MIN_HEIGHT_MM = 6.0
+"""A section whose pedicle rows are shorter than this is not measured (adults: 9-17 mm)."""
+PEDICLE_MID_TOL_MM = 3.0
+"""Sections whose pedicle middles lie this close together agree on where the pedicle is."""
+PEDICLE_ISTHMUS_FRAC = (1.15, 1.3)
+"""Sections this close to the narrowest one (width ratio; the second when the first gives fewer
+than three sections) form the isthmus; its axis is fitted through their centres."""
+PEDICLE_MAX_ANGLE_DEG = (25.0, 40.0)
+"""A fitted pedicle axis steeper than this to the transverse plane (sagittal tilt) or toward the
+midline (convergence) follows something beside the pedicle: that part of the fit is dropped."""
+EDGE_HU_CAP = 1000.0
+"""HU above this (dense cortex, a screw in the pedicle) count as this for the half-way edge level."""
+
 
 # --------------------------------------------------------------------------------------------
 # result types
@@ -447,8 +469,9 @@ def measure_body(
     h = hu.sample(pts, order=1)
     own = labels.sample(pts, order=0) == value
     bone = h >= bone_hu
-    if metal is not None:
-        bone |= metal.sample(pts, order=0) > 0
+    in_metal = metal.sample(pts, order=0) > 0 if metal is not None else None
+    if in_metal is not None:
+        bone |= in_metal
     tt, pp, ll = (frame.coords(a) for a in range(3))
 
     # --- body: axial hole-filled bone of this vertebra in front of the canal ------------------
@@ -547,14 +570,26 @@ def measure_body(
                 wall = Plane(point, frame.dir_lps(-coef[1], 1.0, -coef[2]))
 
     # --- pedicles ------------------------------------------------------------------------------
+    # this vertebra's bone, hole-filled in (t, l) planes per p: the label map leaves out dark
+    # cancellous bone, so its holes are filled after masking (a pedicle is then no open ring);
+    # a label map made elsewhere may leave out a screw in the pedicle too
+    src = own if label_is_bone else bone & own
+    if label_is_bone and in_metal is not None:
+        src = src | in_metal
+    ped_mask = np.moveaxis(_fill_holes_2d(np.moveaxis(src, 1, 0)), 0, 1)
+    p_wall = bp.max()  # the body mask reaches to the canal's front, through the pedicle bases
+    # the pedicles start at the body's own back wall: where the body ends in the midline
+    mid_cols = body[:, :, np.abs(ll - bl.mean()) <= 3.0].any(axis=2)  # [t, p]
+    rows_b = mid_cols.any(axis=1)
+    p_back = p_wall - 1.0
+    if rows_b.any():
+        back_p = len(pp) - 1 - np.argmax(mid_cols[rows_b, ::-1], axis=1)
+        p_back = min(p_back, float(np.median(pp[back_p])))
+    p_end = max(canal_offset_mm + 0.6 * canal_radius_mm, p_wall + 6.0)
     peds = {}
-    cor_filled = _fill_holes_2d(np.moveaxis(bone, 1, 0))  # fill in (t, l) planes, per p
-    cor_filled = np.moveaxis(cor_filled, 0, 1)
-    p_wall = bp.max()
-    p_end = canal_offset_mm + 0.6 * canal_radius_mm
     for side, sgn in (("left", 1.0), ("right", -1.0)):
         peds[side] = _measure_pedicle(
-            frame, cor_filled & own, tt, pp, ll, sgn, side, p_wall, p_end, canal_radius_mm,
+            frame, ped_mask, h, tt, pp, ll, sgn, side, (p_back, p_end), canal_radius_mm,
             (bt.min(), bt.max()),
         )
     return BodyMeasurements(
@@ -612,52 +647,187 @@ def _edge_extent(
     return (t_top - t_bot) * step, (d_top, d_bot)
 
 
-def _measure_pedicle(frame, mask, tt, pp, ll, sgn, side, p_wall, p_end, canal_r, t_range):
-    """Pedicle between the posterior wall and the back of the canal on one side."""
-    psel = (pp >= p_wall - 1.0) & (pp <= max(p_end, p_wall + 6.0))
+def _first_runs(sec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of a section ``[t, lat]`` (``lat`` growing away from the midline): first and last
+    index of the row's first run of True; -1 for a row without any."""
+    has = sec.any(axis=1)
+    start = np.where(has, np.argmax(sec, axis=1), -1)
+    gap = (np.arange(sec.shape[1])[None, :] >= start[:, None]) & ~sec
+    end = np.where(gap.any(axis=1), np.argmax(gap, axis=1) - 1, sec.shape[1] - 1)
+    return start, np.where(has, end, -1)
+
+
+def _half_way_edges(prof: np.ndarray, last: np.ndarray, outward: int) -> np.ndarray:
+    """Sub-sample positions of the bone edges of rows of ``prof`` ``[row, sample]``, each at
+    ``last[row]`` (the run's last bone sample going ``outward`` = +1 or -1): where the row
+    crosses half-way between the brightest of the three samples inside (capped at
+    ``EDGE_HU_CAP``) and the darkest of the two outside. A fixed bone threshold puts the edge of
+    blurred cortex too far out."""
+    n = prof.shape[1]
+    rows = np.arange(len(last))[:, None]
+    prof = np.minimum(prof, EDGE_HU_CAP)
+    inside = np.clip(last[:, None] - outward * np.arange(3)[None, :], 0, n - 1)
+    outside = np.clip(last[:, None] + outward * np.array([1, 2])[None, :], 0, n - 1)
+    v_in = prof[rows, inside]
+    peak = inside[rows[:, 0], np.argmax(v_in, axis=1)]  # the brightest, nearest the edge on ties
+    level = 0.5 * (v_in.max(axis=1) + prof[rows, outside].min(axis=1))
+    i = peak.copy()
+    for _ in range(4):  # walk outward while still at or above the level, at most 2 past the end
+        nxt = i + outward
+        go = (np.abs(nxt - last) <= 2) & (nxt >= 0) & (nxt < n)
+        go &= prof[rows[:, 0], np.clip(nxt, 0, n - 1)] >= level
+        i = np.where(go, nxt, i)
+    j = np.clip(i + outward, 0, n - 1)
+    a, b = prof[rows[:, 0], i], prof[rows[:, 0], j]
+    frac = np.where(a != b, (a - level) / np.where(a != b, a - b, 1.0), 0.5)
+    return np.where(j != i, i + outward * np.clip(frac, 0.0, 1.0), i + 0.5 * outward)
+
+
+def _pedicle_section(sec: np.ndarray, hu: np.ndarray, step: float) -> dict | None:
+    """Width and centre of the pedicle in one section ``[t, lat]`` across it (bool bone, HU).
+
+    The pedicle is the bone next to the canal: in each row the first run of bone going away from
+    the midline, when it starts at the canal wall (the most common start; rows whose bone reaches
+    the section's medial border are body or lamina). Its rows are the longest stack of such rows;
+    the width is the median, over the rows within ``PEDICLE_ROWS_MM`` of their middle, of that
+    run from its medial edge to where the bone first ends laterally, both edges half-way between
+    bone and outside (:func:`_half_way_edges`). Bone beyond the first lateral gap (a rib head,
+    a transverse process) does not count; rows where such bone touches the pedicle run on much
+    farther than the others (``PEDICLE_ATTACHED``) and are left out, as are rows whose run stops
+    short of the pedicle's centre (an open cortical ring) or is a cortex alone.
+
+    Returns the width (mm), the middle row and the centre (sub-sample index along ``lat``), the
+    first and last pedicle row, the canal wall's index and the pedicle rows' height (mm); None
+    when no such stack of rows is found."""
+    start, end = _first_runs(sec)
+    ok = start > 0
+    if ok.sum() < 3:
+        return None
+    vals, cnt = np.unique(start[ok], return_counts=True)
+    near = np.abs(vals[:, None] - vals[None, :]) <= 1
+    wall = vals[np.argmax(near @ cnt)]
+    at_wall = ok & (np.abs(start - wall) <= 2)
+    lab, _ = ndi.label(at_wall)
+    sizes = np.bincount(lab)
+    sizes[0] = 0
+    rows = np.nonzero(lab == np.argmax(sizes))[0]
+    if len(rows) < 3:
+        return None
+    mid = float(rows.mean())
+    sel = rows[np.abs(rows - mid) <= PEDICLE_ROWS_MM / step + 1e-6]
+    # rows much wider than the pedicle's usual row carry something beside it (a transverse
+    # process, a rib head) and are not measured
+    run = end[rows] - start[rows] + 1
+    sel = sel[end[sel] - start[sel] + 1 <= PEDICLE_ATTACHED * np.median(run)]
+    if len(sel) < 2:
+        return None
+    centre = int(round(np.median(0.5 * (start[sel] + end[sel]))))
+    # a row whose run stops short of the centre is an open ring, one of two samples a cortex
+    # alone; one cut by the section's lateral border has no lateral edge
+    sel = sel[(end[sel] >= centre) & (end[sel] - start[sel] >= 2) & (end[sel] < sec.shape[1] - 1)]
+    if len(sel) < 2:
+        return None
+    a = _half_way_edges(hu[sel], start[sel], -1)
+    b = _half_way_edges(hu[sel], end[sel], +1)
+    return dict(
+        width=float(np.median(np.maximum(b - a, 0.0))) * step,
+        t_idx=mid,
+        t_span=(float(rows[0]), float(rows[-1])),
+        lat_idx=float(np.mean(0.5 * (a + b))),
+        wall=int(wall),
+        rows=len(rows) * step,
+    )
+
+
+def _theil_sen(x: np.ndarray, y: np.ndarray) -> float:
+    """Median of the pairwise slopes of ``y`` over ``x`` (one outlying point does not tilt it)."""
+    i, j = np.triu_indices(len(x), 1)
+    dx = x[j] - x[i]
+    ok = dx != 0
+    return float(np.median((y[j] - y[i])[ok] / dx[ok]))
+
+
+def _measure_pedicle(frame, mask, hu, tt, pp, ll, sgn, side, p_range, canal_r, t_range):
+    """Axis and isthmus of the pedicle on one side, in sections across it (planes of constant
+    ``p``) from the body's back wall to behind the canal's centre (``p_range``).
+
+    ``mask`` is the vertebra's hole-filled bone and ``hu`` the HU, both ``[t, p, l]``. Each
+    section is measured by :func:`_pedicle_section`. Left out are the sections at the ends of the
+    band, those whose canal wall is elsewhere, those whose pedicle rows are much shorter or
+    taller than usual (``PEDICLE_GROUP_RANGE``: its base in the body, a lamina or articular
+    process joined to it) and those measured outside the middle half of the pedicle's rows where
+    most sections place them. The isthmus is the narrowest remaining section. The
+    axis is fitted (Theil-Sen) through the centres of the sections within
+    ``PEDICLE_ISTHMUS_FRAC`` of it, where nothing beside the pedicle pulls the centres aside; the
+    width, read along ``l``, is brought perpendicular to it. Without three such sections, or
+    with an implausibly steep fit (``PEDICLE_MAX_ANGLE_DEG``), the axis is ``-p`` (in part)."""
+    psel = (pp >= p_range[0]) & (pp <= p_range[1])
     lsel = (sgn * ll >= max(2.0, 0.5 * canal_r)) & (sgn * ll <= canal_r + 30.0)
     tsel = (tt >= t_range[0] - 2) & (tt <= t_range[1] + 2)
-    region = mask & psel[None, :, None] & lsel[None, None, :] & tsel[:, None, None]
+    lat_i = np.nonzero(lsel)[0]
+    if sgn < 0:
+        lat_i = lat_i[::-1]  # index grows away from the midline
+    region = mask[:, :, lat_i] & psel[None, :, None] & tsel[:, None, None]
     lab, n = ndi.label(region)
     if n == 0:
         return None
     # the pedicle is the component present across most of the band
-    present = lab.transpose(1, 0, 2).reshape(len(pp), -1)  # [p, t*l]
+    present = lab.transpose(1, 0, 2).reshape(len(pp), -1)  # [p, t*lat]
     pairs = np.zeros((n + 1, len(pp)), bool)
     jp, _ = np.nonzero(present)
     pairs[present[present > 0], jp] = True
-    spans = pairs[1:].sum(axis=1)
-    comp = lab == (1 + int(np.argmax(spans)))
+    comp = lab == (1 + int(np.argmax(pairs[1:].sum(axis=1))))
     ps = np.nonzero(comp.any(axis=(0, 2)))[0]
-    if len(ps) < 3:
-        return None
-    cents, widths, heights = [], [], []
+    secs = []
     for j in ps:
-        sec = comp[:, j, :]
-        ti, li = np.nonzero(sec)
-        cents.append((tt[ti].mean(), pp[j], ll[li].mean()))
-        # transverse width at the section's own mid-height (+-2 mm)
-        tm = tt[ti].mean()
-        rows = np.abs(tt[ti] - tm) <= 2.0
-        widths.append((ll[li[rows]].max() - ll[li[rows]].min() + frame.step) if rows.any() else np.nan)
-        heights.append(tt[ti].max() - tt[ti].min() + frame.step)
-    cents = np.asarray(cents)
-    widths = np.asarray(widths)
-    # axis: line through the section centres, pointing anterior
-    c0 = cents.mean(axis=0)
-    _, _, vt = np.linalg.svd(cents - c0)
-    d = vt[0]
-    if d[1] > 0:
-        d = -d
-    cos_axial = abs(d[1]) / max(np.hypot(d[1], d[2]), 1e-9)
-    # the isthmus: narrowest section away from the ends of the band
-    inner = np.arange(len(ps))
-    if len(ps) >= 5:
-        inner = inner[1:-1]
-    wv = widths[inner] * cos_axial
-    if not np.isfinite(wv).any():
+        m = _pedicle_section(comp[:, j, :], hu[:, j, lat_i], frame.step)
+        if m is not None:
+            m["p"] = pp[j]
+            m["end"] = j in (ps[0], ps[-1]) and len(ps) >= 5
+            secs.append(m)
+    if not secs:
         return None
-    k = inner[int(np.nanargmin(wv))]
-    point = frame.lps(*cents[k])
-    direction = frame.dir_lps(*d)
-    return Pedicle(side, point, direction, float(np.nanmin(wv)), float(heights[k]))
+    width = np.array([s["width"] for s in secs])
+    rows = np.array([s["rows"] for s in secs])
+    wall = np.array([s["wall"] for s in secs])
+    keep = ~np.array([s["end"] for s in secs]) & (rows >= PEDICLE_MIN_HEIGHT_MM)
+    keep &= np.abs(wall - np.median(wall[keep] if keep.any() else wall)) <= 2
+    if not keep.any():
+        return None
+    usual = np.percentile(rows[keep], 25)
+    keep &= (rows >= PEDICLE_GROUP_RANGE[0] * usual) & (rows <= PEDICLE_GROUP_RANGE[1] * usual)
+    if not keep.any():
+        return None
+    # the pedicle's middle row, as most sections place it (the front one on a tie): a section
+    # measured outside the middle half of the pedicle's rows there is measuring a lamina or an
+    # articular process joined below or above the pedicle
+    mid = np.array([s["t_idx"] for s in secs]) * frame.step
+    span = np.array([s["t_span"] for s in secs]) * frame.step
+    kept = np.nonzero(keep)[0]
+    near = np.abs(mid[kept][:, None] - mid[kept][None, :]) <= PEDICLE_MID_TOL_MM
+    group = kept[near[int(np.argmax(near.sum(axis=1)))]]
+    height = float(np.median(span[group, 1] - span[group, 0]))
+    keep &= np.abs(mid - np.median(mid[group])) <= 0.25 * height + 0.5 * frame.step
+    if not keep.any():
+        return None
+    k = int(np.argmin(np.where(keep, width, np.inf)))
+    p_c = np.array([s["p"] for s in secs])
+    t_c = np.interp([s["t_idx"] for s in secs], np.arange(len(tt)), tt)
+    lat_c = np.interp([s["lat_idx"] for s in secs], np.arange(len(lat_i)), sgn * ll[lat_i])
+    slope_t = slope_lat = 0.0  # too short an isthmus for an axis: along -p, width as read
+    for frac in PEDICLE_ISTHMUS_FRAC:
+        fit = keep & (width <= frac * width[k])
+        if fit.sum() >= 3 and np.ptp(p_c[fit]) >= 2.0:
+            break
+    if fit.sum() >= 3 and np.ptp(p_c[fit]) >= 2.0:
+        slope_t = _theil_sen(p_c[fit], t_c[fit])
+        slope_lat = _theil_sen(p_c[fit], lat_c[fit])
+        # beyond these the fit follows something beside the pedicle, not the pedicle
+        if abs(slope_t) > np.tan(np.radians(PEDICLE_MAX_ANGLE_DEG[0])):
+            slope_t = 0.0
+        if abs(slope_lat) > np.tan(np.radians(PEDICLE_MAX_ANGLE_DEG[1])):
+            slope_lat = 0.0
+    cos_axial = 1.0 / np.hypot(1.0, slope_lat)  # width along l -> perpendicular to the axis
+    point = frame.lps(t_c[k], p_c[k], sgn * lat_c[k])
+    direction = frame.dir_lps(-slope_t, -1.0, -sgn * slope_lat)  # anterior, into the body
+    return Pedicle(side, point, direction, float(width[k] * cos_axial), float(rows[k]))
