@@ -320,3 +320,34 @@ def test_phantom_cage_levels_are_separated_but_not_graded():
     assert an.vertebra("L3").fracture_grade is None and an.vertebra("L4").fracture_grade is None
     assert an.vertebra("L2").fracture_grade == 0
     assert any("expected level" in w for w in an.warnings)
+
+
+def test_a_rim_bridged_by_bone_moves_the_height_inward_not_away():
+    """An osteophyte bridging the front of the L1/L2 disc (midline, 12 mm wide) leaves no
+    endplate at the anterior rim of L1's lower and L2's upper end: the anterior heights are
+    read a little further in (still within 2 mm of the truth), said in a warning, and both
+    bodies stay graded 0 (before: anterior heights NaN and the bodies ungraded)."""
+    ph = _phantom()
+    l1, l2 = (next(v for v in ph.truth["vertebrae"] if v["label"] == n) for n in ("L1", "L2"))
+    left, post, cran = (np.asarray(a, float) for a in l1["axes_lps"])
+    plate = np.asarray(l1["inferior_endplate"]["point_lps"], float)
+    vol = ph.volume
+    nk, nj, ni = vol.hu.shape
+    kji = np.indices((nk, nj, ni)).reshape(3, -1)
+    lps = vol.lps_from_ijk_points(kji[::-1].T)
+    d = lps - plate
+    a_, p_, c_ = d @ left, d @ post, d @ cran
+    front = -0.5 * l1["body_mm"]["depth"]
+    bridge = (np.abs(a_) < 6.0) & (p_ > front - 3.0) & (p_ < front + 4.0)
+    bridge &= (c_ > -l1["disc_below_mm"] - 1.0) & (c_ < 1.0)
+    hu = vol.hu.copy().reshape(-1)
+    hu[bridge] = np.maximum(hu[bridge], 700)
+    bridged = CTVolume(hu.reshape(vol.hu.shape), vol.lps_from_ijk)
+    an = analyze_anatomy(bridged, metal_mask=ph.metal)
+    assert [v.label for v in an.vertebrae] == [t["label"] for t in ph.truth["vertebrae"]]
+    for t in (l1, l2):
+        v = an.vertebra(t["label"])
+        assert np.isfinite(v.heights_mm["anterior"]), t["label"]
+        assert abs(v.heights_mm["anterior"] - t["heights_mm"]["anterior"]) < 2.0, t["label"]
+        assert v.fracture_grade == 0, t["label"]
+    assert sum("no endplate at the rim" in w for w in an.warnings) >= 2, an.warnings

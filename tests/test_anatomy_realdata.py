@@ -196,6 +196,23 @@ def test_thorax_cta_no_false_fracture_grades():
             assert any(f"Vertebra {v.index + 1} from the top" in w for w in an.warnings), v.label
 
 
+def test_thorax_cta_lower_thoracic_bodies_are_graded():
+    """Anterior and posterior rims bridged to the next body (thin discs, osteophytes) move the
+    height a little inward rather than dropping it: T8..T12 are all measured and graded (before:
+    only T12 had its anterior height and no thoracic body was graded); heights grow caudally
+    within 14..30 mm. T11 reads grade 1: its superior endplate has a central V-shaped
+    depression on the mid-sagittal slice (an endplate deformity, seen by eye)."""
+    vol, _ = _read_nifti(shared_data("totalseg-thorax-cta-stent", "ct.nii.gz"))
+    an = analyze_anatomy(vol)
+    for name in ("T8", "T9", "T10", "T11", "T12"):
+        v = an.vertebra(name)
+        hs = [v.heights_mm[k] for k in ("anterior", "middle", "posterior")]
+        assert all(14.0 < h < 30.0 for h in hs), (name, hs)
+        assert v.fracture_grade is not None and v.fracture_grade < 2, (name, v.fracture_grade)
+    assert an.vertebra("T8").heights_mm["middle"] < an.vertebra("T12").heights_mm["middle"]
+    assert any("no endplate at the rim" in w for w in an.warnings)
+
+
 def test_thorax_cta_t12_anchor_from_the_last_rib():
     """Thin thoracic discs (3-4 mm between two bright endplates, body interiors ~140 HU) found on
     the full-resolution tube profile along the body centreline: T11's ribs on T11, T12 (the last

@@ -1458,6 +1458,14 @@ def _assemble(found: list[dict], sep: _Separation, mm_to_lps, warnings: list[str
             loss, grade, why = grade_heights(heights, expected)
             if why is not None:
                 warnings.append(f"Vertebra {n + 1} from the top: {why}.")
+            moved = [f"its {name} height at {100 * f:.0f} %" for name, f in m.heights_at.items()
+                     if np.isfinite(heights.get(name, np.nan))]
+            if moved:
+                warnings.append(
+                    f"Vertebra {n + 1} from the top: no endplate at the rim (osteophytes or "
+                    f"bone bridging the disc's margin), so {' and '.join(moved)} of the "
+                    "body's depth from the front is read; a wedge reads a little milder there."
+                )
         elif b.get("split", False):
             warnings.append(
                 f"Vertebra {n + 1} from the top was separated at the expected level, not at a "

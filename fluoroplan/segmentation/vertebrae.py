@@ -24,6 +24,10 @@ EDGE_SEARCH = 3
 HEIGHT_AT = (0.08, 0.5, 0.92)
 """Where the anterior, middle and posterior heights are read, as fractions of the body's
 antero-posterior depth in the mid-sagittal band (near the walls, clear of the rounded rims)."""
+HEIGHT_INWARD_MAX = 0.25
+HEIGHT_INWARD_STEP = 0.03
+"""Where the anterior (posterior) rim has no endplate, the height is read further in, in steps
+of this fraction of the depth, up to HEIGHT_INWARD_MAX from the front (back)."""
 _DEBUG: list | None = None  # set to a list to collect per-body intermediate arrays
 
 ENDPLATE_VALID_FRAC = 0.5
@@ -414,6 +418,8 @@ class BodyMeasurements:
     pedicle_right: Pedicle | None
     axis_lps: np.ndarray
     posterior_lps: np.ndarray
+    heights_at: dict = field(default_factory=dict)
+    """Heights read further in than :data:`HEIGHT_AT`: name -> fraction of the depth used."""
 
 
 def _fit_plane(a: np.ndarray, b: np.ndarray, c: np.ndarray):
@@ -533,6 +539,7 @@ def measure_body(
     cnt = (ext > 0).sum(axis=1)
     ext_p = np.where(cnt > 0, ext.sum(axis=1) / np.maximum(cnt, 1), np.nan)
     heights = {"anterior": float("nan"), "middle": float("nan"), "posterior": float("nan")}
+    heights_at: dict[str, float] = {}  # positions read further in than HEIGHT_AT (fraction)
     okp = np.isfinite(ext_p)
     if _DEBUG is not None:
         _DEBUG.append(dict(at_plate=at_plate, band=band, has=has, ext_p=ext_p, pp=pp, tt=tt, body=body, top=top, bot=bot, bl=bl.mean(), own=own, filled=filled, h=h))
@@ -541,14 +548,24 @@ def measure_body(
         front, back = pv.min(), pv.max()
         d = back - front
         for name, frac in (("anterior", HEIGHT_AT[0]), ("middle", HEIGHT_AT[1]), ("posterior", HEIGHT_AT[2])):
-            pc = front + frac * d
-            sel = okp & (np.abs(pp - pc) <= max(1.5, 0.05 * d))
-            if not sel.any():
-                continue
-            cols = ext[sel] > 0
-            good = cols & at_plate[sel]
-            if good.sum() >= max(1, ENDPLATE_VALID_FRAC * cols.sum()):
-                heights[name] = float(np.median(ext[sel][good]))
+            # an anterior or posterior rim bridged to the next body (osteophytes, a calcified
+            # annulus, a thin disc at the margin) gives no endplate there: read it a little
+            # further in, never beyond HEIGHT_INWARD_MAX of the depth
+            inward = 0.0 if name == "middle" else np.sign(0.5 - frac)
+            reach = HEIGHT_INWARD_MAX - min(frac, 1 - frac) if inward else 0.0
+            for extra in np.arange(0.0, reach + 1e-9, HEIGHT_INWARD_STEP):
+                f_used = frac + inward * extra
+                pc = front + f_used * d
+                sel = okp & (np.abs(pp - pc) <= max(1.5, 0.05 * d))
+                if not sel.any():
+                    continue
+                cols = ext[sel] > 0
+                good = cols & at_plate[sel]
+                if good.sum() >= max(1, ENDPLATE_VALID_FRAC * cols.sum()):
+                    heights[name] = float(np.median(ext[sel][good]))
+                    if extra > 0:
+                        heights_at[name] = float(f_used)
+                    break
 
     # --- posterior wall: back surface of each (t, l) row in the central part ------------------
     wall = None
@@ -602,6 +619,7 @@ def measure_body(
         pedicle_right=peds["right"],
         axis_lps=frame.t_lps,
         posterior_lps=frame.p_lps,
+        heights_at=heights_at,
     )
 
 
