@@ -26,8 +26,10 @@ HEIGHT_AT = (0.08, 0.5, 0.92)
 antero-posterior depth in the mid-sagittal band (near the walls, clear of the rounded rims)."""
 HEIGHT_INWARD_MAX = 0.25
 HEIGHT_INWARD_STEP = 0.03
+HEIGHT_MIDDLE_SHIFT = 0.09
 """Where the anterior (posterior) rim has no endplate, the height is read further in, in steps
-of this fraction of the depth, up to HEIGHT_INWARD_MAX from the front (back)."""
+of this fraction of the depth, up to HEIGHT_INWARD_MAX from the front (back); the middle height,
+up to HEIGHT_MIDDLE_SHIFT either side of the middle."""
 _DEBUG: list | None = None  # set to a list to collect per-body intermediate arrays
 
 ENDPLATE_VALID_FRAC = 0.5
@@ -551,10 +553,15 @@ def measure_body(
             # an anterior or posterior rim bridged to the next body (osteophytes, a calcified
             # annulus, a thin disc at the margin) gives no endplate there: read it a little
             # further in, never beyond HEIGHT_INWARD_MAX of the depth
-            inward = 0.0 if name == "middle" else np.sign(0.5 - frac)
-            reach = HEIGHT_INWARD_MAX - min(frac, 1 - frac) if inward else 0.0
-            for extra in np.arange(0.0, reach + 1e-9, HEIGHT_INWARD_STEP):
-                f_used = frac + inward * extra
+            if name == "middle":  # a little either side of the middle (a Schmorl's node)
+                k = np.arange(0.0, HEIGHT_MIDDLE_SHIFT + 1e-9, HEIGHT_INWARD_STEP)
+                shifts = np.ravel(np.column_stack([k, -k]))[1:]
+            else:
+                reach = HEIGHT_INWARD_MAX - min(frac, 1 - frac)
+                shifts = np.sign(0.5 - frac) * np.arange(0.0, reach + 1e-9, HEIGHT_INWARD_STEP)
+            for shift in shifts:
+                extra = abs(shift)
+                f_used = frac + shift
                 pc = front + f_used * d
                 sel = okp & (np.abs(pp - pc) <= max(1.5, 0.05 * d))
                 if not sel.any():
