@@ -13,6 +13,7 @@ from fluoroplan.segmentation.errors import NoSpineFound, UnknownLevel
 from fluoroplan.segmentation.vertebrae import (
     Vertebra,
     genant_grade,
+    grade_bounds,
     grade_heights,
     height_loss,
     height_problem,
@@ -351,3 +352,21 @@ def test_a_rim_bridged_by_bone_moves_the_height_inward_not_away():
         assert abs(v.heights_mm["anterior"] - t["heights_mm"]["anterior"]) < 2.0, t["label"]
         assert v.fracture_grade == 0, t["label"]
     assert sum("no endplate at the rim" in w for w in an.warnings) >= 2, an.warnings
+
+
+def test_grade_bounds_say_when_the_voxels_can_change_the_grade():
+    h = {"anterior": 25.0, "middle": 27.0, "posterior": 32.7}  # 23.5 % loss: grade 1
+    assert genant_grade(height_loss(h, None)) == 1
+    assert grade_bounds(h, None, 0.25) == (1, 1)  # a 0.5 mm CT: sure
+    assert grade_bounds(h, None, 1.5) == (0, 2)  # a 3 mm CT: grade 0 to 2
+    crushed = {"anterior": 15.0, "middle": 16.0, "posterior": 16.0}
+    assert grade_bounds(crushed, 30.0, 1.5) == (3, 3)  # 50 % against the neighbours: sure
+    assert grade_bounds({"anterior": float("nan"), "middle": 20.0, "posterior": 20.0}, None, 1.0) is None
+
+
+def test_abdomen_style_warning_for_an_uncertain_grade():
+    """On a CT with coarse voxels a grade that half a voxel can change is flagged, naming the
+    range, and a sure one is not (the phantom at 1.5 mm: its L4 grade 2 stands alone)."""
+    ph, an = _analysed()
+    assert an.vertebra("L4").fracture_grade == 2
+    assert not any("check it on the sagittal view" in w for w in an.warnings), an.warnings

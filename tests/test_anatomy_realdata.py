@@ -236,3 +236,14 @@ def test_thorax_cta_t12_anchor_from_the_last_rib():
     assert not an.vertebra("L1").complete
     for v in an.vertebrae:
         assert np.linalg.norm(v.canal_center_lps - v.centroid_lps) < 25.0, v.label
+
+
+def test_abdomen_ct_mild_grade_on_3mm_voxels_is_flagged_as_uncertain():
+    """L1 reads 20 % height loss (grade 1) on this 3 mm CT; half a voxel on each height allows
+    grade 0 to 2, and the user is told to check it on the sagittal view."""
+    vol, _ = _read_nifti(shared_data("totalseg-abdomen-ct", "ct.nii.gz"))
+    an = analyze_anatomy(vol)
+    l1 = an.vertebra("L1")
+    assert l1.fracture_grade == 1
+    assert any(w.startswith(f"Vertebra {l1.index + 1} from the top: graded 1") and "grade 0 to 2" in w
+               for w in an.warnings), an.warnings

@@ -69,6 +69,7 @@ from fluoroplan.segmentation.vertebrae import (
     Vertebra,
     VolumeSampler,
     _fill_holes_2d,
+    grade_bounds,
     grade_heights,
     measure_body,
 )
@@ -134,6 +135,9 @@ DISC_FRAC_MAX = 0.8
 SACRUM_MIN_WIDTH_MM = 110.0
 """The sacrum's slab (alae, sacro-iliac joints) is at least this wide, and 1.6x the bodies above."""
 S1_SEGMENT_BODIES = 1.0
+HEIGHT_UNCERTAINTY_VOXELS = 0.5
+"""A body height is read to within this many of the CT's coarsest voxels (two ends at sub-voxel
+half-way crossings); a grade that this uncertainty can change is flagged."""
 IAP_FROM = 0.3
 IAP_SIDE = (0.3, 4.0)
 IAP_Y = (0.5, 10.0)
@@ -492,7 +496,9 @@ def analyze_anatomy(
     for n, item in enumerate(found):
         if full_cent[n] is not None:
             item["vcent"] = canon.lps_from_cijk[:3, :3] @ full_cent[n][::-1] + canon.lps_from_cijk[:3, 3]
-    verts = _assemble(found, sep, mm_to_lps, warnings)
+    # a height's two ends are read to about a quarter of a voxel each along the body axis
+    verts = _assemble(found, sep, mm_to_lps, warnings,
+                      height_uncertainty_mm=HEIGHT_UNCERTAINTY_VOXELS * float(np.max(spacing_ijk)))
     verts = _auto_labels(verts, levels, warnings)
     if any(v.label_source == lv.SOURCE_NONE for v in verts):
         warnings.append(
@@ -1435,7 +1441,8 @@ def _split_long_runs(runs, frac, warnings):
 # --------------------------------------------------------------------------------------------
 # 5-6. assembling, grading, labelling
 # --------------------------------------------------------------------------------------------
-def _assemble(found: list[dict], sep: _Separation, mm_to_lps, warnings: list[str]) -> list[Vertebra]:
+def _assemble(found: list[dict], sep: _Separation, mm_to_lps, warnings: list[str],
+              height_uncertainty_mm: float = 0.5) -> list[Vertebra]:
     nan = float("nan")
     hmax = []
     for item in found:
@@ -1458,6 +1465,14 @@ def _assemble(found: list[dict], sep: _Separation, mm_to_lps, warnings: list[str
             loss, grade, why = grade_heights(heights, expected)
             if why is not None:
                 warnings.append(f"Vertebra {n + 1} from the top: {why}.")
+            bounds = grade_bounds(heights, expected, height_uncertainty_mm) if grade is not None else None
+            # said when it matters: a graded body, or one that may be a grade 2 or 3
+            if bounds is not None and bounds[0] != bounds[1] and max(grade, bounds[1] - 1) >= 1:
+                warnings.append(
+                    f"Vertebra {n + 1} from the top: graded {grade} from a {100 * loss:.0f} % "
+                    f"height loss, but heights read to +-{height_uncertainty_mm:.1f} mm on this "
+                    f"CT allow grade {bounds[0]} to {bounds[1]}: check it on the sagittal view."
+                )
             moved = [f"its {name} height at {100 * f:.0f} %" for name, f in m.heights_at.items()
                      if np.isfinite(heights.get(name, np.nan))]
             if moved:

@@ -310,6 +310,27 @@ def height_problem(heights: dict, expected_mm: float | None) -> str | None:
     return None
 
 
+def grade_bounds(heights: dict, expected_mm: float | None, uncertainty_mm: float) -> tuple[int, int] | None:
+    """The lowest and highest Genant grade the heights allow when each may be off by
+    ``uncertainty_mm`` (about half the CT's coarsest voxel): equal when the grade is sure."""
+    hs = [heights.get(k) for k in ("anterior", "middle", "posterior")]
+    if any(h is None or not np.isfinite(h) or h <= 0 for h in hs):
+        return None
+    u = float(uncertainty_mm)
+    hmin, hmax = min(hs), max(hs)
+    exp = expected_mm if expected_mm is not None and np.isfinite(expected_mm) and expected_mm > 0 else None
+    # the mildest reading: the smallest height longer, the largest shorter (never crossing)
+    small = min(hmin + u, hmax)
+    large = max(hmax - u, small)
+    low = height_loss({"anterior": small, "middle": large, "posterior": large},
+                      None if exp is None else exp - u)
+    # the worst reading: the smallest height shorter, the largest longer
+    small, large = max(hmin - u, 0.1), hmax + u
+    high = height_loss({"anterior": small, "middle": large, "posterior": large},
+                       None if exp is None else exp + u)
+    return genant_grade(low), genant_grade(high)
+
+
 def grade_heights(heights: dict, expected_mm: float | None) -> tuple[float | None, int | None, str | None]:
     """``(height_loss, Genant grade, reason)``: loss and grade are None, with the reason, when
     the heights are not reliable enough to grade (:func:`height_problem`)."""
