@@ -135,6 +135,7 @@ DISC_FRAC_MAX = 0.8
 SACRUM_MIN_WIDTH_MM = 110.0
 """The sacrum's slab (alae, sacro-iliac joints) is at least this wide, and 1.6x the bodies above."""
 S1_SEGMENT_BODIES = 1.0
+"""S1 reaches this many heights of the body above it (L5) below the sacrum's top endplate."""
 HEIGHT_UNCERTAINTY_VOXELS = 0.5
 """A body height is read to within this many of the CT's coarsest voxels (two ends at sub-voxel
 half-way crossings); a grade that this uncertainty can change is flagged."""
@@ -145,7 +146,6 @@ IAP_Y = (0.5, 10.0)
 down to the body's lower end, between IAP_SIDE[0] canal radii and the canal's edge + IAP_SIDE[1]
 mm beside the midline, from IAP_Y[0] canal radii behind the canal's centre to IAP_Y[1] mm behind
 its back (medial and posterior to the superior articular processes of the vertebra below)."""
-"""S1 reaches this many heights of the body above it (L5) below the sacrum's top endplate."""
 
 
 # --------------------------------------------------------------------------------------------
