@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from fluoroplan.geometry.conventions import CT_CLIP_HU
 from fluoroplan.io.volume import CTVolume
@@ -56,6 +57,8 @@ HU_GRAFT = 400.0
 HU_TABLE = 150.0
 HU_METAL_DRAWN = 6000.0  # titanium/tantalum reconstruct far above the 12-bit range: clipped
 SHELL_MM = 1.2  # cortical shell of vertebrae
+BLOOMING_SIGMAS = 2.0
+"""``blooming_mm`` is this many standard deviations of the scanner's Gaussian point-spread blur."""
 TULIP_DIAMETER_MM = 12.0
 TULIP_HEIGHT_MM = 15.0
 ROD_SEAT_MM = 9.5  # rod centre: this far behind the screw head, along -axis, inside the tulip
@@ -403,7 +406,11 @@ def make_phantom(
         ``cage_subsidence_mm`` sinks it into the lower level's superior endplate.
     screw_diameter_mm, screw_length_mm : shaft (outer thread) diameter and length (head to tip).
     rod_diameter_mm : rod diameter.
-    streaks : draw metal streak artifacts; ``blooming_mm`` widens metal's bright rim outward.
+    streaks : draw metal streak artifacts.
+    blooming_mm : metal blooming: the whole image is blurred with the scanner's Gaussian
+        point-spread function of sigma ``blooming_mm / 2`` before the 12-bit clip, so metal's
+        bright rim (above ~2 % of its contrast) reaches ``blooming_mm`` beyond its surface;
+        0 for the sharp scanner of the partial-volume ramp alone.
     noise_hu : standard deviation of the Gaussian noise.
     progress : ``progress(fraction, message)`` callback.
     """
@@ -452,13 +459,15 @@ def make_phantom(
     cages = []
     if cage is not None:
         cages.append(_draw_cage(hu, labels, metal, grid, by_label[cage[0]], by_label[cage[1]],
-                                cage_material, cage_subsidence_mm, rng, blooming_mm))
+                                cage_material, cage_subsidence_mm, rng))
     screws, rods = _draw_instrumentation(
         hu, labels, metal, grid, by_label, instrumented, loose_screw, halo_mm,
-        screw_diameter_mm, screw_length_mm, rod_diameter_mm, rng, blooming_mm)
+        screw_diameter_mm, screw_length_mm, rod_diameter_mm, rng)
     progress(0.65, "Artifacts and noise")
     if streaks:
         add_metal_streaks(hu, metal, grid.x, grid.y, np.random.default_rng([seed, 7]))
+    if blooming_mm > 0:
+        _blur_psf(hu, grid, blooming_mm)
     # noise (chunked to bound memory), clip, store
     noise_rng = np.random.default_rng([seed, 11])
     out = np.empty(grid.shape_kji, np.int16)
@@ -784,14 +793,50 @@ def _screw_sdf(X, Y, Z, head, axis, L, r_out):
     return np.maximum(radial - r, np.maximum(-s, s - L)).astype(np.float32), s, radial
 
 
-def _metal_paint(hu, metal, labels, grid, box, sdf, blooming_mm, value=HU_METAL_DRAWN):
-    a = S.alpha(sdf, grid.ramp_mm)
-    if blooming_mm > 0:
-        a = np.maximum(a, 0.35 * np.clip(1.0 - sdf / np.float32(blooming_mm), 0.0, 1.0) * (sdf > 0))
-    S.paint(hu, box, a.astype(np.float32), value)
+def _metal_paint(hu, metal, labels, grid, box, sdf, value=HU_METAL_DRAWN):
+    S.paint(hu, box, S.alpha(sdf, grid.ramp_mm), value)
     inside = sdf <= 0
     metal[box] |= inside
     labels[box][inside] = 0
+
+
+def _blur_psf(hu: np.ndarray, grid: S.Grid, blooming_mm: float) -> None:
+    """Blooming: the scanner's point-spread blur, applied in place to the whole unclipped image.
+
+    A reconstruction blurs every edge with the same point-spread function; metal blooms because
+    its contrast to everything around it is enormous (and because the 12-bit clip hides the
+    peak). So the whole image (metal at its drawn 6000 HU, before noise and the clip) is blurred
+    with a Gaussian of sigma ``blooming_mm / BLOOMING_SIGMAS``: the metal's bright rim keeps
+    more than ~2 % of the metal's contrast (about 130 HU) out to ``blooming_mm`` beyond the true
+    surface, the level halfway between metal and its surroundings stays on the true surface
+    (a symmetric blur), threads are smoothed along the shaft and a halo's edges are blurred like
+    any other edge. The voxels' partial-volume ramp is the blur of a sharp scanner; this adds
+    to it. Each axis gets a discrete kernel of exactly the Gaussian's variance (a Gaussian
+    sampled at the voxels would be too narrow below a voxel).
+    """
+    sigma_mm = float(blooming_mm) / BLOOMING_SIGMAS
+    for axis, step in enumerate((grid.slice_mm, grid.pixel_mm, grid.pixel_mm)):
+        ndimage.correlate1d(hu, _variance_kernel(sigma_mm / step), axis=axis, output=hu,
+                            mode="nearest")
+
+
+def _variance_kernel(sigma: float) -> np.ndarray:
+    """A normalized, sampled Gaussian whose discrete variance is ``sigma**2`` (in samples)."""
+    half = max(1, int(math.ceil(3.5 * sigma)))
+    j = np.arange(-half, half + 1, dtype=float)
+
+    def kernel(width: float) -> np.ndarray:
+        k = np.exp(-0.5 * (j / width) ** 2)
+        return k / k.sum()
+
+    lo, hi = 1e-3, max(2.0 * sigma, 1.0)
+    for _ in range(60):  # the discrete variance grows with the width: bisect
+        mid = 0.5 * (lo + hi)
+        if float(np.sum(kernel(mid) * j * j)) < sigma * sigma:
+            lo = mid
+        else:
+            hi = mid
+    return kernel(0.5 * (lo + hi)).astype(np.float32)
 
 
 def _screw_entry(vt: _Vertebra, p, d2, length) -> tuple[np.ndarray, np.ndarray]:
@@ -805,7 +850,7 @@ def _screw_entry(vt: _Vertebra, p, d2, length) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _draw_instrumentation(hu, labels, metal, grid, by_label, instrumented, loose_screw, halo_mm,
-                          diameter, length, rod_d, rng, blooming_mm):
+                          diameter, length, rod_d, rng):
     screws, seats = [], {"left": [], "right": []}
     r_out = diameter / 2
     for lvl in instrumented:
@@ -849,7 +894,7 @@ def _draw_instrumentation(hu, labels, metal, grid, by_label, instrumented, loose
                 labels[box][(halo <= 0) & bone] = 0
             tulip = np.maximum(radial - np.float32(TULIP_DIAMETER_MM / 2),
                                np.maximum(-np.float32(TULIP_HEIGHT_MM) - s, s))
-            _metal_paint(hu, metal, labels, grid, box, np.minimum(sdf, tulip), blooming_mm)
+            _metal_paint(hu, metal, labels, grid, box, np.minimum(sdf, tulip))
     rods = []
     for side, pts in seats.items():
         if len(pts) < 2:
@@ -874,12 +919,12 @@ def _draw_instrumentation(hu, labels, metal, grid, by_label, instrumented, loose
                 continue
             rel = inter[1]
             sdf[rel] = np.minimum(sdf[rel], S.capsule(X[..., rel[2]], Y[:, rel[1], :], Z[rel[0]], a, b, r))
-        _metal_paint(hu, metal, labels, grid, box, sdf, blooming_mm)
+        _metal_paint(hu, metal, labels, grid, box, sdf)
     return screws, rods
 
 
 def _draw_cage(hu, labels, metal, grid, up: _Vertebra, lo: _Vertebra, material, subsidence,
-               rng, blooming_mm) -> dict:
+               rng) -> dict:
     # the cage rests on the lower level's superior endplate (sunk into it by ``subsidence``)
     # and reaches the upper level's inferior endplate; it sits 2 mm anterior of the middle
     f = lo.frac
@@ -917,7 +962,7 @@ def _draw_cage(hu, labels, metal, grid, up: _Vertebra, lo: _Vertebra, material, 
     labels[box][outer <= 0] = 0
     if material == "titanium":
         S.paint(hu, box, S.alpha(window, grid.ramp_mm), HU_GRAFT)
-        _metal_paint(hu, metal, labels, grid, box, np.maximum(outer, -window), blooming_mm)
+        _metal_paint(hu, metal, labels, grid, box, np.maximum(outer, -window))
         out["beads_lps"] = []
     else:
         S.paint(hu, box, S.alpha(outer, grid.ramp_mm), HU_PEEK)
@@ -927,7 +972,7 @@ def _draw_cage(hu, labels, metal, grid, up: _Vertebra, lo: _Vertebra, material, 
         sdf = np.full(u.shape, S.BIG, np.float32)
         for b in beads:
             sdf = np.minimum(sdf, np.sqrt((u - b[0]) ** 2 + (v - b[1]) ** 2 + (w - b[2]) ** 2) - 0.75)
-        _metal_paint(hu, metal, labels, grid, box, sdf, blooming_mm)
+        _metal_paint(hu, metal, labels, grid, box, sdf)
         out["beads_lps"] = [_f(center + axes @ b) for b in beads]
     return out
 
