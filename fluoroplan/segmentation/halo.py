@@ -4,18 +4,26 @@ A loose screw is surrounded by a radiolucent rim (fibrous tissue, fluid) where i
 bone. Method: rays perpendicular to the fitted shaft axis (cylindrical coordinates, trilinear
 sub-voxel sampling with ``scipy.ndimage.map_coordinates``) every ``DS_MM`` along the shaft and
 every ``360 / N_THETA`` degrees. On each ray the halo starts at the metal surface (the outer
-thread envelope, i.e. the half-maximum edge measured by the screw fit, so blooming and partial
-volume of the metal do not count) and ends where the HU climbs back to the bone level: the
-threshold is halfway between the bone around the screw and fluid (20 HU). A ray that never
-reaches bone within ``MAX_WIDTH_MM`` leaves the bone (soft tissue, canal) and does not count.
-Per position along the shaft the width is the median over its in-bone rays, so a dark streak
-crossing a few rays does not make a halo. The screw is loose when the halo is wider than
-``LOOSENING_HALO_MM`` (1 mm) over at least 30 % of the in-bone shaft or 10 mm.
+thread envelope measured by the screw fit) and ends where the HU climbs back to the bone level:
+the threshold is halfway between the bone around the screw and fluid (20 HU), and on each ray
+halfway to the bone just beyond its edge where that is lower (a blurred edge's middle). A ray
+that never reaches bone within ``MAX_WIDTH_MM`` leaves the bone (soft tissue, canal) and does
+not count. Per position along the shaft the width is the median over its in-bone rays, so a
+dark streak crossing a few rays does not make a halo. The screw is loose when the halo is wider
+than ``LOOSENING_HALO_MM`` (1 mm) over at least 30 % of the in-bone shaft or 10 mm.
+
+Blooming: the scanner's blur spreads the metal's enormous contrast over the first millimetres
+around it, a bright rim that fills a halo (and that, on a tight screw, is no halo). With the
+shaft's profile model (:class:`implants_profiles.ShaftFit`) the rim is taken out voxel by voxel
+(the metal replaced by the bone around it) before the rays are sampled. Where the rim is too
+large for its model to be trusted (an error of a tenth of it would be a quarter of the halo's
+contrast, beside the thread's crests) nothing is seen: the halo is looked for beyond, and
+:attr:`Halo.blind_mm` says how far that is.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -23,9 +31,13 @@ from scipy import ndimage as ndi
 from fluoroplan.geometry.conventions import LOOSENING_HALO_MM
 from fluoroplan.io.volume import CTVolume
 from fluoroplan.segmentation.implants_profiles import (
+    CLIP_MARGIN_HU,
+    FLUID_HU,
     HUSampler,
+    ShaftFit,
     perpendicular_frame,
     radial_profiles,
+    segment_box,
     unit,
 )
 
@@ -33,14 +45,16 @@ DS_MM = 0.5
 N_THETA = 36
 DR_MM = 0.1
 MAX_WIDTH_MM = 8.0
-FLUID_HU = 20.0
-"""Reference HU of what fills a halo (fibrous tissue, fluid)."""
 THRESHOLD_RANGE_HU = (70.0, 350.0)
 MEANINGFUL_FRACTION = 0.30
 MEANINGFUL_MM = 10.0
 TIP_MARGIN_MM = 3.0
 HEAD_MARGIN_MM = 1.0
 DIP_WITHIN_MM = 1.5
+DIP_SEEN_MM = 0.5
+"""...or within this of the first sample blooming leaves to be seen, when that is further out."""
+RIM_MODEL_ERROR = 0.1
+"""Relative error of the shaft model's rim (see :func:`_blind_radius`)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,8 +64,9 @@ class Halo:
     Attributes
     ----------
     median_mm, max_mm : float
-        Halo width from the metal surface to bone: median over the halo stretch when the screw
-        is loose, else over the in-bone shaft; maximum of the per-position widths.
+        Halo width from the metal surface to bone: median over the halo stretch (its positions
+        wider than 1 mm) when the screw is loose, else over the in-bone shaft; maximum of the
+        per-position widths.
     from_mm, to_mm : float
         The longest stretch where the halo is wider than 1 mm, in mm along the axis from the
         screw head (both 0 when there is none).
@@ -69,6 +84,10 @@ class Halo:
         The halo voxels (HU below the threshold, outside the metal, within the stretch) in a
         box of the CT grid starting at ``mask_origin_ijk``; ``mask_volume_mm3`` their volume.
         Empty unless loose.
+    blind_mm : float
+        How far from the metal surface its blurred rim (blooming, and the voxels' partial
+        volume: a few tenths of a mm) hides everything; the halo is looked for beyond, and a
+        halo narrower than this cannot be told.
     """
 
     median_mm: float
@@ -86,6 +105,7 @@ class Halo:
     mask: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), bool))
     mask_origin_ijk: tuple[int, int, int] = (0, 0, 0)
     mask_volume_mm3: float = 0.0
+    blind_mm: float = 0.0
 
     @property
     def mask_bbox_ijk(self) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
@@ -111,6 +131,7 @@ class Halo:
             "threshold_hu": round(float(self.threshold_hu), 1),
             "volume_mm3": round(float(self.volume_mm3), 1),
             "mask_volume_mm3": round(float(self.mask_volume_mm3), 1),
+            "blind_mm": round(float(self.blind_mm), 2),
             "mask_bbox_ijk": [list(lo), list(hi)],
         }
 
@@ -120,7 +141,8 @@ def _longest_stretch(s: np.ndarray, on: np.ndarray, valid: np.ndarray,
     """Longest run of ``on`` among the ``valid`` positions (invalid ones, out of bone, do not
     break a run; valid positions not ``on`` break it when longer than ``max_gap_mm``).
 
-    Returns ``(from_s, to_s, number of valid positions in the run)``.
+    Returns ``(from_s, to_s, number of positions in the run that are on)``: bridged gaps
+    join a run but do not count toward its length.
     """
     idx = np.nonzero(valid)[0]
     if idx.size == 0 or not on[idx].any():
@@ -135,11 +157,103 @@ def _longest_stretch(s: np.ndarray, on: np.ndarray, valid: np.ndarray,
     ends = np.nonzero(np.diff(m) == -1)[0] - 1
     best = int(np.argmax(ends - starts))
     a, b = starts[best], ends[best]
-    return float(s[idx[a]]), float(s[idx[b]]), int(b - a + 1)
+    return float(s[idx[a]]), float(s[idx[b]]), int(on[idx[a:b + 1]].sum())
 
 
 def _smooth_r(p: np.ndarray, n: int) -> np.ndarray:
-    return ndi.uniform_filter1d(p, size=n, axis=-1, mode="nearest") if n > 1 else p
+    """Running mean over ``n`` samples along the rays; NaN where the window holds a NaN."""
+    if n <= 1:
+        return p
+    known = np.isfinite(p)
+    if known.all():
+        return ndi.uniform_filter1d(p, size=n, axis=-1, mode="nearest")
+    num = ndi.uniform_filter1d(np.where(known, p, 0.0), size=n, axis=-1, mode="nearest")
+    den = ndi.uniform_filter1d(known.astype(np.float32), size=n, axis=-1, mode="nearest")
+    return np.where(den > 1.0 - 1e-3, num / np.maximum(den, 1e-6), np.nan).astype(p.dtype)
+
+
+def _edge_at_local_bone(p: np.ndarray, r: np.ndarray, known: np.ndarray, ok: np.ndarray,
+                        rec_idx: np.ndarray, r_rec: np.ndarray, thr: float) -> np.ndarray:
+    """The halo's outer edge on each ray at the level halfway from fluid to the bone just beyond
+    it (0.5-2.5 mm past the recovery), where that is below the screw's threshold ``thr``.
+
+    The screw's threshold comes from the bone all around (cortex included); a blurred edge
+    crosses it further out than its middle. Rays whose bone beyond is brighter keep ``thr``.
+    """
+    idx_r = np.arange(len(r))
+    first = np.clip(rec_idx + int(round(0.5 / DR_MM)), 0, len(r) - 1)
+    window = np.minimum(first[..., None] + np.arange(int(round(2.0 / DR_MM)) + 1), len(r) - 1)
+    vals = np.take_along_axis(np.where(known, p, np.nan), window, axis=-1)
+    vals = np.sort(vals, axis=-1)  # NaN (unknown) last
+    count = np.isfinite(vals).sum(axis=-1)
+    local = np.take_along_axis(vals, np.maximum(count - 1, 0)[..., None] // 2, -1)[..., 0]
+    local = np.where(ok & (count > 0), local, np.nan)  # the median of the known samples
+    level = np.clip(0.5 * (local + FLUID_HU), THRESHOLD_RANGE_HU[0], thr)
+    under = known & (p < level[..., None]) & (idx_r[None, None, :] < rec_idx[..., None])
+    has = ok & np.isfinite(level) & (level < thr) & under.any(axis=-1)
+    last = len(r) - 1 - np.argmax(under[..., ::-1], axis=-1)  # last sample under the level
+    j = np.minimum(last + 1, len(r) - 1)
+    p0 = np.take_along_axis(p, last[..., None], -1)[..., 0]
+    p1 = np.take_along_axis(p, j[..., None], -1)[..., 0]
+    frac = np.clip((level - p0) / np.where(p1 - p0 == 0, 1.0, p1 - p0), 0.0, 1.0)
+    edge = r[last] + frac * (r[j] - r[last])
+    return np.where(has & np.isfinite(edge), edge, r_rec)
+
+
+def _rim_model(shaft: ShaftFit) -> ShaftFit:
+    """The shaft model as far as its rim beyond the metal can be trusted.
+
+    The fit cannot tell a blur narrower than half a voxel from the voxels' own partial volume
+    and the thread's depth (the edge is as wide either way); a Gaussian has tails, a voxel's box
+    has none, and a wrong tail subtracted from the rays would pass for a halo. So the blur's
+    share below half a voxel is dropped (from a quarter voxel on, in proportion): a sharp scan's
+    rim ends within the voxel beyond the thread, a blurred scan's keeps its Gaussian tails.
+    """
+    v = shaft.voxel_mm
+    keep = float(np.clip((shaft.blur_mm - 0.25 * v) / (0.25 * v), 0.0, 1.0)) if v > 0 else 1.0
+    return replace(shaft, blur_mm=max(keep * shaft.blur_mm, 1e-3))
+
+
+def _blind_radius(shaft: ShaftFit, r_max: float) -> float:
+    """Distance from the axis within which the rim model is too uncertain to look through: an
+    error of :data:`RIM_MODEL_ERROR` of the rim beside a thread crest would be a quarter of the
+    halo's bone-fluid contrast."""
+    r = np.arange(0.5 * shaft.r_out_mm, min(r_max, shaft.rim_reach_mm()), 0.02)
+    over = RIM_MODEL_ERROR * shaft.crest_rim_hu(r) > 0.25 * max(shaft.bone_hu - FLUID_HU, 50.0)
+    return float(r[np.nonzero(over)[0].max()] + 0.02) if over.any() else 0.0
+
+
+def _rim_free(sampler: HUSampler, head, axis, s0: float, s1: float, r_max: float,
+              shaft: ShaftFit, blind_r: float) -> HUSampler:
+    """The CT around a shaft with the metal's blurred rim taken out, as a sampler.
+
+    The shaft's profile model predicts, voxel by voxel, how much of each voxel's HU the blurred
+    metal brings (blooming); that is replaced by the bone the shaft model sees around it, so a
+    tight screw's surroundings read as plain bone and a halo as its own dark band. Within
+    ``blind_r`` of the axis (metal, clipped voxels, an uncertain rim) the voxels read as that
+    bone, neither dark nor bright, so that samples interpolated next to them lean on nothing
+    false; beyond it a clipped voxel (other metal) holds nothing known (NaN, and so do the
+    interpolated samples that lean on it), as does everything outside the box.
+    """
+    volume = sampler.volume
+    box = segment_box(volume, head, axis, s0, s1, r_max)
+    if box is None:
+        return sampler
+    lo, hi, _, r2 = box
+    rho = np.sqrt(np.maximum(r2, 0.0))
+    r_tab = np.arange(0.0, shaft.rim_reach_mm() + 0.05, 0.02)
+    hu = volume.hu[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]].astype(np.float32)
+    field = hu - np.interp(rho, r_tab, shaft.rim_hu(r_tab), right=0.0).astype(np.float32)
+    field[hu >= np.float32(sampler.clip_hu - CLIP_MARGIN_HU)] = np.nan
+    field[rho < blind_r] = np.float32(shaft.bone_hu)
+    return sampler.of_box(field, lo)
+
+
+def _bone_level(p: np.ndarray, r: np.ndarray, R: float) -> float:
+    """Bone level around the screw: median of the bone-like HU 2.5..6 mm beyond the surface."""
+    ring = p[..., (r >= R + 2.5) & (r <= R + 6.0)]
+    bone_like = ring[(ring > FLUID_HU + 60.0) & (ring < 1800.0)]  # NaN (unknown) drops out
+    return float(np.median(bone_like)) if bone_like.size > 20 else 250.0
 
 
 def measure_halo(
@@ -151,6 +265,7 @@ def measure_halo(
     metal_mask: np.ndarray | None = None,
     bone_labels: np.ndarray | None = None,
     sampler: HUSampler | None = None,
+    shaft: ShaftFit | None = None,
 ) -> Halo:
     """Measure the halo around the shaft from ``head_lps`` to ``tip_lps`` (LPS mm).
 
@@ -168,6 +283,9 @@ def measure_halo(
         labelled voxel.
     sampler : HUSampler, optional
         Reuse a sampler of ``volume``.
+    shaft : ShaftFit, optional
+        The shaft's fitted radial profile (blur, metal HU): its predicted bright rim (blooming)
+        is subtracted from the rays before the halo is looked for.
     """
     sampler = sampler or HUSampler(volume)
     head = np.asarray(head_lps, float)
@@ -175,30 +293,40 @@ def measure_halo(
     length = float(np.linalg.norm(np.asarray(tip_lps, float) - head))
     R = float(outer_radius_mm)
     s = np.arange(HEAD_MARGIN_MM, max(length - TIP_MARGIN_MM, HEAD_MARGIN_MM + DS_MM) + 1e-6, DS_MM)
-    p, theta, r = radial_profiles(sampler, head, axis, s, N_THETA, r_max=R + MAX_WIDTH_MM + 1.0,
-                                  dr=DR_MM, r_min=R)
+    r_max = R + MAX_WIDTH_MM + 1.0
+    ray_sampler, blind_r = sampler, R
+    if shaft is not None:  # blooming: look through the metal's predicted rim
+        shaft = _rim_model(shaft)
+        blind_r = max(R, _blind_radius(shaft, r_max))
+        ray_sampler = _rim_free(sampler, head, axis, float(s[0]), float(s[-1]), r_max + 1.0,
+                                shaft, blind_r)
+    p, theta, r = radial_profiles(ray_sampler, head, axis, s, N_THETA, r_max=r_max, dr=DR_MM,
+                                  r_min=R)
     p = _smooth_r(p, max(1, int(round(0.4 / DR_MM))))
+    known = np.isfinite(p) & (r >= blind_r)
 
     # bone level around the screw: bone-like HU 2.5..6 mm beyond the surface
-    ring = p[..., (r >= R + 2.5) & (r <= R + 6.0)]
-    bone_like = ring[(ring > FLUID_HU + 60.0) & (ring < 1800.0)]
-    bone = float(np.median(bone_like)) if bone_like.size > 20 else 250.0
+    bone = _bone_level(p, r, R)
     thr = float(np.clip(0.5 * (bone + FLUID_HU), *THRESHOLD_RANGE_HU))
 
-    below = p < thr
+    # rays: a dip below the half level next to the metal, then bone again (else the ray has
+    # left the bone: soft tissue, the canal)
+    below = (p < thr) & known
     dip_idx = np.argmax(below, axis=-1)
-    has_dip = below.any(axis=-1) & (r[dip_idx] - R <= DIP_WITHIN_MM)
-    # recovery: the first sample at or above the threshold after the dip
+    # (next to the metal: within DIP_WITHIN_MM of its surface, or of the first sample blooming
+    # leaves to be seen when that is further out)
+    has_dip = below.any(axis=-1) & (r[dip_idx] <= max(R + DIP_WITHIN_MM, blind_r + DIP_SEEN_MM))
     idx_r = np.arange(len(r))
-    rec = (~below) & (idx_r[None, None, :] > dip_idx[..., None])
+    rec = (p >= thr) & known & (idx_r[None, None, :] > dip_idx[..., None])
     has_rec = rec.any(axis=-1)
     rec_idx = np.argmax(rec, axis=-1)
     i1 = np.maximum(rec_idx, 1)
     p0 = np.take_along_axis(p, (i1 - 1)[..., None], -1)[..., 0]
     p1 = np.take_along_axis(p, i1[..., None], -1)[..., 0]
     frac = np.clip((thr - p0) / np.where(p1 - p0 == 0, 1.0, p1 - p0), 0.0, 1.0)
-    r_rec = r[i1 - 1] + frac * DR_MM
-    width = np.where(has_dip, r_rec - R, 0.0)
+    # (the sample before the recovery unknown: the recovery sample itself)
+    r_rec = np.where(np.isfinite(p0), r[i1 - 1] + frac * DR_MM, r[i1])
+    r_rec = _edge_at_local_bone(p, r, known, has_dip & has_rec, rec_idx, r_rec, thr)
     in_bone = np.where(has_dip, has_rec & (r_rec - R <= MAX_WIDTH_MM), True)
     if bone_labels is not None:
         base_r = np.where(has_dip & has_rec, r_rec, R)
@@ -215,6 +343,7 @@ def measure_halo(
             lab[ok] = bone_labels[ijk[ok, 2], ijk[ok, 1], ijk[ok, 0]] > 0
             labelled |= lab.reshape(in_bone.shape)
         in_bone &= labelled
+    width = np.where(has_dip, r_rec - R, 0.0)
     w_rays = np.where(in_bone, width, np.nan)
     valid = in_bone.mean(axis=1) >= 0.5
     w_s = np.full(len(s), np.nan)
@@ -228,7 +357,7 @@ def measure_halo(
         b0 = b1 = in_bone_len = 0.0
     wide = valid & (np.nan_to_num(w_s) > LOOSENING_HALO_MM)
     h0, h1, n_run = _longest_stretch(s, wide, valid, max_gap_mm=1.5)
-    stretch = (s >= h0) & (s <= h1) & valid if n_run else np.zeros(len(s), bool)
+    stretch = (s >= h0) & (s <= h1) & wide if n_run else np.zeros(len(s), bool)
     stretch_len = float(n_run * DS_MM)
     loose = bool(stretch_len >= MEANINGFUL_MM
                  or (in_bone_len > 0 and stretch_len >= MEANINGFUL_FRACTION * in_bone_len))
@@ -242,16 +371,23 @@ def measure_halo(
         vol = 0.0
     wmax = float(np.nanmax(w_s[valid])) if valid.any() else 0.0
 
-    mask, origin, mvol = _halo_mask(volume, head, axis, R, h0, h1, wmax, thr, metal_mask) \
+    mask, origin, mvol = _halo_mask(volume, head, axis, R, h0, h1, wmax, thr, metal_mask,
+                                    shaft, blind_r) \
         if loose else (np.zeros((0, 0, 0), bool), (0, 0, 0), 0.0)
     return Halo(median_mm=median, max_mm=wmax, from_mm=h0 if stretch_len else 0.0,
                 to_mm=h1 if stretch_len else 0.0, in_bone_from_mm=b0, in_bone_to_mm=b1,
                 loose=loose, s_mm=s, width_mm=w_s, bone_hu=bone, threshold_hu=thr,
-                volume_mm3=vol, mask=mask, mask_origin_ijk=origin, mask_volume_mm3=mvol)
+                volume_mm3=vol, mask=mask, mask_origin_ijk=origin, mask_volume_mm3=mvol,
+                blind_mm=max(blind_r - R, 0.0))
 
 
-def _halo_mask(volume: CTVolume, head, axis, R, s0, s1, wmax, thr, metal_mask):
-    """Voxels below the threshold in the halo's annulus, connected to the shaft surface."""
+def _halo_mask(volume: CTVolume, head, axis, R, s0, s1, wmax, thr, metal_mask,
+               shaft: ShaftFit | None = None, blind_r: float = 0.0):
+    """Voxels below the threshold in the halo's annulus, connected to the shaft surface.
+
+    With a shaft model the metal's predicted rim is taken out first, and the annulus the
+    blooming hides (within ``blind_r`` of the axis) counts as halo: the halo was seen beyond it.
+    """
     rmax = R + wmax + 1.0
     a, b = head + s0 * axis, head + s1 * axis
     lo = np.minimum(a, b) - rmax
@@ -272,7 +408,12 @@ def _halo_mask(volume: CTVolume, head, axis, R, s0, s1, wmax, thr, metal_mask):
     radial = np.sqrt(np.maximum((rel * rel).sum(1) - s * s, 0.0))
     s = s.reshape(hu.shape)
     radial = radial.reshape(hu.shape)
-    m = (s >= s0 - DS_MM) & (s <= s1 + DS_MM) & (radial >= R - 0.5) & (radial <= rmax) & (hu < thr)
+    dark = hu < thr
+    if shaft is not None:
+        r_tab = np.arange(0.0, shaft.rim_reach_mm() + 0.05, 0.02)
+        dark = (hu - np.interp(radial, r_tab, shaft.rim_hu(r_tab), right=0.0) < thr) \
+            | (radial < blind_r)
+    m = (s >= s0 - DS_MM) & (s <= s1 + DS_MM) & (radial >= R - 0.5) & (radial <= rmax) & dark
     if metal_mask is not None:
         m &= ~metal_mask[box]
     lab, n = ndi.label(m)

@@ -10,8 +10,9 @@ Method (numpy/scipy only, no per-voxel Python loops):
    Its distance-map ridge voxels with a shaft-sized radius and a local direction are searched for
    straight runs not running cranio-caudally; each run is measured on the CT at sub-voxel
    precision: axis through the cross-sections' HU centroids, tip where the on-axis HU falls to
-   the edge level, head where the cross-section widens into the tulip, diameter from the
-   half-maximum edges at the thread crests (so blooming does not widen it).
+   the edge level, head where the cross-section widens into the tulip, outer thread diameter
+   from a model of the shaft's blurred, clipped profile fitted with the scan's blur (the
+   median of the screws' own), so that blooming does not widen it.
 3. **Rods.** Ridge voxels not explained by a screw or its tulip, running cranio-caudally, are
    grouped (gaps at tulips bridged); a group longer than 25 mm is a rod: a polyline of binned
    medians, its diameter from half-maximum edges.
@@ -22,7 +23,7 @@ Method (numpy/scipy only, no per-voxel Python loops):
 5. **Side and level.** The midline is the vertebra's centroid (vertebra labels), else the middle
    of a screw pair at the same height, else between the rods, else the screw's medial
    convergence. The level is the vertebra label most found around the shaft.
-6. **Halo** (:mod:`halo`) around every screw.
+6. **Halo** (:mod:`halo`) around every screw, seen through the metal's modelled rim.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from fluoroplan.geometry.conventions import LOOSENING_HALO_MM
 from fluoroplan.io.progress import CancelToken, ProgressCallback
 from fluoroplan.io.volume import CTVolume
 from fluoroplan.segmentation.halo import Halo, measure_halo
@@ -52,6 +54,7 @@ from fluoroplan.segmentation.implants_screws import (
     Ridge,
     ScrewFit,
     find_shaft_lines,
+    fit_shafts,
     measure_screw,
     ridge_of,
 )
@@ -403,6 +406,8 @@ def find_implants(
                 continue
             found.append(_Found(fit, n))
     found = _dedupe(found)
+    shafts = fit_shafts(sampler, [f.fit for f in found])
+    found = [_Found(fit, f.component) for fit, f in zip(shafts, found, strict=True)]
     timings["screws"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
@@ -721,7 +726,8 @@ def _finish_screws(volume, sampler, found: list[_Found], rods_raw, labels: _Labe
         else:
             side = ""
         halo = measure_halo(volume, f.head_lps, f.tip_lps, 0.5 * f.diameter_mm, metal_mask=mask,
-                            bone_labels=labels.labels if labels else None, sampler=sampler)
+                            bone_labels=labels.labels if labels else None, sampler=sampler,
+                            shaft=f.shaft)
         screws.append(Screw("", labels.name(values[k]) if labels else "", side, f.tip_lps,
                             f.head_lps, f.axis_lps, f.diameter_mm, f.length_mm, halo,
                             f.core_diameter_mm, f.tulip_found, values[k]))
@@ -738,6 +744,10 @@ def _finish_screws(volume, sampler, found: list[_Found], rods_raw, labels: _Labe
                          s.length_mm, s.halo, s.core_diameter_mm, s.tulip, s.label_value))
     if any(not s.side for s in out):
         warnings.append("the side of some screws could not be told (no midline found)")
+    blind = max((s.halo.blind_mm for s in out), default=0.0)
+    if blind > LOOSENING_HALO_MM:
+        warnings.append(f"metal blooming hides the first {blind:.1f} mm around the screws: a "
+                        f"halo narrower than that cannot be told")
     return out
 
 

@@ -9,12 +9,13 @@ local directions; what runs cranio-caudally is left for the rods. Each shaft is 
 on the CT itself at sub-voxel precision (:func:`measure_screw`): the axis from the intensity
 centroids of its cross-sections, the tip where the on-axis HU falls to the edge level, the head
 where the cross-section widens into the tulip, the outer thread diameter from the half-maximum
-edges at the thread crests.
+edges at the thread crests. :func:`fit_shafts` then fits each shaft's blurred profile (with the
+scan's blur) for a diameter that blooming does not widen and for the rim the halo looks through.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -22,8 +23,11 @@ from scipy.spatial import cKDTree
 
 from fluoroplan.segmentation.implants_profiles import (
     HUSampler,
+    ShaftFit,
+    cylinder_voxels,
     edge_levels,
     first_crossing,
+    fit_shaft,
     metal_edges,
     perpendicular_frame,
     radial_profiles,
@@ -36,6 +40,8 @@ CRANIOCAUDAL_COS = 0.6
 """|cos| to the z axis above which a straight piece counts as running cranio-caudally (a rod)."""
 MIN_SHAFT_RUN_MM = 12.0
 GAP_MM = 4.0
+SHAFT_FIT_MARGIN_MM = (3.0, 6.0)
+"""The shaft's profile is fitted this far from the head (tulip) and the tip (taper)."""
 RIDGE_SLACK = 0.5
 """A voxel is on the ridge when its distance is within this many voxels of its neighbours' max."""
 
@@ -190,6 +196,7 @@ class ScrewFit:
     edge_radius_mm: np.ndarray  # per s (median over angles), s from the head
     s_mm: np.ndarray
     background_hu: np.ndarray
+    shaft: ShaftFit | None = None  # the shaft's radial profile model (blur, metal HU, radius)
 
 
 def _median_edge(p, r, clip):
@@ -232,7 +239,11 @@ def _refine_axis(sampler: HUSampler, origin, axis, s_lo, s_hi, radius, clip):
 
 
 def measure_screw(sampler: HUSampler, line: ShaftLine) -> ScrewFit | None:
-    """Tip, head, axis, diameter and length of the screw around ``line`` (None if not a screw)."""
+    """Tip, head, axis, diameter and length of the screw around ``line`` (None if not a screw).
+
+    The diameter is the half-maximum one here; :func:`fit_shafts` refines it with a model of the
+    shaft's blurred profile.
+    """
     clip = sampler.clip_hu
     o, d = np.asarray(line.point_lps, float), unit(line.axis_lps)
     s0, s1 = line.s0, line.s1
@@ -330,3 +341,40 @@ def measure_screw(sampler: HUSampler, line: ShaftLine) -> ScrewFit | None:
                     length_mm=length, core_diameter_mm=2.0 * R_core, tulip_found=tulip_found,
                     tulip_radius_mm=tulip_r, edge_radius_mm=rmed, s_mm=s - head_s,
                     background_hu=bg)
+
+
+def fit_shaft_profile(sampler: HUSampler, fit: ScrewFit, blur_mm: float | None = None) -> ScrewFit:
+    """The outer thread diameter from a model of the shaft's blurred, clipped radial profile.
+
+    Blooming moves the half-maximum edges of a clipped profile outward by about two thirds of
+    the blur width; the model (:func:`implants_profiles.fit_shaft`) puts the edge where the
+    blurred metal's half maximum is. ``blur_mm`` fixes the blur (the scan's, shared by its
+    screws); otherwise it is fitted. The fit's radius replaces the half-maximum one unless it
+    strays far from it (a failed fit: the half-maximum diameter and no model are kept).
+    """
+    lo, hi = SHAFT_FIT_MARGIN_MM
+    if fit.length_mm < lo + hi + 4.0:
+        return replace(fit, shaft=None)
+    r_half = 0.5 * fit.diameter_mm if fit.shaft is None else fit.shaft.r_half_mm
+    _, rv, hv = cylinder_voxels(sampler.volume, fit.head_lps, fit.axis_lps, lo,
+                                fit.length_mm - hi, r_half + 6.5)
+    voxel = float(np.mean(sampler.volume.spacing_mm))
+    shaft = fit_shaft(rv, hv, sampler.clip_hu, r_half, voxel, blur_mm=blur_mm, start=fit.shaft)
+    if shaft is None or abs(shaft.r_out_mm - r_half) > max(1.0, 0.4 * r_half):
+        return replace(fit, diameter_mm=2.0 * r_half, shaft=None)
+    return replace(fit, diameter_mm=2.0 * shaft.r_out_mm, shaft=replace(shaft, r_half_mm=r_half))
+
+
+def fit_shafts(sampler: HUSampler, fits: list[ScrewFit]) -> list[ScrewFit]:
+    """Each screw's shaft profile model (:func:`fit_shaft_profile`), with the scan's blur.
+
+    Each shaft is first fitted with its own blur; then all are refitted with the median of
+    those. One scanner, one point spread: a loose screw's halo and a narrower blur look alike
+    near the metal, and the tight screws (most of them) tell which it is.
+    """
+    fits = [fit_shaft_profile(sampler, f) for f in fits]
+    blurs = [f.shaft.blur_mm for f in fits if f.shaft is not None]
+    if len(blurs) < 2:
+        return fits
+    blur = float(np.median(blurs))
+    return [fit_shaft_profile(sampler, f, blur) if f.shaft is not None else f for f in fits]
