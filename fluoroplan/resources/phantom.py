@@ -62,6 +62,9 @@ BLOOMING_SIGMAS = 2.0
 TULIP_DIAMETER_MM = 12.0
 TULIP_HEIGHT_MM = 15.0
 ROD_SEAT_MM = 9.5  # rod centre: this far behind the screw head, along -axis, inside the tulip
+CUFF_MM = 3.0  # cement cuff of an augmented screw: this much beyond the thread, plus lobes
+CEMENT_HU = (1600.0, 2800.0)  # PMMA with barium sulphate (vertebroplasty, kyphoplasty)
+CUFF_HU = (1900.0, 2600.0)
 GENANT_LOSS = {0: (0.0, 0.0), 1: (0.21, 0.24), 2: (0.28, 0.37), 3: (0.42, 0.50)}
 
 ProgressCallback = Callable[[float, str], None]
@@ -376,6 +379,10 @@ def make_phantom(
     streaks: bool = False,
     blooming_mm: float = 0.0,
     noise_hu: float = 15.0,
+    crosslinks: tuple[str, ...] = (),
+    crosslink_section_mm: tuple[float, float] = (5.0, 10.0),
+    cement: tuple[str, ...] = (),
+    augmented_screw: str | None = None,
     progress: ProgressCallback | None = None,
 ) -> Phantom:
     """Generate the synthetic instrumented spine CT and its ground truth.
@@ -412,12 +419,27 @@ def make_phantom(
         bright rim (above ~2 % of its contrast) reaches ``blooming_mm`` beyond its surface;
         0 for the sharp scanner of the partial-volume ramp alone.
     noise_hu : standard deviation of the Gaussian noise.
+    crosslinks : instrumented levels that carry a transverse rod connector (cross-link): a
+        straight titanium bar running left-right between the rods, behind them, clamped onto
+        both rods halfway between this level's rod seats and the next instrumented level's
+        (the level above for the last one). Truth: ``truth["crosslinks"]``.
+    crosslink_section_mm : (antero-posterior thickness, cranio-caudal width) of the bar; equal
+        values draw a round bar of that diameter.
+    cement : levels whose body holds bone cement from a previous vertebroplasty: a lobulated
+        PMMA blob (1600-2800 HU, about 1.5-3 ml, its core above 2400) in the anterior two thirds of the body's lower
+        half, with a thin tongue leaking into the disc below. Truth: ``truth["cement"]``.
+    augmented_screw : ``"<level>-<left|right>"`` or None: that screw is cement-augmented, a
+        PMMA cuff (1900-2600 HU) around its distal half and a few mm beyond its tip, in bone
+        only (``truth["cement"]`` and the screw's ``"cement_augmented"``).
+    Cement is not metal (not in ``Phantom.metal``) and keeps its vertebra's label.
     progress : ``progress(fraction, message)`` callback.
     """
     t_start = time.perf_counter()
     progress = progress or (lambda f, m: None)
     _validate(levels, instrumented, loose_screw, fracture_level, fracture_grade, cage,
               cage_material, patient_position)
+    _validate_extras(levels, instrumented, loose_screw, crosslinks, crosslink_section_mm, cement,
+                     augmented_screw)
     rng = np.random.default_rng(seed)
     grid = S.Grid(shape_ijk, pixel_mm, slice_mm)
     hu = np.full(grid.shape_kji, HU_AIR, np.float32)
@@ -460,9 +482,14 @@ def make_phantom(
     if cage is not None:
         cages.append(_draw_cage(hu, labels, metal, grid, by_label[cage[0]], by_label[cage[1]],
                                 cage_material, cage_subsidence_mm, rng))
+    cements = [_draw_cement(hu, grid, by_label[lvl], np.random.default_rng([seed, 13, n]))
+               for n, lvl in enumerate(cement)]
     screws, rods = _draw_instrumentation(
         hu, labels, metal, grid, by_label, instrumented, loose_screw, halo_mm,
-        screw_diameter_mm, screw_length_mm, rod_diameter_mm, rng)
+        screw_diameter_mm, screw_length_mm, rod_diameter_mm, rng,
+        augmented=(augmented_screw, np.random.default_rng([seed, 17]), cements))
+    links = [_draw_crosslink(hu, labels, metal, grid, screws, instrumented, lvl,
+                             crosslink_section_mm, rod_diameter_mm) for lvl in crosslinks]
     progress(0.65, "Artifacts and noise")
     if streaks:
         add_metal_streaks(hu, metal, grid.x, grid.y, np.random.default_rng([seed, 7]))
@@ -502,6 +529,10 @@ def make_phantom(
         "screw_diameter_mm": float(screw_diameter_mm), "screw_length_mm": float(screw_length_mm),
         "rod_diameter_mm": float(rod_diameter_mm), "streaks": bool(streaks),
         "blooming_mm": float(blooming_mm), "noise_hu": float(noise_hu),
+        **({"crosslinks": list(crosslinks),
+            "crosslink_section_mm": [float(x) for x in crosslink_section_mm]} if crosslinks else {}),
+        **({"cement": list(cement)} if cement else {}),
+        **({"augmented_screw": augmented_screw} if augmented_screw else {}),
         "trunk_semi_axes_mm": [round(ta, 3), round(tb, 3)],
         "hu": {"cortex": "850-1150", "trabecular": "150-250", "disc": HU_DISC, "csf": HU_CSF,
                "halo": HU_HALO, "lung": HU_LUNG, "fat": HU_FAT, "muscle": HU_MUSCLE,
@@ -512,6 +543,7 @@ def make_phantom(
         "params": params,
         "vertebrae": [_vertebra_truth(vt, rib_heads.get(vt.label)) for vt in verts],
         "screws": screws, "rods": rods, "cages": cages,
+        "crosslinks": links, "cement": cements,
     }
     from pydicom.uid import generate_uid
 
@@ -530,6 +562,24 @@ def make_phantom(
                       notes=["synthetic phantom (fluoroplan.resources.phantom)"])
     progress(1.0, f"Phantom ready in {time.perf_counter() - t_start:.1f} s")
     return Phantom(volume=volume, truth=truth, labels=labels, metal=metal)
+
+
+def _validate_extras(levels, instrumented, loose_screw, crosslinks, section, cement,
+                     augmented_screw) -> None:
+    for lvl in crosslinks:
+        if lvl not in instrumented:
+            raise ValueError(f"crosslink level {lvl!r} is not instrumented")
+    if len(section) != 2 or min(section) <= 0:
+        raise ValueError("crosslink_section_mm must be (thickness, width), both > 0")
+    for lvl in cement:
+        if lvl not in levels:
+            raise ValueError(f"cement level {lvl!r} is not drawn")
+    if augmented_screw is not None:
+        lvl, _, side = augmented_screw.rpartition("-")
+        if lvl not in instrumented or side not in SIDES:
+            raise ValueError(f"augmented_screw {augmented_screw!r} is not one of the screws")
+        if augmented_screw == loose_screw:
+            raise ValueError("a cement-augmented screw has no halo: it cannot be the loose one")
 
 
 def _validate(levels, instrumented, loose_screw, fracture_level, fracture_grade, cage,
@@ -850,7 +900,8 @@ def _screw_entry(vt: _Vertebra, p, d2, length) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _draw_instrumentation(hu, labels, metal, grid, by_label, instrumented, loose_screw, halo_mm,
-                          diameter, length, rod_d, rng):
+                          diameter, length, rod_d, rng, augmented=(None, None, None)):
+    augmented_screw, cement_rng, cements = augmented
     screws, seats = [], {"left": [], "right": []}
     r_out = diameter / 2
     for lvl in instrumented:
@@ -876,9 +927,12 @@ def _draw_instrumentation(hu, labels, metal, grid, by_label, instrumented, loose
                 "halo_mm": float(halo_mm) if loose else 0.0, "loose": loose,
                 "tulip_diameter_mm": TULIP_DIAMETER_MM, "tulip_height_mm": TULIP_HEIGHT_MM,
                 "rod_seat_lps": _f(head - ROD_SEAT_MM * axis), "tip_in_body": tip_in_body,
+                "cement_augmented": sid == augmented_screw,
             })
             seats[side].append(head - ROD_SEAT_MM * axis)
             m = max(r_out + (halo_mm if loose else 0.0), TULIP_DIAMETER_MM / 2) + 2.0
+            if sid == augmented_screw:
+                m = max(m, r_out + CUFF_MM + 6.0)
             box = grid.box(np.minimum(head - TULIP_HEIGHT_MM * axis, tip) - m,
                            np.maximum(head - TULIP_HEIGHT_MM * axis, tip) + m)
             if box is None:
@@ -892,6 +946,9 @@ def _draw_instrumentation(hu, labels, metal, grid, by_label, instrumented, loose
                 a = S.alpha(halo, grid.ramp_mm) * bone
                 S.paint(hu, box, a.astype(np.float32), HU_HALO)
                 labels[box][(halo <= 0) & bone] = 0
+            if sid == augmented_screw:
+                cements.append(_draw_cuff(hu, labels, grid, box, vt, sid, head, axis, length,
+                                          r_out, (X, Y, Z), cement_rng))
             tulip = np.maximum(radial - np.float32(TULIP_DIAMETER_MM / 2),
                                np.maximum(-np.float32(TULIP_HEIGHT_MM) - s, s))
             _metal_paint(hu, metal, labels, grid, box, np.minimum(sdf, tulip))
@@ -921,6 +978,116 @@ def _draw_instrumentation(hu, labels, metal, grid, by_label, instrumented, loose
             sdf[rel] = np.minimum(sdf[rel], S.capsule(X[..., rel[2]], Y[:, rel[1], :], Z[rel[0]], a, b, r))
         _metal_paint(hu, metal, labels, grid, box, sdf)
     return screws, rods
+
+
+def _draw_cuff(hu, labels, grid, box, vt: _Vertebra, sid, head, axis, length, r_out, xyz,
+               rng) -> dict:
+    """Cement around the distal half of a screw (and a few mm beyond its tip), in bone only."""
+    X, Y, Z = xyz
+    dx, dy, dz = X - np.float32(head[0]), Y - np.float32(head[1]), Z - np.float32(head[2])
+    s = dx * axis[0] + dy * axis[1] + dz * axis[2]
+    radial = np.sqrt(np.maximum(dx * dx + dy * dy + dz * dz - s * s, 0.0))
+    a, b = np.float32(0.5 * length), np.float32(length + 2.0)
+    along = np.maximum(np.maximum(a - s, s - b), 0.0)
+    sdf = np.sqrt(along * along + np.maximum(radial - np.float32(r_out + CUFF_MM), 0.0) ** 2) \
+        + np.minimum(radial - np.float32(r_out + CUFF_MM), 0.0) * (along == 0)
+    e1 = S.unit(np.cross(axis, [0.0, 0.0, 1.0]))
+    e2 = np.cross(axis, e1)
+    lobes = []
+    for t in (0.6, 0.8, 1.0):
+        c = head + (t * length + rng.uniform(-1.0, 1.0)) * axis \
+            + rng.uniform(-1.5, 1.5) * e1 + rng.uniform(-1.5, 1.5) * e2
+        lobes.append((c, rng.uniform(r_out + 1.0, r_out + 2.0)))
+    bone = (labels[box] == vt.index).astype(np.float32)
+    env = sdf.astype(np.float32)
+    S.paint(hu, box, S.alpha(env, grid.ramp_mm) * bone, rng.uniform(*CUFF_HU))
+    for c, r in lobes:
+        d = np.sqrt((X - np.float32(c[0])) ** 2 + (Y - np.float32(c[1])) ** 2
+                    + (Z - np.float32(c[2])) ** 2) - np.float32(r)
+        S.paint(hu, box, S.alpha(d, grid.ramp_mm) * bone, rng.uniform(*CUFF_HU))
+        env = np.minimum(env, d)
+    a_env = S.alpha(env, grid.ramp_mm) * bone
+    return _cement_truth(grid, box, a_env, vt.label, "screw augmentation", CUFF_HU, screw=sid)
+
+
+def _cement_truth(grid, box, a_env, level, kind, hu_range, **extra) -> dict:
+    X, Y, Z = grid.coords(box)
+    w = a_env.sum()
+    centre = [float((a_env * X).sum() / w), float((a_env * Y).sum() / w),
+              float((a_env * Z).sum() / w)] if w > 0 else [0.0, 0.0, 0.0]
+    vox = grid.pixel_mm * grid.pixel_mm * grid.slice_mm
+    return {"level": level, "kind": kind, "center_lps": _f(centre),
+            "volume_ml": round(float(w) * vox / 1000.0, 3), "hu_range": list(hu_range), **extra}
+
+
+def _draw_cement(hu, grid, vt: _Vertebra, rng) -> dict:
+    """A vertebroplasty's PMMA: lobes in the anterior two thirds of the body, a tongue in the disc."""
+    D, H = vt.D, vt.H
+    c0 = np.array([rng.uniform(-3.0, 3.0), -0.17 * D + rng.uniform(-2.0, 2.0), -0.28 * H])
+    lobes = [(c0, rng.uniform(6.0, 7.0), rng.uniform(2400.0, CEMENT_HU[1]))]
+    for _ in range(5):
+        off = rng.normal(size=3)
+        off = off / np.linalg.norm(off) * rng.uniform(4.0, 7.0) * np.array([1.0, 1.0, 0.6])
+        lobes.append((c0 + off, rng.uniform(3.5, 5.0), rng.uniform(*CEMENT_HU)))
+    leak_a = c0 + np.array([0.0, 0.0, -2.0])
+    leak_b = np.array([c0[0] + rng.uniform(-3.0, 3.0), c0[1] + rng.uniform(-3.0, 3.0),
+                       -H / 2 - 0.6 * vt.disc_below])
+    canvas = _local_canvas(grid, vt, [-vt.W / 2, -D / 2 - 1, -H / 2 - vt.disc_below],
+                           [vt.W / 2, D / 2, 0.1 * H], 1.0)
+    out = {"level": vt.label, "kind": "vertebroplasty"}
+    if canvas is None:
+        return out
+    box, (u, v, w) = canvas
+    inner = vt.body_sdf(u, v, w) + np.float32(SHELL_MM)
+    env = np.full(u.shape, S.BIG, np.float32)
+    for c, r, value in lobes:
+        d = np.maximum(np.sqrt((u - np.float32(c[0])) ** 2 + (v - np.float32(c[1])) ** 2
+                               + (w - np.float32(c[2])) ** 2) - np.float32(r), inner)
+        S.paint(hu, box, S.alpha(d, grid.ramp_mm), value)
+        env = np.minimum(env, d)
+    tongue = S.capsule(u, v, w, leak_a, leak_b, 1.3)
+    S.paint(hu, box, S.alpha(tongue, grid.ramp_mm), rng.uniform(1800.0, 2300.0))
+    env = np.minimum(env, tongue)
+    out = _cement_truth(grid, box, S.alpha(env, grid.ramp_mm), vt.label, "vertebroplasty",
+                        CEMENT_HU)
+    out["leak_lps"] = [_f(vt.lps(leak_a)), _f(vt.lps(leak_b))]
+    return out
+
+
+def _draw_crosslink(hu, labels, metal, grid, screws, instrumented, level, section,
+                    rod_d) -> dict:
+    """A transverse connector: a straight bar behind the rods, clamped onto both."""
+    i = list(instrumented).index(level)
+    other = instrumented[i + 1] if i + 1 < len(instrumented) else instrumented[i - 1]
+    seat = {(q["level"], q["side"]): np.asarray(q["rod_seat_lps"]) for q in screws}
+    p = {sd: 0.5 * (seat[(level, sd)] + seat[(other, sd)]) for sd in SIDES}
+    rod_dir = S.unit(seat[(level, "left")] - seat[(other, "left")]
+                     + seat[(level, "right")] - seat[(other, "right")])
+    e_x = S.unit(p["left"] - p["right"])
+    e_z = S.unit(rod_dir - (rod_dir @ e_x) * e_x)
+    e_y = np.cross(e_z, e_x)  # posterior
+    thick, width = float(section[0]), float(section[1])
+    rod_r = 0.5 * rod_d
+    off = e_y * (rod_r + 0.5)
+    a, b = p["right"] - 4.0 * e_x + off, p["left"] + 4.0 * e_x + off
+    clamps = [(p[sd] + 1.0 * e_y - 6.0 * e_z, p[sd] + 1.0 * e_y + 6.0 * e_z) for sd in SIDES]
+    pts = np.array([a, b] + [q for c in clamps for q in c])
+    box = grid.box(pts.min(axis=0) - 10.0, pts.max(axis=0) + 10.0)
+    out = {"level": level, "between": [level, other], "center_lps": _f(0.5 * (a + b)),
+           "axis_lps": _f(e_x), "ends_lps": [_f(a), _f(b)],
+           "length_mm": round(float(np.linalg.norm(b - a)), 3), "section_mm": [thick, width],
+           "clamps_lps": [_f(p["left"]), _f(p["right"])]}
+    if box is None:
+        return out
+    X, Y, Z = grid.coords(box)
+    if abs(thick - width) < 1e-6:
+        sdf = S.capsule(X, Y, Z, a, b, 0.5 * thick)
+    else:
+        sdf = S.box_along(X, Y, Z, a, b, e_z, 0.5 * width, 0.5 * thick, min(1.0, 0.45 * thick))
+    for c0, c1 in clamps:
+        sdf = np.minimum(sdf, S.box_along(X, Y, Z, c0, c1, e_x, 4.5, rod_r + 2.0, 1.5))
+    _metal_paint(hu, metal, labels, grid, box, sdf.astype(np.float32))
+    return out
 
 
 def _draw_cage(hu, labels, metal, grid, up: _Vertebra, lo: _Vertebra, material, subsidence,
