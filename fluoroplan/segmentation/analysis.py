@@ -46,6 +46,8 @@ class Analysis:
             "rods": imp["rods"],
             "cages": imp["cages"],
             "other_metal": imp["other_metal"],
+            "connectors": imp["connectors"],
+            "cement": imp["cement"],
             "canal": anat["canal"],
             "metal_threshold_hu": imp["threshold_hu"],
             "warnings": self.warnings,

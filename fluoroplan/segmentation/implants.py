@@ -42,6 +42,15 @@ from fluoroplan.geometry.conventions import LOOSENING_HALO_MM
 from fluoroplan.io.progress import CancelToken, ProgressCallback
 from fluoroplan.io.volume import CTVolume
 from fluoroplan.segmentation.halo import Halo, measure_halo
+from fluoroplan.segmentation.implants_constructs import (
+    Cement,
+    Connector,
+    bridges_rods,
+    connector,
+    is_cement,
+    metal_core_hu,
+    wrapped_screw,
+)
 from fluoroplan.segmentation.implants_profiles import (
     HUSampler,
     cylinder_points,
@@ -179,6 +188,9 @@ class Implants:
     Attributes
     ----------
     screws, rods, cages, other : tuples of the objects, screws cranial to caudal.
+    connectors : cross-links (transverse rod connectors), cranial to caudal.
+    cement : bone cement (vertebroplasty, cement-augmented screws) above the metal threshold;
+        never a screw, rod or cage, and not in ``other``.
     metal_mask : bool [k, j, i]
         Metal voxels after streak removal (all objects, including other metal).
     threshold_hu : float
@@ -195,6 +207,8 @@ class Implants:
     threshold_hu: float
     warnings: tuple[str, ...] = ()
     timings_s: dict = field(default_factory=dict)
+    connectors: tuple[Connector, ...] = ()
+    cement: tuple[Cement, ...] = ()
 
     def screw(self, screw_id: str) -> Screw:
         for s in self.screws:
@@ -208,6 +222,8 @@ class Implants:
             "rods": [r.to_json() for r in self.rods],
             "cages": [c.to_json() for c in self.cages],
             "other_metal": [o.to_json() for o in self.other],
+            "connectors": [c.to_json() for c in self.connectors],
+            "cement": [c.to_json() for c in self.cement],
             "threshold_hu": float(self.threshold_hu),
             "warnings": list(self.warnings),
         }
@@ -402,7 +418,7 @@ def find_implants(
         tol = max(1.2, 0.8 * float(np.max(volume.spacing_mm)))
         for line in find_shaft_lines(ridge, tol):
             fit = measure_screw(sampler, line)
-            if fit is None or not _plausible(fit):
+            if fit is None or not _plausible(fit) or not _metal_core(sampler, fit):
                 continue
             found.append(_Found(fit, n))
     found = _dedupe(found)
@@ -412,11 +428,21 @@ def find_implants(
 
     t2 = time.perf_counter()
     report(0.6, "Rods, cages and other metal")
-    rods_raw, explained = [], []
+    rods_raw, explained, links_raw = [], [], []
     for n, (gbox, m) in enumerate(objects):
         fits = [f.fit for f in found if f.component == n]
         rods = _rods_of(ridges[n], fits, sampler)
+        # a straight "shaft" from one rod to the other is a cross-link, not a screw
+        links = [f for f in fits if bridges_rods(f.head_lps, f.tip_lps, [r[0] for r in rods])]
+        if links:
+            fits = [f for f in fits if not any(f is q for q in links)]
+            found = [f for f in found if not any(f.fit is q for q in links)]
+            rods = _rods_of(ridges[n], fits, sampler)
+            links_raw += [(f.head_lps, f.tip_lps) for f in links]
         ex = _explained(gbox, m, fits, rods, volume)
+        for f in links:
+            ex |= _explained(gbox, m, [], [(np.array([f.head_lps, f.tip_lps]),
+                                            f.diameter_mm, 0)], volume)
         if rods and not fits and ex.sum() < ROD_ALONE_FRACTION * m.sum():
             # a tube that is only part of a larger object (a prosthesis stem, a stent): not a rod
             rods, ex = [], np.zeros_like(m)
@@ -426,9 +452,26 @@ def find_implants(
 
     t3 = time.perf_counter()
     screws_geo = [f.fit for f in found]
-    cages, other = [], []
+    cages, other, cement_raw = [], [], []
+    core_hu = metal_core_hu(sampler.clip_hu)
     for n, (gbox, m) in enumerate(objects):
-        left = m & ~explained[n]
+        dense = _cement_voxels(volume.hu[gbox], m, core_hu, spacing_kji)
+        if dense.any():  # bone cement: its own pieces, whatever metal it touches
+            lab, k = ndi.label(dense, np.ones((3, 3, 3)))
+            for c, sl in enumerate(ndi.find_objects(lab), start=1):
+                piece = lab[sl] == c
+                vol = float(piece.sum() * vox_mm3)
+                if vol < MIN_METAL_MM3:
+                    continue
+                box = tuple(slice(g.start + q.start, g.start + q.stop) for g, q in
+                            zip(gbox, sl, strict=True))
+                kji = np.argwhere(piece) + np.array([b.start for b in box])
+                pts = volume.lps_from_ijk_points(kji[:, ::-1])
+                centre, ext, _ = _pca_extent(pts)
+                bbox = (tuple(int(b.start) for b in box[::-1]),
+                        tuple(int(b.stop) for b in box[::-1]))
+                cement_raw.append((centre, ext, vol, bbox, pts))
+        left = m & ~explained[n] & ~dense
         lab, k = ndi.label(left, np.ones((3, 3, 3)))
         for c, sl in enumerate(ndi.find_objects(lab), start=1):
             piece = lab[sl] == c
@@ -441,6 +484,14 @@ def find_implants(
             pts = volume.lps_from_ijk_points(kji[:, ::-1])
             centre, ext, axes = _pca_extent(pts)
             bbox = (tuple(int(b.start) for b in box[::-1]), tuple(int(b.stop) for b in box[::-1]))
+            if is_cement(volume.hu[box][piece], sampler.clip_hu):
+                cement_raw.append((centre, ext, vol, bbox, pts))
+                continue
+            ends = centre[None, :] + np.outer([-0.5, 0.5], ext[0] * axes[:, 0])
+            if ext[0] >= 2.0 * ext[1] and bridges_rods(ends[0], ends[1],
+                                                       [r[0] for r in rods_raw]):
+                links_raw.append((ends[0], ends[1]))
+                continue
             cage = _as_cage(centre, ext, axes, vol, labels, screws_geo)
             if cage is not None:
                 cages.append(cage)
@@ -454,9 +505,15 @@ def find_implants(
     screws = _finish_screws(volume, sampler, found, rods_raw, labels, mask, warnings)
     timings["sides_levels_halos"] = time.perf_counter() - t4
     rods = _finish_rods(rods_raw, screws, labels)
-    if not screws and not rods and not cages:
+    connectors = sorted((connector(a, b, screws) for a, b in links_raw),
+                        key=lambda c: -c.center_lps[2])
+    cement = _finish_cement(cement_raw, screws, labels, volume, mask)
+    if not screws and not rods and not cages and not connectors and not cement:
         warnings.append("no pedicle screws, rods or cages found; "
                         f"{len(other)} other metal object(s)")
+    if cement:
+        warnings.append(f"bone cement found ({', '.join(c.description for c in cement)}): its "
+                        f"dense part is reported as cement, not as metal")
     if other:
         warnings.append(f"{len(other)} metal object(s) are not screws, rods or cages "
                         f"(reported as other metal)")
@@ -465,7 +522,62 @@ def find_implants(
     timings["total"] = time.perf_counter() - t0
     report(1.0, "Implants done")
     return Implants(tuple(screws), tuple(rods), tuple(cages), tuple(other), mask, thr,
-                    tuple(warnings), timings)
+                    tuple(warnings), timings, tuple(connectors), tuple(cement))
+
+
+def _cement_voxels(hu: np.ndarray, m: np.ndarray, core_hu: float,
+                   spacing_kji: np.ndarray) -> np.ndarray:
+    """Voxels of the metal mask ``m`` that are dense material, not metal: below the metal's core
+    HU and more than ~1.5 mm from any voxel that reaches it (the metal's own partial-volume rim
+    lies within that)."""
+    core = m & (hu >= np.int16(min(core_hu, 32767)))
+    low = m & ~core
+    if not low.any():
+        return low
+    n = max(1, int(np.ceil(1.5 / float(np.min(spacing_kji)))))
+    near = ndi.binary_dilation(core, ndi.generate_binary_structure(3, 1), iterations=n)
+    return low & ~near
+
+
+def _metal_core(sampler: HUSampler, fit: ScrewFit) -> bool:
+    """The shaft's core reads as metal (bone cement, 1200-3000 HU, does not)."""
+    s = np.linspace(0.25, 0.75, 11) * fit.length_mm
+    core = sampler.sample(fit.head_lps[None, :] + s[:, None] * fit.axis_lps[None, :])
+    return float(np.median(core)) >= metal_core_hu(sampler.clip_hu)
+
+
+def _finish_cement(cement_raw, screws: list[Screw], labels: _Labels, volume: CTVolume,
+                   mask: np.ndarray) -> list[Cement]:
+    """Cement pieces merged per vertebra and wrapped screw (one report per deposit)."""
+    groups: dict[tuple, list] = {}
+    for n, (centre, ext, vol, bbox, pts) in enumerate(cement_raw):
+        level = ""
+        if labels:
+            v = labels.at(_shell_points(pts))
+            v = v[v > 0]
+            level = labels.name(int(np.bincount(v).argmax())) if v.size else ""
+        screw = wrapped_screw(pts, screws)
+        if not level and screw:
+            level = next((s.level for s in screws if s.id == screw), "")
+        key = (level, screw) if (level or screw) else ("", "", n)
+        groups.setdefault(key, []).append((centre, ext, vol, bbox, pts))
+    out = []
+    for key, items in groups.items():
+        pts = np.vstack([it[4] for it in items])
+        centre, ext, _ = _pca_extent(pts)
+        vol = float(sum(it[2] for it in items))
+        lo = tuple(int(min(it[3][0][d] for it in items)) for d in range(3))
+        hi = tuple(int(max(it[3][1][d] for it in items)) for d in range(3))
+        out.append(Cement(key[0], key[1], centre, ext, vol, (lo, hi)))
+    out.sort(key=lambda c: -c.center_lps[2])
+    return out
+
+
+def _shell_points(pts: np.ndarray, reach_mm: float = 3.0) -> np.ndarray:
+    """The piece's points and copies moved ``reach_mm`` along the six axis directions."""
+    offs = np.vstack([np.zeros(3), reach_mm * np.eye(3), -reach_mm * np.eye(3)])
+    sub = pts[:: max(1, len(pts) // 2000)]
+    return (sub[None, :, :] + offs[:, None, :]).reshape(-1, 3)
 
 
 def _plausible(fit: ScrewFit) -> bool:
@@ -604,10 +716,12 @@ def _rod_diameter(sampler: HUSampler, poly: np.ndarray, ridge_pts: np.ndarray) -
         p, _, r = radial_profiles(sampler, mid, b - a, np.array([-1.0, 0.0, 1.0]), n_theta=16,
                                   r_max=8.0, dr=0.1)
         edges, _ = metal_edges(p, r, sampler.clip_hu)
-        ds.append(2.0 * float(np.nanmedian(edges)))
+        if np.isfinite(edges).any():
+            ds.append(2.0 * float(np.nanmedian(edges)))
     if not ds:
         return None
-    return float(np.median(ds))
+    # clamps (cross-links) and tulips only widen a rod's sections: its narrower ones are the rod
+    return float(np.percentile(ds, 25))
 
 
 def _explained(gbox, m: np.ndarray, fits: list[ScrewFit], rods: list, volume: CTVolume):

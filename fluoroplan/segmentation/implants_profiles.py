@@ -33,6 +33,11 @@ from scipy import optimize, special
 from fluoroplan.io.volume import CTVolume
 
 PLATEAU_FRACTION = 0.5
+DENSE_BELOW_CLIP_HU = 250.0
+"""A ray leaves the clipped metal plateau where it falls this far below the clip."""
+DENSE_WRAP_MM = 1.5
+"""Half the clip reached this much further out than the plateau's end: dense material (bone
+cement) wraps the metal (blooming alone moves it by less than a millimetre)."""
 
 
 class HUSampler:
@@ -169,18 +174,32 @@ def metal_edges(p: np.ndarray, r: np.ndarray, clip_hu: float,
     """Edge radius of the metal on each ray whose axis lies in metal.
 
     Returns ``(edge[s, theta], background[s])``. The background of a cross-section is the median
-    HU of the samples ``bg_window_mm`` beyond the cross-section's median plateau edge.
+    HU of the samples ``bg_window_mm`` beyond the cross-section's median plateau edge; where a
+    dense wrap (cement) lies around the metal, the median of the first 1-2.5 mm beyond the
+    clipped plateau (the wrap itself), so that the edge is the metal's and not the wrap's.
     """
     peak = p[..., : max(2, int(np.searchsorted(r, 1.0)))].max(axis=-1)
     rough = first_crossing(p, r, np.full(peak.shape, 0.5 * clip_hu, np.float32))
     rough_s = np.nanmedian(np.where(np.isnan(rough), r[-1], rough), axis=-1)
+    # where the metal is wrapped in dense material (bone cement: 1200-3000 HU, up to half the
+    # clip and more), half the clip is the outer edge of that wrap, not the metal's: the
+    # metal's own edge begins where the clipped plateau first falls, and the wrap lies beyond it
+    top = first_crossing(p, r, np.full(peak.shape, clip_hu - DENSE_BELOW_CLIP_HU, np.float32))
+    top_s = np.nanmedian(np.where(np.isnan(top), r[-1], top), axis=-1)
+    dense = rough_s - top_s > DENSE_WRAP_MM
     bg = np.empty(p.shape[0], np.float32)
     for n in range(p.shape[0]):  # per cross-section (tens): a window of radii beyond the edge
-        sel = (r >= rough_s[n] + bg_window_mm[0]) & (r <= rough_s[n] + bg_window_mm[1])
+        if dense[n]:
+            sel = (r >= top_s[n] + 1.0) & (r <= min(top_s[n] + 2.5, rough_s[n]))
+        else:
+            sel = (r >= rough_s[n] + bg_window_mm[0]) & (r <= rough_s[n] + bg_window_mm[1])
         vals = p[n][:, sel] if sel.any() else p[n][:, -5:]
         bg[n] = float(np.median(vals))
     level = edge_levels(peak, np.minimum(bg[:, None], peak - 1.0), clip_hu)
-    return first_crossing(p, r, level), bg
+    edges = first_crossing(p, r, level)
+    # inside a dense wrap, a ray that starts below the metal's plateau is in the wrap only
+    edges[dense[:, None] & (peak < clip_hu - DENSE_BELOW_CLIP_HU)] = np.nan
+    return edges, bg
 
 
 # --------------------------------------------------------------------------------------------

@@ -42,6 +42,8 @@ MIN_SHAFT_RUN_MM = 12.0
 GAP_MM = 4.0
 SHAFT_FIT_MARGIN_MM = (3.0, 6.0)
 """The shaft's profile is fitted this far from the head (tulip) and the tip (taper)."""
+DENSE_SURROUNDINGS_HU = 1000.0
+"""Around a shaft, above this is dense material (bone cement), not bone."""
 RIDGE_SLACK = 0.5
 """A voxel is on the ridge when its distance is within this many voxels of its neighbours' max."""
 
@@ -355,14 +357,30 @@ def fit_shaft_profile(sampler: HUSampler, fit: ScrewFit, blur_mm: float | None =
     lo, hi = SHAFT_FIT_MARGIN_MM
     if fit.length_mm < lo + hi + 4.0:
         return replace(fit, shaft=None)
+    s_lo, s_hi = _undense_stretch(fit, lo, fit.length_mm - hi)
+    if s_hi - s_lo < 4.0:
+        return replace(fit, shaft=None)
     r_half = 0.5 * fit.diameter_mm if fit.shaft is None else fit.shaft.r_half_mm
-    _, rv, hv = cylinder_voxels(sampler.volume, fit.head_lps, fit.axis_lps, lo,
-                                fit.length_mm - hi, r_half + 6.5)
+    _, rv, hv = cylinder_voxels(sampler.volume, fit.head_lps, fit.axis_lps, s_lo, s_hi,
+                                r_half + 6.5)
     voxel = float(np.mean(sampler.volume.spacing_mm))
     shaft = fit_shaft(rv, hv, sampler.clip_hu, r_half, voxel, blur_mm=blur_mm, start=fit.shaft)
     if shaft is None or abs(shaft.r_out_mm - r_half) > max(1.0, 0.4 * r_half):
         return replace(fit, diameter_mm=2.0 * r_half, shaft=None)
     return replace(fit, diameter_mm=2.0 * shaft.r_out_mm, shaft=replace(shaft, r_half_mm=r_half))
+
+
+def _undense_stretch(fit: ScrewFit, s_lo: float, s_hi: float) -> tuple[float, float]:
+    """The longest stretch of ``s_lo..s_hi`` (mm from the head) where the shaft is surrounded by
+    bone or soft tissue, not by dense material (cement): the profile model's surroundings are
+    uniform and far below the metal."""
+    s = fit.s_mm
+    sel = (s >= s_lo) & (s <= s_hi)
+    ok = sel & (np.asarray(fit.background_hu) < DENSE_SURROUNDINGS_HU)
+    if ok[sel].all() or not ok.any():
+        return s_lo, s_hi
+    a, b = max(_runs_true(ok), key=lambda ab: s[ab[1]] - s[ab[0]])
+    return float(s[a]), float(s[b])
 
 
 def fit_shafts(sampler: HUSampler, fits: list[ScrewFit]) -> list[ScrewFit]:

@@ -1,0 +1,169 @@
+"""Cross-links and bone cement beside pedicle screws, against the phantom's truth.
+
+A cross-link (transverse rod connector) is straight and not cranio-caudal like a screw shaft;
+cement (PMMA with barium, 1600-2800 HU here) is partly above the metal threshold. Neither may
+become a screw or a cage, and the screws around them must still be measured within the limits:
+axis 1 deg, tip 1 mm, diameter 0.5 mm, halo 0.5 mm, only the truly loose screw flagged.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fluoroplan.resources.phantom import make_phantom
+from fluoroplan.segmentation.implants import find_implants
+
+COARSE = dict(shape_ijk=(256, 256, 160), pixel_mm=1.0, slice_mm=1.25)
+VARIANTS = {
+    "xlink_plate_hfs": dict(seed=1, patient_position="HFS", crosslinks=("L1",), **COARSE),
+    "xlinks2_streaks": dict(seed=2, streaks=True, crosslinks=("L1", "L2"), **COARSE),
+    "xlink_round_d55": dict(seed=3, crosslinks=("L2",), crosslink_section_mm=(6.0, 6.0),
+                            screw_diameter_mm=5.5, loose_screw="L3-right", **COARSE),
+    "xlink_round_streaks": dict(seed=7, streaks=True, crosslinks=("L3",),
+                                crosslink_section_mm=(5.0, 5.0), **COARSE),
+    "cement_free_body": dict(seed=4, cement=("L4",), **COARSE),
+    "cement_instrumented_streaks": dict(seed=5, streaks=True, cement=("L2", "T12"), **COARSE),
+    "augmented_screw": dict(seed=6, augmented_screw="L3-right", **COARSE),
+    "augmented_xlink_cement": dict(seed=8, patient_position="HFS", augmented_screw="L1-left",
+                                   crosslinks=("L2",), cement=("L4",), cage=("L3", "L4"),
+                                   **COARSE),
+}
+
+
+# known failures, measured (xfail strict: they must start passing when fixed):
+# - streaks from a cross-link's axial bar break one rod's ridge: that rod is lost, so the
+#   cross-link no longer bridges two rods (plate: taken for a cage; round bar: an invented screw)
+# - the cement-augmented L1-left screw of seed 8: tip 2.1 mm beyond the truth (cement past the tip)
+_ROD_LOST = pytest.mark.xfail(strict=True, reason="streaks of the cross-link break one rod")
+_KNOWN = {
+    ("screws", "xlink_round_streaks"): _ROD_LOST,
+    ("measure", "xlink_round_streaks"): _ROD_LOST,
+    ("rods", "xlinks2_streaks"): _ROD_LOST,
+    ("rods", "xlink_round_streaks"): _ROD_LOST,
+    ("links", "xlinks2_streaks"): _ROD_LOST,
+    ("links", "xlink_round_streaks"): _ROD_LOST,
+    ("cement", "xlinks2_streaks"): _ROD_LOST,
+    ("measure", "augmented_xlink_cement"): pytest.mark.xfail(
+        strict=True, reason="augmented screw's tip read in the cement beyond it"),
+}
+
+
+def _keys(test: str) -> list:
+    return [pytest.param(k, marks=_KNOWN[(test, k)]) if (test, k) in _KNOWN else k
+            for k in VARIANTS]
+
+
+@pytest.fixture(scope="module")
+def results():
+    out = {}
+    for key, kw in VARIANTS.items():
+        ph = make_phantom(**kw)
+        names = {v["index"]: v["label"] for v in ph.truth["vertebrae"]}
+        out[key] = (ph, find_implants(ph.volume, vertebra_labels=ph.labels, label_names=names))
+    return out
+
+
+def _angle_deg(a, b):
+    return float(np.degrees(np.arccos(np.clip(np.dot(a, b), -1.0, 1.0))))
+
+
+@pytest.mark.parametrize("key", _keys("screws"))
+def test_every_screw_found_none_invented(results, key):
+    ph, imp = results[key]
+    assert sorted(s.id for s in imp.screws) == sorted(t["id"] for t in ph.truth["screws"])
+
+
+@pytest.mark.parametrize("key", _keys("measure"))
+def test_screw_measurements_within_limits(results, key):
+    ph, imp = results[key]
+    truth = {t["id"]: t for t in ph.truth["screws"]}
+    for s in imp.screws:
+        t = truth[s.id]
+        assert _angle_deg(s.axis_lps, t["axis_lps"]) < 1.0, s.id
+        assert np.linalg.norm(s.tip_lps - t["tip_lps"]) < 1.0, s.id
+        assert abs(s.diameter_mm - t["diameter_mm"]) < 0.5, (s.id, s.diameter_mm)
+        assert abs(s.halo_mm - t["halo_mm"]) < 0.5, (s.id, s.halo_mm, t["halo_mm"])
+    assert [s.id for s in imp.screws if s.loose] == [t["id"] for t in truth.values() if t["loose"]]
+
+
+@pytest.mark.parametrize("key", _keys("rods"))
+def test_rods_unchanged_by_crosslinks_and_cement(results, key):
+    ph, imp = results[key]
+    assert sorted(r.side for r in imp.rods) == sorted(t["side"] for t in ph.truth["rods"])
+    for r in imp.rods:
+        t = next(q for q in ph.truth["rods"] if q["side"] == r.side)
+        assert abs(r.diameter_mm - t["diameter_mm"]) < 0.75
+
+
+@pytest.mark.parametrize("key", _keys("links"))
+def test_crosslinks_are_connectors(results, key):
+    ph, imp = results[key]
+    truth = ph.truth["crosslinks"]
+    assert len(imp.connectors) == len(truth)
+    for t in truth:
+        c = min(imp.connectors, key=lambda c: abs(c.center_lps[2] - t["center_lps"][2]))
+        rel = np.asarray(t["center_lps"]) - c.ends_lps[0]
+        along = float(rel @ c.axis_lps)
+        assert np.linalg.norm(rel - along * c.axis_lps) < 3.0, (c.to_json(), t)  # on its line
+        assert 0.0 < along < c.length_mm  # between its ends
+        assert _angle_deg(c.axis_lps, t["axis_lps"]) < 5.0
+        assert abs(c.length_mm - t["length_mm"]) < 12.0, (c.length_mm, t["length_mm"])
+        assert set(c.between) == set(t["between"])
+    assert not imp.other  # nothing left unexplained
+
+
+@pytest.mark.parametrize("key", _keys("cement"))
+def test_cement_is_cement_with_its_vertebra(results, key):
+    ph, imp = results[key]
+    truth = ph.truth["cement"]
+    assert len(imp.cement) == len(truth)
+    for t in truth:
+        screw = t.get("screw", "")
+        c = next((c for c in imp.cement if c.level == t["level"] and c.screw == screw), None)
+        assert c is not None, (t, [c.to_json() for c in imp.cement])
+        if not screw:  # a vertebroplasty's blob: where the truth's is
+            assert np.linalg.norm(c.center_lps - t["center_lps"]) < 5.0
+    # never a cage: cages only between two vertebrae
+    assert [list(c.between) for c in imp.cages] == [t["between"] for t in ph.truth["cages"]]
+
+
+def test_cement_augmented_screw_not_loose(results):
+    ph, imp = results["augmented_screw"]
+    s = imp.screw("L3-right")
+    assert not s.loose and s.halo_mm < 0.5
+
+
+def test_json_has_connectors_and_cement(results):
+    _, imp = results["augmented_xlink_cement"]
+    doc = json.loads(json.dumps(imp.to_json()))
+    assert {"kind", "between", "center_lps", "ends_lps", "length_mm"} <= set(doc["connectors"][0])
+    assert {"level", "screw", "center_lps", "dense_volume_mm3"} <= set(doc["cement"][0])
+
+
+def test_crosslink_without_rods_is_not_a_connector():
+    """Without the two rods to bridge, a transverse bar is metal of unknown kind (never a
+    screw): the connector rule needs both its ends at rods."""
+    ph = make_phantom(seed=1, patient_position="HFS", crosslinks=("L1",),
+                      crosslink_section_mm=(6.0, 6.0), **COARSE)
+    hu = ph.volume.hu.copy()
+    # erase the rods outside the cross-link's clamps: keep screws and the bar
+    from fluoroplan.io.volume import CTVolume
+
+    t = ph.truth["crosslinks"][0]
+    kk, jj, ii = np.nonzero(ph.metal)
+    pts = ph.volume.lps_from_ijk_points(np.stack([ii, jj, kk], axis=1))
+    heads = np.array([s["head_lps"] for s in ph.truth["screws"]])
+    axes = np.array([s["axis_lps"] for s in ph.truth["screws"]])
+    rel = pts[:, None, :] - heads[None]
+    along = np.einsum("nsc,sc->ns", rel, axes)
+    perp = np.linalg.norm(rel - along[..., None] * axes[None], axis=2)
+    in_screw = ((along > -16.0) & (along < 50.0) & (perp < 7.5)).any(axis=1)
+    near_bar = np.abs(pts[:, 2] - t["center_lps"][2]) < 8.0
+    gone = ~in_screw & ~near_bar
+    hu[kk[gone], jj[gone], ii[gone]] = 40
+    imp = find_implants(CTVolume(hu=hu, lps_from_ijk=ph.volume.lps_from_ijk))
+    assert imp.connectors == ()
+    assert len(imp.screws) == len(ph.truth["screws"])
