@@ -31,6 +31,9 @@ HEIGHT_MIDDLE_SHIFT = 0.09
 of this fraction of the depth, up to HEIGHT_INWARD_MAX from the front (back); the middle height,
 up to HEIGHT_MIDDLE_SHIFT either side of the middle."""
 _DEBUG: list | None = None  # set to a list to collect per-body intermediate arrays
+TRIM_MARGIN_MM = 1.0
+"""The body is trimmed of bone beside it behind its widest part and behind its posterior wall
+(pedicle roots, rib heads) beyond this margin."""
 
 ENDPLATE_VALID_FRAC = 0.5
 """A height position is measured only when at least this fraction of its columns ends, at both
@@ -58,9 +61,11 @@ PEDICLE_MIN_HEIGHT_MM = 6.0
 """A section whose pedicle rows are shorter than this is not measured (adults: 9-17 mm)."""
 PEDICLE_MID_TOL_MM = 3.0
 """Sections whose pedicle middles lie this close together agree on where the pedicle is."""
-PEDICLE_ISTHMUS_FRAC = (1.15, 1.3)
+PEDICLE_ISTHMUS_FRAC = (1.15, 1.3, 1.5)
 """Sections this close to the narrowest one (width ratio; the second when the first gives fewer
 than three sections) form the isthmus; its axis is fitted through their centres."""
+PEDICLE_AXIS_BASE_MM = 4.0
+"""The isthmus sections an axis is fitted through span at least this far along it."""
 PEDICLE_MAX_ANGLE_DEG = (25.0, 40.0)
 """A fitted pedicle axis steeper than this to the transverse plane (sagittal tilt) or toward the
 midline (convergence) follows something beside the pedicle: that part of the fit is dropped."""
@@ -516,6 +521,10 @@ def measure_body(
     body = lab == (1 + int(np.argmax(sizes)))
     if body.sum() * frame.step**3 < 1500.0:  # < 1.5 ml is no vertebral body
         return None
+    # the pedicles are found from the body's bone as it reaches back through their bases; the
+    # body itself is measured without those bases (and without rib heads)
+    body_bone = body
+    body = _trim_protrusions(body, pp, ll)
     it, ip, il = np.nonzero(body)
     bt, bp, bl = tt[it], pp[ip], ll[il]
     centroid = frame.lps(bt.mean(), bp.mean(), bl.mean())
@@ -622,9 +631,10 @@ def measure_body(
     if label_is_bone and in_metal is not None:
         src = src | in_metal
     ped_mask = np.moveaxis(_fill_holes_2d(np.moveaxis(src, 1, 0)), 0, 1)
-    p_wall = bp.max()  # the body mask reaches to the canal's front, through the pedicle bases
+    kt, kp, kl = np.nonzero(body_bone)
+    p_wall = pp[kp].max()  # the body's bone reaches to the canal's front, through the pedicle bases
     # the pedicles start at the body's own back wall: where the body ends in the midline
-    mid_cols = body[:, :, np.abs(ll - bl.mean()) <= 3.0].any(axis=2)  # [t, p]
+    mid_cols = body_bone[:, :, np.abs(ll - ll[kl].mean()) <= 3.0].any(axis=2)  # [t, p]
     rows_b = mid_cols.any(axis=1)
     p_back = p_wall - 1.0
     if rows_b.any():
@@ -635,7 +645,7 @@ def measure_body(
     for side, sgn in (("left", 1.0), ("right", -1.0)):
         peds[side] = _measure_pedicle(
             frame, ped_mask, h, tt, pp, ll, sgn, side, (p_back, p_end), canal_radius_mm,
-            (bt.min(), bt.max()),
+            (tt[kt].min(), tt[kt].max()),
         )
     return BodyMeasurements(
         centroid_lps=centroid,
@@ -649,6 +659,36 @@ def measure_body(
         posterior_lps=frame.p_lps,
         heights_at=heights_at,
     )
+
+
+def _trim_protrusions(body: np.ndarray, pp: np.ndarray, ll: np.ndarray) -> np.ndarray:
+    """The body without what sticks out behind it: rib heads at the costovertebral joints, the
+    roots of the pedicles. Per axial section (t): bone behind the middle third of the depth and
+    further from the midline than the section's width across that middle third, and bone
+    behind the posterior wall (the back of the section's central band, where the canal is
+    behind it), each beyond ``TRIM_MARGIN_MM``."""
+    out = body.copy()
+    for k in range(body.shape[0]):
+        sec = body[k]
+        if not sec.any():
+            continue
+        jp, jl = np.nonzero(sec)
+        p0, p1 = pp[jp].min(), pp[jp].max()
+        mid = (pp[jp] >= p0 + (p1 - p0) / 3) & (pp[jp] <= p0 + 2 * (p1 - p0) / 3)
+        if mid.sum() < 3:
+            continue
+        lm = ll[jl[mid]]
+        lo, hi = lm.min() - TRIM_MARGIN_MM, lm.max() + TRIM_MARGIN_MM
+        behind = pp[jp] > p0 + 2 * (p1 - p0) / 3
+        cut = behind & ((ll[jl] < lo) | (ll[jl] > hi))
+        # the posterior wall is the back of the section's central band (the canal is behind
+        # it there); beside it, bone further back is a pedicle root or a rib head
+        lc, half = 0.5 * (lo + hi), 0.5 * (hi - lo)
+        central = np.abs(ll[jl] - lc) <= 0.3 * half
+        if central.sum() >= 3:
+            cut |= pp[jp] > pp[jp[central]].max() + TRIM_MARGIN_MM
+        out[k, jp[cut], jl[cut]] = False
+    return out
 
 
 def _edge_extent(
@@ -863,9 +903,9 @@ def _measure_pedicle(frame, mask, hu, tt, pp, ll, sgn, side, p_range, canal_r, t
     slope_t = slope_lat = 0.0  # too short an isthmus for an axis: along -p, width as read
     for frac in PEDICLE_ISTHMUS_FRAC:
         fit = keep & (width <= frac * width[k])
-        if fit.sum() >= 3 and np.ptp(p_c[fit]) >= 2.0:
+        if fit.sum() >= 3 and np.ptp(p_c[fit]) >= PEDICLE_AXIS_BASE_MM:
             break
-    if fit.sum() >= 3 and np.ptp(p_c[fit]) >= 2.0:
+    if fit.sum() >= 3 and np.ptp(p_c[fit]) >= PEDICLE_AXIS_BASE_MM:
         slope_t = _theil_sen(p_c[fit], t_c[fit])
         slope_lat = _theil_sen(p_c[fit], lat_c[fit])
         # beyond these the fit follows something beside the pedicle, not the pedicle
