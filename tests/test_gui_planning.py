@@ -216,6 +216,87 @@ def test_analysis_fills_targets_and_3d(qtbot, window, case_dir, phantom):
     assert pl.act_propose.isEnabled()
 
 
+@pytest.fixture(scope="module")
+def construct_phantom():
+    """A cross-link at L1-L2 and vertebroplasty cement in L4."""
+    return make_phantom(0, crosslinks=("L1",), cement=("L4",), **GRID)
+
+
+@pytest.fixture(scope="module")
+def construct_dir(construct_phantom, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("constructcase")
+    write_phantom(root, construct_phantom)
+    return root / "dicom"
+
+
+def _violet(px) -> bool:
+    r, g, b = (int(v) for v in px[:3])
+    return r > g + 40 and b > g + 60
+
+
+def test_crosslinks_and_cement_in_tree_and_3d(qtbot, window, construct_dir, construct_phantom):
+    from fluoroplan.app.planning import CEMENT_RGB, CONNECTOR_RGB
+
+    _open(qtbot, window, construct_dir)
+    pl = window.planning
+    aj = pl.doc.analysis_json
+    assert len(aj["connectors"]) == 1 and len(aj["cement"]) == 1
+    truth_link = construct_phantom.truth["crosslinks"][0]
+    tree = pl.targets_panel
+    link = tree.items["cross-link:L1-L2"]
+    assert link.parent().text(0) == "Cross-links"
+    assert link.text(0) == "cross-link L1-L2" and "between L1 and L2" in link.text(1)
+    length = float(link.text(1).split(" mm")[0])
+    assert length == pytest.approx(truth_link["length_mm"], abs=5.0)
+    cement = tree.items["cement:L4"]
+    assert cement.parent().text(0) == "Cement"
+    assert cement.text(0) == "cement L4" and "vertebroplasty" in cement.text(1)
+    assert "augmenting" not in cement.text(1)
+    ml = float(cement.text(1).split(", ")[1].split(" ml")[0])
+    assert 0.3 < ml <= construct_phantom.truth["cement"][0]["volume_ml"]
+    # choosing the cement moves the crosshair to it (no target: it is not treated)
+    tree.tree.setCurrentItem(cement)
+    assert pl.doc.target_id is None
+    np.testing.assert_allclose(window.state.crosshair_lps, construct_phantom.truth["cement"][0]
+                               ["center_lps"], atol=3.0)
+
+    # 3-D: the cross-link is a violet bar from rod to rod, drawn where it projects
+    v3 = window.view3d
+    props = v3.renderer.GetViewProps()
+    props = [props.GetItemAsObject(n) for n in range(props.GetNumberOfItems())]
+
+    def coloured(rgb):
+        return [a for a in props if hasattr(a, "GetProperty")
+                and a.GetProperty().GetColor() == pytest.approx(rgb)]
+
+    bars = coloured(CONNECTOR_RGB)
+    assert len(bars) == 1
+    b = bars[0].GetBounds()
+    ends = np.array(truth_link["ends_lps"])
+    assert b[0] < ends[:, 0].min() + 4 and b[1] > ends[:, 0].max() - 4  # spans rod to rod
+    img = v3.capture()
+    hits = 0
+    for f in (0.2, 0.3, 0.7, 0.8):  # between a rod and the spinous process
+        x, y = v3.display_from_lps(ends[0] + f * (ends[1] - ends[0]))
+        hits += _violet(img[int(round(y)), int(round(x))])
+    assert hits >= 3
+    # the cement lies inside bone: a translucent blob where it is, and a "cement" label
+    blobs = [a for a in coloured(CEMENT_RGB) if a.GetProperty().GetOpacity() < 1.0]
+    assert len(blobs) == 1
+    centre = np.array([(lo + hi) / 2 for lo, hi in zip(*[iter(blobs[0].GetBounds())] * 2,
+                                                         strict=True)])
+    np.testing.assert_allclose(centre, construct_phantom.truth["cement"][0]["center_lps"],
+                               atol=4.0)
+    labels = [a for a in props if hasattr(a, "GetInput") and a.GetInput() == "cement"]
+    assert len(labels) == 1
+    lx, ly = v3.display_from_lps(labels[0].GetPosition())
+    h, w, _ = img.shape
+    assert 0 <= lx < w and 0 <= ly < h  # in view
+    patch = img[int(ly) - 8: int(ly) + 9, int(lx) - 20: int(lx) + 21].reshape(-1, 3).astype(int)
+    near_cement = np.abs(patch - np.array(CEMENT_RGB) * 255).max(axis=1) < 40
+    assert near_cement.sum() >= 10  # the label's text is drawn in the cement colour
+
+
 # --- the main flow --------------------------------------------------------------------------------
 def test_propose_accept_bullseye_drag_undo_save_pdf(qtbot, window, case_dir, phantom, tmp_path,
                                                     boxes):

@@ -83,7 +83,8 @@ def checks_table(name: str) -> QTableWidget:
 
 
 class TargetsPanel(QWidget):
-    """Screws (halo width, loose ones marked), fractured vertebrae, cages, and every level.
+    """Screws (halo width, loose ones marked), fractured vertebrae, cages, every level, rods,
+    cross-links and bone cement.
 
     Signals: ``target_chosen(target_id or None, point LPS or None)``;
     ``relabel_requested(vertebra index, current label)``.
@@ -159,6 +160,27 @@ class TargetsPanel(QWidget):
             self.items[f"cage:{ref}"] = it
         rods = QTreeWidgetItem(self.tree, ["Rods", f"{len(analysis_json.get('rods', []))} found"])
         del rods
+        links = QTreeWidgetItem(self.tree, ["Cross-links", ""])
+        for n, c in enumerate(analysis_json.get("connectors", [])):
+            levels = [x for x in c.get("between", []) if x]
+            where = (f"between {levels[0]} and {levels[1]}" if len(levels) == 2 else
+                     f"at {levels[0]}" if levels else "level unknown")
+            it = QTreeWidgetItem(links, [f"cross-link {c.get('level') or '?'}",
+                                         f"{c.get('length_mm', 0):.0f} mm, {where}"])
+            it.setToolTip(0, "Transverse rod connector: a bar clamped onto both rods")
+            it.setData(0, Qt.ItemDataRole.UserRole, ("cross-link", None, c["center_lps"]))
+            self.items[f"cross-link:{c.get('level') or n}"] = it
+        cement = QTreeWidgetItem(self.tree, ["Cement", ""])
+        for c in analysis_json.get("cement", []):
+            ref = c.get("level") or c.get("screw") or "?"
+            kind = f"augmenting {c['screw']}" if c.get("screw") else "vertebroplasty"
+            ml = float(c.get("dense_volume_mm3", 0.0)) / 1000.0
+            it = QTreeWidgetItem(cement, [f"cement {ref}", f"{kind}, {ml:.1f} ml dense"])
+            for col in (0, 1):
+                it.setToolTip(col, f"{c.get('description', 'bone cement')}; {ml:.1f} ml of it "
+                              "is above the metal threshold (its thin rim is not counted)")
+            it.setData(0, Qt.ItemDataRole.UserRole, ("cement", None, c["center_lps"]))
+            self.items[f"cement:{ref}" + (f":{c['screw']}" if c.get("screw") else "")] = it
         self.tree.expandAll()
         n_loose = sum(bool(s.get("loose")) for s in analysis_json.get("screws", []))
         self.status.setText(

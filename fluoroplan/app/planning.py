@@ -47,6 +47,9 @@ LOOSE_RGB = (1.0, 0.42, 0.1)
 TIGHT_RGB = (0.55, 0.62, 0.85)
 ROD_RGB = (0.6, 0.75, 0.95)
 CAGE_RGB = (0.3, 0.9, 0.6)
+CONNECTOR_RGB = (0.72, 0.55, 1.0)  # cross-links: violet, apart from the rods' blue
+CEMENT_RGB = (1.0, 0.96, 0.78)  # bone cement: yellow-white, as bright as it reads on CT
+CEMENT_CALLOUT_MM = (60.0, 40.0)  # cement label: this far to screen-right, toward the viewer
 NEEDLE_RGB = (1.0, 0.8, 0.0)
 OTHER_NEEDLE_RGB = (0.0, 0.78, 1.0)
 
@@ -98,6 +101,25 @@ def _propose_all(case, target, progress, cancel):
         out.append(propose(case, target, approach, side, cancel))
     progress(1.0, "Proposals ready")
     return out
+
+
+def _ellipsoid_actor(centre_lps, semi_axes_mm, rgb, opacity: float):
+    """A vtkActor: an ellipsoid at ``centre_lps`` with LPS-aligned semi-axes (mm)."""
+    from vtkmodules.vtkFiltersSources import vtkSphereSource
+    from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper
+
+    src = vtkSphereSource()
+    src.SetThetaResolution(32)
+    src.SetPhiResolution(16)
+    mapper = vtkPolyDataMapper()
+    mapper.SetInputConnection(src.GetOutputPort())
+    actor = vtkActor()
+    actor.SetMapper(mapper)
+    actor.SetScale(*(2.0 * np.asarray(semi_axes_mm, float)))  # the source's radius is 0.5
+    actor.SetPosition(*np.asarray(centre_lps, float))
+    actor.GetProperty().SetColor(*rgb)
+    actor.GetProperty().SetOpacity(float(opacity))
+    return actor
 
 
 class PlanningController(QObject):
@@ -954,11 +976,41 @@ class PlanningController(QObject):
             half = 0.5 * float(ext[-1])
             v3.add_cylinder(centre - [0, 0, half], centre + [0, 0, half], 0.5 * float(ext[0]),
                             rgb=CAGE_RGB, opacity=0.6, group="implants")
+        rod_r = np.mean([r.get("diameter_mm", 5.5) for r in aj.get("rods", [])] or [5.5]) / 2
+        for c in aj.get("connectors", []):
+            a, b = (np.asarray(p, float) for p in c["ends_lps"])
+            v3.add_cylinder(a, b, rod_r + 0.2, rgb=CONNECTOR_RGB, group="implants")
+        self._draw_cement(aj.get("cement", []))
         axes = self.win.view3d_axes()
         for v in aj.get("vertebrae", []):
             c = np.asarray(v["centroid_lps"], float)
             v3.add_label(c - axes * 45.0, v["label"], rgb=(1.0, 0.85, 0.4), group="levels")
         v3.render()
+
+    def _draw_cement(self, cement: list[dict]) -> None:
+        """Each cement deposit as a translucent ellipsoid filling its box; it lies inside bone,
+        so a thin line leads from it to a "cement" label beside the spine, toward the viewer."""
+        volume = self.doc.volume
+        if volume is None or not cement:
+            return
+        from fluoroplan.app.reformat import display_axes
+
+        v3 = self.win.view3d
+        coronal = display_axes(volume.patient_position)["coronal"]
+        out = (CEMENT_CALLOUT_MM[0] * coronal.right_lps
+               - CEMENT_CALLOUT_MM[1] * coronal.into_screen_lps)
+        for c in cement:
+            lo, hi = (np.asarray(x, float) for x in c["bbox_ijk"])
+            corners = np.array([[x, y, z] for x in (lo[0], hi[0] - 1) for y in (lo[1], hi[1] - 1)
+                                for z in (lo[2], hi[2] - 1)])
+            lps = volume.lps_from_ijk_points(corners)
+            voxel_mm = np.abs(volume.lps_from_ijk[:3, :3]).sum(axis=1)  # one voxel's LPS size
+            semi_mm = 0.5 * (lps.max(axis=0) - lps.min(axis=0) + voxel_mm)
+            centre = np.asarray(c["center_lps"], float)
+            v3.add_actor(_ellipsoid_actor(centre, semi_mm, CEMENT_RGB, 0.7), group="implants")
+            v3.add_polyline(np.array([centre, centre + out]), rgb=CEMENT_RGB, width_px=2.0,
+                            group="implants")
+            v3.add_label(centre + out, "cement", rgb=CEMENT_RGB, group="implants")
 
     def _draw_trajectories(self) -> None:
         v3 = self.win.view3d
