@@ -14,8 +14,13 @@ Method (numpy/scipy only, no per-voxel Python loops):
    from a model of the shaft's blurred, clipped profile fitted with the scan's blur (the
    median of the screws' own), so that blooming does not widen it.
 3. **Rods.** Ridge voxels not explained by a screw or its tulip, running cranio-caudally, are
-   grouped (gaps at tulips bridged); a group longer than 25 mm is a rod: a polyline of binned
-   medians, its diameter from half-maximum edges.
+   grouped (gaps at tulips bridged); the rod's seats in the tulips along its line are added
+   (beyond 25 mm only where the way there reads as metal: a cross-link's clamp or a streak can
+   leave little free rod between two tulips); a group spanning 25 mm with its seats is a rod:
+   a polyline of binned medians and seats, its diameter from half-maximum edges at its
+   narrower free sections. A straight piece from one rod to the other is a cross-link; one
+   running left-right behind the screw heads is never a screw, nor a cage, even if a rod is
+   missed.
 4. **Cages and other metal.** Metal left over (not screw, tulip or rod) and blobs without any
    screw or rod are cages when compact, box-sized and between two vertebrae (or in front of the
    screws when no vertebra labels are given); anything else (a hip prosthesis, stents, sternal
@@ -78,9 +83,15 @@ SCREW_DIAMETER_OK_MM = (3.0, 10.0)
 SCREW_LENGTH_OK_MM = (15.0, 100.0)
 ROD_MIN_LENGTH_MM = 25.0
 ROD_LINK_MM = 22.0
+SEAT_REACH_MM = 25.0
+"""A tulip this far beyond a rod's ridge along its line is one of its seats."""
+SEAT_CHAIN_MM = 60.0
+"""... and up to this far when the rod's way to it reads as metal on the CT."""
 ROD_DIAMETER_OK_MM = (3.5, 8.5)
 ROD_ALONE_FRACTION = 0.8
 """A rod in an object without screws must make up this much of the object's metal."""
+TRANSVERSE_BAR_LR = 0.9
+"""|x| of a straight piece's direction above which it runs left-right (within ~25 deg)."""
 CAGE_MAX_EXTENT_MM = 50.0
 CAGE_VOLUME_MM3 = (150.0, 25000.0)
 LEFTOVER_MIN_MM3 = 150.0
@@ -434,9 +445,12 @@ def find_implants(
         rods = _rods_of(ridges[n], fits, sampler)
         # a straight "shaft" from one rod to the other is a cross-link, not a screw
         links = [f for f in fits if bridges_rods(f.head_lps, f.tip_lps, [r[0] for r in rods])]
-        if links:
-            fits = [f for f in fits if not any(f is q for q in links)]
-            found = [f for f in found if not any(f.fit is q for q in links)]
+        # a left-right bar behind the screw heads is never a screw, even when a rod is missed:
+        # it is left over metal (a connector if it reaches both rods, else other metal)
+        bars = [f for f in fits if not any(f is q for q in links) and _transverse_bar(f, fits)]
+        if links or bars:
+            fits = [f for f in fits if not any(f is q for q in links + bars)]
+            found = [f for f in found if not any(f.fit is q for q in links + bars)]
             rods = _rods_of(ridges[n], fits, sampler)
             links_raw += [(f.head_lps, f.tip_lps) for f in links]
         ex = _explained(gbox, m, fits, rods, volume)
@@ -580,6 +594,20 @@ def _shell_points(pts: np.ndarray, reach_mm: float = 3.0) -> np.ndarray:
     return (sub[None, :, :] + offs[:, None, :]).reshape(-1, 3)
 
 
+def _transverse_bar(fit: ScrewFit, fits: list[ScrewFit]) -> bool:
+    """A straight piece within ~25 deg of left-right, behind the other shafts' heads (at the
+    rods' depth): a cross-link, never a pedicle screw (those run front-back, at most ~30-40 deg
+    medially or laterally, with the head behind and the tip in the body)."""
+    if abs(float(fit.axis_lps[0])) < TRANSVERSE_BAR_LR:
+        return False
+    heads = [f.head_lps[1] for f in fits
+             if f is not fit and abs(float(f.axis_lps[0])) < TRANSVERSE_BAR_LR]
+    if len(heads) < 2:
+        return False
+    mid = 0.5 * (fit.head_lps + fit.tip_lps)
+    return bool(mid[1] > np.median(heads))  # LPS: +y is posterior
+
+
 def _plausible(fit: ScrewFit) -> bool:
     return (SCREW_DIAMETER_OK_MM[0] <= fit.diameter_mm <= SCREW_DIAMETER_OK_MM[1]
             and SCREW_LENGTH_OK_MM[0] <= fit.length_mm <= SCREW_LENGTH_OK_MM[1])
@@ -645,49 +673,84 @@ def _rods_of(ridge: Ridge, fits: list[ScrewFit], sampler: HUSampler) -> list:
         _, _, vt = np.linalg.svd(q - centre, full_matrices=False)
         d = vt[0] if vt[0][2] >= 0 else -vt[0]
         t = (q - centre) @ d
-        if t.max() - t.min() < ROD_MIN_LENGTH_MM or abs(d[2]) < CRANIOCAUDAL_COS:
+        if abs(d[2]) < CRANIOCAUDAL_COS:
             continue
         bins = np.arange(t.min(), t.max() + 6.0, 6.0)
         which = np.digitize(t, bins)
         poly = np.array([np.median(q[which == b], axis=0) for b in np.unique(which)])
-        poly = _add_seats(poly, fits, d)
+        poly = _add_seats(poly, fits, d, sampler)
+        # the rod's free pieces between tulips and clamps can be short: its length runs from
+        # seat to seat (the tulips it passes through) as well as over its own ridge
+        span = (poly - centre) @ d
+        if span.max() - span.min() < ROD_MIN_LENGTH_MM:
+            continue
         poly = poly[np.argsort(-(poly @ d))]  # cranial first
         poly = _extend_rod_ends(sampler, poly)
-        diam = _rod_diameter(sampler, poly, q)
+        diam = _rod_diameter(sampler, poly, q, d)
         if diam is None or not ROD_DIAMETER_OK_MM[0] <= diam <= ROD_DIAMETER_OK_MM[1]:
             continue
         rods.append((poly, diam, id(ridge)))
     return rods
 
 
-def _add_seats(poly: np.ndarray, fits: list[ScrewFit], d: np.ndarray) -> np.ndarray:
+def _add_seats(poly: np.ndarray, fits: list[ScrewFit], d: np.ndarray,
+               sampler: HUSampler | None = None) -> np.ndarray:
     """Insert the rod's seats: inside a tulip the rod lies on the screw's axis (behind the head).
 
     The distance ridge has no rod voxels inside a tulip; the seat is the point of the tulip axis
-    closest to the line through the rod's neighbouring pieces.
+    closest to the line through the rod's neighbouring pieces. A seat up to
+    :data:`SEAT_REACH_MM` beyond the rod's ridge is taken; further on (the rod's free piece
+    between two tulips eaten by a cross-link's clamp, or broken by a streak) only when the
+    straight way to it from the rod's last point reads as metal on the CT (``sampler``), and
+    seat by seat from the nearest.
     """
-    seats = []
     t_axis = np.arange(0.0, 22.0, 0.25)
+    proj = (poly - poly.mean(axis=0)) @ d
+    order = np.argsort(proj)
+    cands = []
     for f in fits:
         if not f.tulip_found:
             continue
         line = f.head_lps[None, :] - t_axis[:, None] * f.axis_lps[None, :]
-        proj = (poly - poly.mean(axis=0)) @ d
         tq = (line - poly.mean(axis=0)) @ d
         # the rod's centreline at the tulip's height: interpolate the binned points along d
-        order = np.argsort(proj)
         interp = np.stack([np.interp(tq, proj[order], poly[order, c]) for c in range(3)], axis=1)
         beyond = np.clip(tq - proj.max(), 0.0, None) + np.clip(tq - proj.min(), None, 0.0)
         interp = interp + beyond[:, None] * d[None, :]  # straight on past the end pieces
         dist = np.linalg.norm(line - interp, axis=1)
         k = int(np.argmin(dist))
-        if dist[k] < 6.0 and proj.min() - 25.0 < tq[k] < proj.max() + 25.0:
-            seats.append(line[k])
+        if dist[k] < 6.0:
+            cands.append((float(tq[k]), line[k]))
+    seats = []
+    lo, hi = float(proj.min()), float(proj.max())
+    lo_pt, hi_pt = poly[order[0]], poly[order[-1]]
+    for tq, p in sorted(cands, key=lambda c: max(lo - c[0], c[0] - hi, 0.0)):
+        if lo - SEAT_REACH_MM < tq < hi + SEAT_REACH_MM:
+            ok = True
+        elif sampler is not None and lo - SEAT_CHAIN_MM < tq < hi + SEAT_CHAIN_MM:
+            ok = _metal_path(sampler, lo_pt if tq < lo else hi_pt, p)
+        else:
+            ok = False
+        if not ok:
+            continue
+        seats.append(p)
+        if tq < lo:
+            lo, lo_pt = tq, p
+        elif tq > hi:
+            hi, hi_pt = tq, p
     if not seats:
         return poly
     seats = np.array(seats)
     far = np.min(np.linalg.norm(poly[:, None, :] - seats[None, :, :], axis=2), axis=1) > 4.0
     return np.vstack([poly[far], seats])
+
+
+def _metal_path(sampler: HUSampler, a: np.ndarray, b: np.ndarray) -> bool:
+    """The straight way from ``a`` to ``b`` reads as metal (over half the clip) nearly all along
+    (a thin streak's gap may cross it)."""
+    n = max(2, int(np.linalg.norm(b - a) / 0.5))
+    hu = sampler.sample(a[None, :] + np.linspace(0.0, 1.0, n)[:, None] * (b - a)[None, :])
+    return float(np.mean(hu >= 0.5 * sampler.clip_hu)) >= 0.9
 
 
 def _extend_rod_ends(sampler: HUSampler, poly: np.ndarray) -> np.ndarray:
@@ -706,14 +769,23 @@ def _extend_rod_ends(sampler: HUSampler, poly: np.ndarray) -> np.ndarray:
     return out
 
 
-def _rod_diameter(sampler: HUSampler, poly: np.ndarray, ridge_pts: np.ndarray) -> float | None:
-    ds = []
+def _rod_diameter(sampler: HUSampler, poly: np.ndarray, ridge_pts: np.ndarray,
+                  d: np.ndarray) -> float | None:
+    """Diameter from sections of the rod where it is free (on its own ridge, not in a tulip):
+    at the polyline's segment midpoints and at its ridge points (one per 3 mm along its
+    direction ``d``; a rod broken into short pieces by tulips and clamps has few midpoints on
+    its ridge)."""
     tree = cKDTree(ridge_pts)
+    sections = []
     for a, b in zip(poly[:-1], poly[1:], strict=True):
         mid = 0.5 * (a + b)
-        if tree.query(mid)[0] > 2.0:  # inside a tulip (no rod ridge there)
-            continue
-        p, _, r = radial_profiles(sampler, mid, b - a, np.array([-1.0, 0.0, 1.0]), n_theta=16,
+        if tree.query(mid)[0] <= 2.0:  # not inside a tulip (no rod ridge there)
+            sections.append((mid, b - a))
+    keep = np.unique(np.rint(ridge_pts @ d / 3.0), return_index=True)[1]
+    sections += [(p, d) for p in ridge_pts[keep]]
+    ds = []
+    for mid, axis in sections:
+        p, _, r = radial_profiles(sampler, mid, axis, np.array([-1.0, 0.0, 1.0]), n_theta=16,
                                   r_max=8.0, dr=0.1)
         edges, _ = metal_edges(p, r, sampler.clip_hu)
         if np.isfinite(edges).any():
@@ -756,6 +828,8 @@ def _as_cage(centre, ext, axes, vol, labels: _Labels, screws: list[ScrewFit]) ->
         return None
     if ext.max() > CAGE_MAX_EXTENT_MM or ext.min() < 4.0:
         return None
+    if screws and centre[1] >= np.median([f.head_lps[1] for f in screws]):
+        return None  # behind the screw heads (a cross-link's plate, a lamina hook): no disc there
     between = ("", "")
     if labels:
         up_dn = []

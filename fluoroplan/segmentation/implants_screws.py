@@ -21,6 +21,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
+from fluoroplan.segmentation.implants_constructs import metal_core_hu
 from fluoroplan.segmentation.implants_profiles import (
     HUSampler,
     ShaftFit,
@@ -45,6 +46,10 @@ SHAFT_FIT_MARGIN_MM = (3.0, 6.0)
 DENSE_SURROUNDINGS_HU = 1000.0
 """Around a shaft, above this is dense material (bone cement), not bone."""
 RIDGE_SLACK = 0.5
+WRAP_PLATEAU_MM = 1.0
+"""A dense wrap beyond a screw's tip is a plateau on the axis at least this long ..."""
+WRAP_FLAT_HU = 250.0
+"""... over which the HU change by less than this per millimetre (a blurred edge falls faster)."""
 """A voxel is on the ridge when its distance is within this many voxels of its neighbours' max."""
 
 
@@ -240,6 +245,36 @@ def _refine_axis(sampler: HUSampler, origin, axis, s_lo, s_hi, radius, clip):
     return new_origin, new_axis
 
 
+def _tip_inside_wrap(pa: np.ndarray, st: np.ndarray, peak: float, t: float,
+                     clip: float) -> float:
+    """The tip where the metal core ends, when dense material (bone cement) continues past it.
+
+    On the axis, metal falls to a plateau of dense material (below metal's core HU, above
+    :data:`DENSE_SURROUNDINGS_HU`) before it falls to bone or soft tissue; the half level to the
+    background then lies in the wrap. A blurred edge falls steeply all the way; a plateau is
+    flat over at least :data:`WRAP_PLATEAU_MM`. With one, the tip is the half level between the
+    metal and the plateau's HU."""
+    core = metal_core_hu(clip)
+    k = np.nonzero((st <= t) & (pa < core))[0]
+    if k.size == 0:
+        return t
+    step = float(st[1] - st[0])
+    seg = (st >= st[k[0]]) & (st <= t)
+    hu = pa[seg]
+    if hu.size * step < WRAP_PLATEAU_MM:
+        return t
+    n = max(2, int(round(WRAP_PLATEAU_MM / step)))
+    win = np.lib.stride_tricks.sliding_window_view(hu, n)
+    flat = ((win.max(axis=1) - win.min(axis=1)) < WRAP_FLAT_HU * WRAP_PLATEAU_MM) & (
+        win.min(axis=1) >= DENSE_SURROUNDINGS_HU)
+    if not flat.any():
+        return t
+    plateau = float(np.median(win[int(np.argmax(flat))]))
+    lvl = edge_levels(np.array(peak), np.array(min(plateau, peak - 1.0)), clip)
+    t2 = first_crossing(pa[None, :], st, np.array([lvl]))[0]
+    return float(t2) if np.isfinite(t2) and t2 < t else t
+
+
 def measure_screw(sampler: HUSampler, line: ShaftLine) -> ScrewFit | None:
     """Tip, head, axis, diameter and length of the screw around ``line`` (None if not a screw).
 
@@ -315,6 +350,8 @@ def measure_screw(sampler: HUSampler, line: ShaftLine) -> ScrewFit | None:
     bg_tip = float(np.median(far)) if far.size else float(np.median(bg))
     lvl = edge_levels(np.array(peak), np.array(min(bg_tip, peak - 1.0)), clip)
     t = first_crossing(pa[None, :], st, np.array([lvl]))[0]
+    if np.isfinite(t):
+        t = _tip_inside_wrap(pa, st, peak, float(t), clip)
     tip_s = float(t) if np.isfinite(t) else s_tip
     # head: the cross-section widens into the tulip (or the metal ends)
     jump = R_out + max(1.0, 0.3 * R_out)
