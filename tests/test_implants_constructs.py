@@ -180,3 +180,33 @@ def test_rods_are_whole_polylines(results, key):
         # the ends read 2.7-3.4 mm beyond the truth's on every phantom (with or without links)
         assert np.linalg.norm(r.points_lps[0] - tp[0]) < 4.0, (r.side, r.points_lps[0], tp[0])
         assert np.linalg.norm(r.points_lps[-1] - tp[-1]) < 4.0, (r.side, r.points_lps[-1], tp[-1])
+
+
+@pytest.mark.parametrize("key", ["xlinks2_streaks", "xlink_round_streaks"])
+def test_crosslink_with_one_rod_missing_is_neither_screw_nor_cage(key):
+    """A left-right bar behind the screw heads whose second rod is not found (erased here
+    outside the cross-links' clamps) is other metal: never a screw, a cage or a connector."""
+    from fluoroplan.io.volume import CTVolume
+
+    ph = make_phantom(**VARIANTS[key])
+    hu = ph.volume.hu.copy()
+    kk, jj, ii = np.nonzero(ph.metal)
+    pts = ph.volume.lps_from_ijk_points(np.stack([ii, jj, kk], axis=1))
+    heads = np.array([s["head_lps"] for s in ph.truth["screws"]])
+    axes = np.array([s["axis_lps"] for s in ph.truth["screws"]])
+    rel = pts[:, None, :] - heads[None]
+    along = np.einsum("nsc,sc->ns", rel, axes)
+    perp = np.linalg.norm(rel - along[..., None] * axes[None], axis=2)
+    in_screw = ((along > -16.0) & (along < 50.0) & (perp < 7.5)).any(axis=1)
+    near_bar = np.zeros(len(pts), bool)
+    for t in ph.truth["crosslinks"]:
+        near_bar |= np.abs(pts[:, 2] - t["center_lps"][2]) < 8.0
+    gone = ~in_screw & ~near_bar & (pts[:, 0] > 0.0)  # the left rod (LPS +x is left)
+    hu[kk[gone], jj[gone], ii[gone]] = 40
+    names = {v["index"]: v["label"] for v in ph.truth["vertebrae"]}
+    imp = find_implants(CTVolume(hu=hu, lps_from_ijk=ph.volume.lps_from_ijk),
+                        vertebra_labels=ph.labels, label_names=names)
+    assert sorted(s.id for s in imp.screws) == sorted(t["id"] for t in ph.truth["screws"])
+    assert [r.side for r in imp.rods] == ["right"]
+    assert imp.connectors == () and imp.cages == ()
+    assert len(imp.other) == len(ph.truth["crosslinks"])
