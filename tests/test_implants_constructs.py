@@ -210,3 +210,18 @@ def test_crosslink_with_one_rod_missing_is_neither_screw_nor_cage(key):
     assert [r.side for r in imp.rods] == ["right"]
     assert imp.connectors == () and imp.cages == ()
     assert len(imp.other) == len(ph.truth["crosslinks"])
+
+
+def test_a_cement_augmented_tight_screw_is_not_loose_full_grid():
+    """Full-size phantom (0.75 mm, seed 0) with an augmented L3-right screw, a cross-link and
+    cement in L4: the cement around the screw's distal half must not raise the bone level the
+    halo is compared with (before: the pedicle's cortex alone set it, cancellous bone beside the
+    shaft read as a 1.2 mm halo and the screw was flagged loose). Only L2-left is loose."""
+    from fluoroplan.segmentation.analysis import analyze
+
+    ph = make_phantom(0, crosslinks=("L1",), cement=("L4",), augmented_screw="L3-right")
+    an = analyze(ph.volume)
+    assert [s.id for s in an.implants.screws if s.loose] == ["L2-left"]
+    aug = an.implants.screw("L3-right")
+    assert aug.halo_mm < 0.5
+    assert abs(an.implants.screw("L2-left").halo_mm - 2.0) < 0.5
