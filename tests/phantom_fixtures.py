@@ -31,3 +31,16 @@ def small_phantom(seed: int = 0, **kwargs) -> Phantom:
 def full_phantom(seed: int = 0, **kwargs) -> Phantom:
     """The default full-size phantom (cached per arguments). Do not mutate it."""
     return _cached(seed, _freeze(kwargs))
+
+
+def implants_of_variants(variants: dict) -> dict:
+    """``{key: (phantom, Implants)}`` for phantom variants ``{key: make_phantom kwargs}``, each
+    analysed by ``find_implants`` with the phantom's own vertebra labels."""
+    from fluoroplan.segmentation.implants import find_implants
+
+    out = {}
+    for key, kw in variants.items():
+        ph = make_phantom(**kw)
+        names = {v["index"]: v["label"] for v in ph.truth["vertebrae"]}
+        out[key] = (ph, find_implants(ph.volume, vertebra_labels=ph.labels, label_names=names))
+    return out

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from phantom_fixtures import implants_of_variants
 
-from fluoroplan.resources.phantom import BLOOMING_SIGMAS, _blur_psf, _variance_kernel, make_phantom
+from fluoroplan.resources.phantom import BLOOMING_SIGMAS, _blur_psf, _variance_kernel
 from fluoroplan.resources.phantom_sdf import Grid
-from fluoroplan.segmentation.implants import find_implants
 
 COARSE = dict(shape_ijk=(256, 256, 160), pixel_mm=1.0, slice_mm=1.25)
 # a 1.5 mm halo under 1 mm of blooming needs finer voxels than COARSE (the rim and the halo's
@@ -30,12 +30,7 @@ VARIANTS = {
 
 @pytest.fixture(scope="module")
 def results():
-    out = {}
-    for key, kw in VARIANTS.items():
-        ph = make_phantom(**kw)
-        names = {v["index"]: v["label"] for v in ph.truth["vertebrae"]}
-        out[key] = (ph, find_implants(ph.volume, vertebra_labels=ph.labels, label_names=names))
-    return out
+    return implants_of_variants(VARIANTS)
 
 
 def _pairs(ph, imp):

@@ -12,6 +12,7 @@ import json
 
 import numpy as np
 import pytest
+from phantom_fixtures import implants_of_variants
 
 from fluoroplan.resources.phantom import make_phantom
 from fluoroplan.segmentation.implants import find_implants
@@ -47,12 +48,7 @@ def _keys(test: str) -> list:
 
 @pytest.fixture(scope="module")
 def results():
-    out = {}
-    for key, kw in VARIANTS.items():
-        ph = make_phantom(**kw)
-        names = {v["index"]: v["label"] for v in ph.truth["vertebrae"]}
-        out[key] = (ph, find_implants(ph.volume, vertebra_labels=ph.labels, label_names=names))
-    return out
+    return implants_of_variants(VARIANTS)
 
 
 def _angle_deg(a, b):
@@ -142,6 +138,18 @@ def test_crosslink_without_rods_is_not_a_connector():
     from fluoroplan.io.volume import CTVolume
 
     t = ph.truth["crosslinks"][0]
+    kk, jj, ii, pts, in_screw = _metal_in_screws(ph)
+    near_bar = np.abs(pts[:, 2] - t["center_lps"][2]) < 8.0
+    gone = ~in_screw & ~near_bar
+    hu[kk[gone], jj[gone], ii[gone]] = 40
+    imp = find_implants(CTVolume(hu=hu, lps_from_ijk=ph.volume.lps_from_ijk))
+    assert imp.connectors == ()
+    assert len(imp.screws) == len(ph.truth["screws"])
+
+
+def _metal_in_screws(ph):
+    """The phantom's metal voxels (k, j, i), their LPS points, and which lie in a screw (shaft
+    and tulip)."""
     kk, jj, ii = np.nonzero(ph.metal)
     pts = ph.volume.lps_from_ijk_points(np.stack([ii, jj, kk], axis=1))
     heads = np.array([s["head_lps"] for s in ph.truth["screws"]])
@@ -150,12 +158,7 @@ def test_crosslink_without_rods_is_not_a_connector():
     along = np.einsum("nsc,sc->ns", rel, axes)
     perp = np.linalg.norm(rel - along[..., None] * axes[None], axis=2)
     in_screw = ((along > -16.0) & (along < 50.0) & (perp < 7.5)).any(axis=1)
-    near_bar = np.abs(pts[:, 2] - t["center_lps"][2]) < 8.0
-    gone = ~in_screw & ~near_bar
-    hu[kk[gone], jj[gone], ii[gone]] = 40
-    imp = find_implants(CTVolume(hu=hu, lps_from_ijk=ph.volume.lps_from_ijk))
-    assert imp.connectors == ()
-    assert len(imp.screws) == len(ph.truth["screws"])
+    return kk, jj, ii, pts, in_screw
 
 
 def _dist_to_polyline(p, poly):
@@ -190,14 +193,7 @@ def test_crosslink_with_one_rod_missing_is_neither_screw_nor_cage(key):
 
     ph = make_phantom(**VARIANTS[key])
     hu = ph.volume.hu.copy()
-    kk, jj, ii = np.nonzero(ph.metal)
-    pts = ph.volume.lps_from_ijk_points(np.stack([ii, jj, kk], axis=1))
-    heads = np.array([s["head_lps"] for s in ph.truth["screws"]])
-    axes = np.array([s["axis_lps"] for s in ph.truth["screws"]])
-    rel = pts[:, None, :] - heads[None]
-    along = np.einsum("nsc,sc->ns", rel, axes)
-    perp = np.linalg.norm(rel - along[..., None] * axes[None], axis=2)
-    in_screw = ((along > -16.0) & (along < 50.0) & (perp < 7.5)).any(axis=1)
+    kk, jj, ii, pts, in_screw = _metal_in_screws(ph)
     near_bar = np.zeros(len(pts), bool)
     for t in ph.truth["crosslinks"]:
         near_bar |= np.abs(pts[:, 2] - t["center_lps"][2]) < 8.0

@@ -349,6 +349,25 @@ class _Labels:
         return self._centroids[value]
 
 
+def _pieces(mask: np.ndarray, gbox, volume: CTVolume, vox_mm3: float, least_mm3: float):
+    """The 26-connected pieces of ``mask`` (a box ``gbox`` of the CT) of at least
+    ``least_mm3``: ``(piece, box, volume_mm3, points_lps, bbox_ijk)`` each, ``piece`` a bool
+    array on the CT's sub-box ``box``."""
+    if not mask.any():
+        return
+    lab, _ = ndi.label(mask, np.ones((3, 3, 3)))
+    for c, sl in enumerate(ndi.find_objects(lab), start=1):
+        piece = lab[sl] == c
+        vol = float(piece.sum() * vox_mm3)
+        if vol < least_mm3:
+            continue
+        box = tuple(slice(g.start + q.start, g.start + q.stop) for g, q in zip(gbox, sl, strict=True))
+        kji = np.argwhere(piece) + np.array([b.start for b in box])
+        pts = volume.lps_from_ijk_points(kji[:, ::-1])
+        bbox = (tuple(int(b.start) for b in box[::-1]), tuple(int(b.stop) for b in box[::-1]))
+        yield piece, box, vol, pts, bbox
+
+
 # --------------------------------------------------------------------------------------------
 # the entry point
 # --------------------------------------------------------------------------------------------
@@ -470,34 +489,14 @@ def find_implants(
     core_hu = metal_core_hu(sampler.clip_hu)
     for n, (gbox, m) in enumerate(objects):
         dense = _cement_voxels(volume.hu[gbox], m, core_hu, spacing_kji)
-        if dense.any():  # bone cement: its own pieces, whatever metal it touches
-            lab, k = ndi.label(dense, np.ones((3, 3, 3)))
-            for c, sl in enumerate(ndi.find_objects(lab), start=1):
-                piece = lab[sl] == c
-                vol = float(piece.sum() * vox_mm3)
-                if vol < MIN_METAL_MM3:
-                    continue
-                box = tuple(slice(g.start + q.start, g.start + q.stop) for g, q in
-                            zip(gbox, sl, strict=True))
-                kji = np.argwhere(piece) + np.array([b.start for b in box])
-                pts = volume.lps_from_ijk_points(kji[:, ::-1])
-                centre, ext, _ = _pca_extent(pts)
-                bbox = (tuple(int(b.start) for b in box[::-1]),
-                        tuple(int(b.stop) for b in box[::-1]))
-                cement_raw.append((centre, ext, vol, bbox, pts))
+        # bone cement: its own pieces, whatever metal it touches
+        for _piece, _box, vol, pts, bbox in _pieces(dense, gbox, volume, vox_mm3, MIN_METAL_MM3):
+            centre, ext, _ = _pca_extent(pts)
+            cement_raw.append((centre, ext, vol, bbox, pts))
         left = m & ~explained[n] & ~dense
-        lab, k = ndi.label(left, np.ones((3, 3, 3)))
-        for c, sl in enumerate(ndi.find_objects(lab), start=1):
-            piece = lab[sl] == c
-            vol = float(piece.sum() * vox_mm3)
-            if vol < (LEFTOVER_MIN_MM3 if explained[n].any() else MIN_METAL_MM3):
-                continue
-            box = tuple(slice(g.start + s.start, g.start + s.stop) for g, s in
-                        zip(gbox, sl, strict=True))
-            kji = np.argwhere(piece) + np.array([b.start for b in box])
-            pts = volume.lps_from_ijk_points(kji[:, ::-1])
+        least = LEFTOVER_MIN_MM3 if explained[n].any() else MIN_METAL_MM3
+        for piece, box, vol, pts, bbox in _pieces(left, gbox, volume, vox_mm3, least):
             centre, ext, axes = _pca_extent(pts)
-            bbox = (tuple(int(b.start) for b in box[::-1]), tuple(int(b.stop) for b in box[::-1]))
             if is_cement(volume.hu[box][piece], sampler.clip_hu):
                 cement_raw.append((centre, ext, vol, bbox, pts))
                 continue
