@@ -83,6 +83,8 @@ SCREW_DIAMETER_OK_MM = (3.0, 10.0)
 SCREW_LENGTH_OK_MM = (15.0, 100.0)
 ROD_MIN_LENGTH_MM = 25.0
 ROD_LINK_MM = 22.0
+ROD_SECTION_OFF_MM = 1.0
+"""A rod's diameter is read at its ridge points no further than this from its polyline."""
 SEAT_REACH_MM = 25.0
 """A tulip this far beyond a rod's ridge along its line is one of its seats."""
 SEAT_CHAIN_MM = 60.0
@@ -780,8 +782,10 @@ def _rod_diameter(sampler: HUSampler, poly: np.ndarray, ridge_pts: np.ndarray,
         mid = 0.5 * (a + b)
         if tree.query(mid)[0] <= 2.0:  # not inside a tulip (no rod ridge there)
             sections.append((mid, b - a))
-    keep = np.unique(np.rint(ridge_pts @ d / 3.0), return_index=True)[1]
-    sections += [(p, d) for p in ridge_pts[keep]]
+    # ridge points on the rod's line (not a tulip's or a clamp's edge beside it)
+    on_line = ridge_pts[_near_polyline(ridge_pts, poly, ROD_SECTION_OFF_MM)]
+    keep = np.unique(np.rint(on_line @ d / 3.0), return_index=True)[1]
+    sections += [(p, d) for p in on_line[keep]]
     ds = []
     for mid, axis in sections:
         p, _, r = radial_profiles(sampler, mid, axis, np.array([-1.0, 0.0, 1.0]), n_theta=16,
