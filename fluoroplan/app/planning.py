@@ -37,6 +37,7 @@ from fluoroplan.app.qtcompat import emit
 from fluoroplan.app.tasks import Task
 from fluoroplan.app.undo import AddTrajectory, EditTrajectory, Relabel, RemoveTrajectory
 from fluoroplan.geometry.conventions import NEEDLE_OUTER_DIAMETER_MM
+from fluoroplan.geometry.render3d import ellipsoid_actor
 from fluoroplan.io.errors import Cancelled, FluoroplanError
 
 log = logging.getLogger(__name__)
@@ -101,25 +102,6 @@ def _propose_all(case, target, progress, cancel):
         out.append(propose(case, target, approach, side, cancel))
     progress(1.0, "Proposals ready")
     return out
-
-
-def _ellipsoid_actor(centre_lps, semi_axes_mm, rgb, opacity: float):
-    """A vtkActor: an ellipsoid at ``centre_lps`` with LPS-aligned semi-axes (mm)."""
-    from vtkmodules.vtkFiltersSources import vtkSphereSource
-    from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper
-
-    src = vtkSphereSource()
-    src.SetThetaResolution(32)
-    src.SetPhiResolution(16)
-    mapper = vtkPolyDataMapper()
-    mapper.SetInputConnection(src.GetOutputPort())
-    actor = vtkActor()
-    actor.SetMapper(mapper)
-    actor.SetScale(*(2.0 * np.asarray(semi_axes_mm, float)))  # the source's radius is 0.5
-    actor.SetPosition(*np.asarray(centre_lps, float))
-    actor.GetProperty().SetColor(*rgb)
-    actor.GetProperty().SetOpacity(float(opacity))
-    return actor
 
 
 class PlanningController(QObject):
@@ -1007,7 +989,7 @@ class PlanningController(QObject):
             voxel_mm = np.abs(volume.lps_from_ijk[:3, :3]).sum(axis=1)  # one voxel's LPS size
             semi_mm = 0.5 * (lps.max(axis=0) - lps.min(axis=0) + voxel_mm)
             centre = np.asarray(c["center_lps"], float)
-            v3.add_actor(_ellipsoid_actor(centre, semi_mm, CEMENT_RGB, 0.7), group="implants")
+            v3.add_actor(ellipsoid_actor(centre, semi_mm, CEMENT_RGB, 0.7), group="implants")
             v3.add_polyline(np.array([centre, centre + out]), rgb=CEMENT_RGB, width_px=2.0,
                             group="implants")
             v3.add_label(centre + out, "cement", rgb=CEMENT_RGB, group="implants")

@@ -260,17 +260,23 @@ def _tube_actor(points_lps: np.ndarray, radius_mm: float, rgb):
 
 
 def _sphere_actor(center_lps: np.ndarray, radius_mm: float, rgb):
+    return ellipsoid_actor(center_lps, (radius_mm, radius_mm, radius_mm), rgb)
+
+
+def ellipsoid_actor(center_lps, semi_axes_mm, rgb, opacity: float = 1.0):
+    """A vtkActor: an ellipsoid at ``center_lps`` with LPS-aligned semi-axes (mm)."""
     from vtkmodules.vtkFiltersSources import vtkSphereSource
     from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper
 
-    src = vtkSphereSource()
-    src.SetCenter(*center_lps)
-    src.SetRadius(radius_mm)
-    src.SetThetaResolution(20)
+    src = vtkSphereSource()  # radius 0.5 at the origin, scaled and placed by the actor
+    src.SetThetaResolution(32)
     src.SetPhiResolution(20)
     mapper = vtkPolyDataMapper()
     mapper.SetInputConnection(src.GetOutputPort())
     actor = vtkActor()
     actor.SetMapper(mapper)
+    actor.SetScale(*(2.0 * np.asarray(semi_axes_mm, float)))
+    actor.SetPosition(*np.asarray(center_lps, float))
     actor.GetProperty().SetColor(*rgb)
+    actor.GetProperty().SetOpacity(float(opacity))
     return actor
