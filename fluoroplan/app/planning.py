@@ -49,6 +49,7 @@ TIGHT_RGB = (0.55, 0.62, 0.85)
 ROD_RGB = (0.6, 0.75, 0.95)
 CAGE_RGB = (0.3, 0.9, 0.6)
 CONNECTOR_RGB = (0.72, 0.55, 1.0)  # cross-links: violet, apart from the rods' blue
+LEVEL_LABEL_BACK_MM = 40.0
 CEMENT_RGB = (1.0, 0.96, 0.78)  # bone cement: yellow-white, as bright as it reads on CT
 CEMENT_CALLOUT_MM = (60.0, 40.0)  # cement label: this far to screen-right, toward the viewer
 NEEDLE_RGB = (1.0, 0.8, 0.0)
@@ -965,7 +966,9 @@ class PlanningController(QObject):
         self._draw_cement(aj.get("cement", []))
         axes = self.win.view3d_axes()
         for v in aj.get("vertebrae", []):
-            c = np.asarray(v["centroid_lps"], float)
+            # beside the vertebra and behind it (toward the camera looking at the back), so
+            # that ribs do not hide the thoracic labels
+            c = np.asarray(v["centroid_lps"], float) + np.array([0.0, LEVEL_LABEL_BACK_MM, 0.0])
             v3.add_label(c - axes * 45.0, v["label"], rgb=(1.0, 0.85, 0.4), group="levels")
         v3.render()
 
