@@ -812,19 +812,8 @@ def _draw_ribs(hu, grid, vt: _Vertebra, ta, tb) -> dict:
         X, Y, Z = grid.coords(box)
         sdf = np.full(np.broadcast(X, Y, Z).shape, S.BIG, np.float32)
         for a, b in zip(pts[:-1], pts[1:], strict=True):
-            seg = grid.box(np.minimum(a, b) - r - 1.5, np.maximum(a, b) + r + 1.5)
-            inter = S.sub_box(box, seg) if seg is not None else None
-            if inter is None:
-                continue
-            rel = inter[1]
-            Xs, Ys, Zs = X[..., rel[2]], Y[:, rel[1], :], Z[rel[0]]
-            sdf[rel] = np.minimum(sdf[rel], S.capsule(Xs, Ys, Zs, a, b, r))
-        hb = grid.box(head - 6.0, head + 6.0)
-        inter = S.sub_box(box, hb) if hb is not None else None
-        if inter is not None:
-            rel = inter[1]
-            Xs, Ys, Zs = X[..., rel[2]], Y[:, rel[1], :], Z[rel[0]]
-            sdf[rel] = np.minimum(sdf[rel], S.capsule(Xs, Ys, Zs, head, head, 5.0))
+            _add_capsule(grid, box, X, Y, Z, sdf, a, b, r, 1.5)
+        _add_capsule(grid, box, X, Y, Z, sdf, head, head, 5.0, 1.0)  # the rib head
         S.paint(hu, box, S.alpha(sdf, grid.ramp_mm), HU_RIB_CORTEX)
         S.paint(hu, box, S.alpha(sdf + 1.2, grid.ramp_mm), HU_RIB_MARROW)
     return heads
@@ -841,6 +830,17 @@ def _screw_sdf(X, Y, Z, head, axis, L, r_out):
     r = r_core + (r_out - r_core) * (1.0 - 2.0 * np.abs(frac - 0.5))
     r = r * np.clip(0.25 + 0.75 * (L - s) / 5.0, 0.25, 1.0)
     return np.maximum(radial - r, np.maximum(-s, s - L)).astype(np.float32), s, radial
+
+
+def _add_capsule(grid, box, X, Y, Z, sdf, a, b, r: float, pad: float) -> None:
+    """``sdf`` (on ``box``, coordinates ``X, Y, Z``) takes the capsule a-b of radius ``r``,
+    computed only in the sub-box around it (``r + pad`` beyond its ends)."""
+    seg = grid.box(np.minimum(a, b) - r - pad, np.maximum(a, b) + r + pad)
+    inter = S.sub_box(box, seg) if seg is not None else None
+    if inter is None:
+        return
+    rel = inter[1]
+    sdf[rel] = np.minimum(sdf[rel], S.capsule(X[..., rel[2]], Y[:, rel[1], :], Z[rel[0]], a, b, r))
 
 
 def _metal_paint(hu, metal, labels, grid, box, sdf, value=HU_METAL_DRAWN):
@@ -970,12 +970,7 @@ def _draw_instrumentation(hu, labels, metal, grid, by_label, instrumented, loose
         X, Y, Z = grid.coords(box)
         sdf = np.full(np.broadcast(X, Y, Z).shape, S.BIG, np.float32)
         for a, b in zip(poly[:-1], poly[1:], strict=True):
-            seg = grid.box(np.minimum(a, b) - r - 2, np.maximum(a, b) + r + 2)
-            inter = S.sub_box(box, seg) if seg is not None else None
-            if inter is None:
-                continue
-            rel = inter[1]
-            sdf[rel] = np.minimum(sdf[rel], S.capsule(X[..., rel[2]], Y[:, rel[1], :], Z[rel[0]], a, b, r))
+            _add_capsule(grid, box, X, Y, Z, sdf, a, b, r, 2.0)
         _metal_paint(hu, metal, labels, grid, box, sdf)
     return screws, rods
 
