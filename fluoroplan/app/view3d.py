@@ -22,8 +22,7 @@ from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
 from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 from vtkmodules.vtkCommonDataModel import vtkImageData, vtkPolyData
 from vtkmodules.vtkCommonMath import vtkMatrix4x4
-from vtkmodules.vtkFiltersCore import vtkFlyingEdges3D, vtkTubeFilter
-from vtkmodules.vtkFiltersSources import vtkLineSource
+from vtkmodules.vtkFiltersCore import vtkFlyingEdges3D
 from vtkmodules.vtkInteractionStyle import vtkInteractorStyleTrackballCamera
 from vtkmodules.vtkInteractionWidgets import vtkOrientationMarkerWidget
 from vtkmodules.vtkRenderingAnnotation import vtkAnnotatedCubeActor
@@ -36,7 +35,7 @@ from vtkmodules.vtkRenderingCore import (
 )
 
 from fluoroplan.app.reformat import display_axes
-from fluoroplan.geometry.render3d import polyline_polydata
+from fluoroplan.geometry.render3d import polyline_polydata, tube_actor
 from fluoroplan.io.progress import CancelToken, ProgressCallback, no_progress
 from fluoroplan.io.volume import CTVolume
 
@@ -273,20 +272,7 @@ class View3D(QWidget):
     def add_cylinder(self, start_lps, end_lps, radius_mm: float, rgb=(1.0, 0.3, 0.3),
                      opacity: float = 1.0, group: str = "default") -> vtkActor:
         """A solid cylinder (a needle, a screw shaft) from ``start_lps`` to ``end_lps``."""
-        src = vtkLineSource()
-        src.SetPoint1(*np.asarray(start_lps, float))
-        src.SetPoint2(*np.asarray(end_lps, float))
-        tube = vtkTubeFilter()
-        tube.SetInputConnection(src.GetOutputPort())
-        tube.SetRadius(float(radius_mm))
-        tube.SetNumberOfSides(24)
-        tube.CappingOn()
-        mapper = vtkPolyDataMapper()
-        mapper.SetInputConnection(tube.GetOutputPort())
-        actor = vtkActor()
-        actor.SetMapper(mapper)
-        actor.GetProperty().SetColor(*rgb)
-        actor.GetProperty().SetOpacity(opacity)
+        actor = tube_actor([start_lps, end_lps], radius_mm, rgb, opacity, sides=24)
         self.add_actor(actor, group)
         return actor
 

@@ -125,7 +125,7 @@ class Scene3D:
             pts = [nd.entry_lps, nd.aim_lps]
             if np.linalg.norm(np.asarray(nd.target_lps) - np.asarray(nd.aim_lps)) > 0.1:
                 pts.append(nd.target_lps)
-            self._actors.append(_tube_actor(np.asarray(pts, float), nd.radius_mm, nd.rgb))
+            self._actors.append(tube_actor(pts, nd.radius_mm, nd.rgb))
         for p in targets_lps:
             self._actors.append(_sphere_actor(np.asarray(p, float), 2.5, TARGET_RGB))
         for a in self._actors:
@@ -242,20 +242,22 @@ def polyline_polydata(points_lps: np.ndarray):
     return poly
 
 
-def _tube_actor(points_lps: np.ndarray, radius_mm: float, rgb):
+def tube_actor(points_lps, radius_mm: float, rgb, opacity: float = 1.0, sides: int = 16):
+    """A vtkActor: a capped tube of ``radius_mm`` along an LPS polyline (a needle, a shaft)."""
     from vtkmodules.vtkFiltersCore import vtkTubeFilter
     from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper
 
     tube = vtkTubeFilter()
-    tube.SetInputData(polyline_polydata(points_lps))
-    tube.SetRadius(radius_mm)
-    tube.SetNumberOfSides(16)
+    tube.SetInputData(polyline_polydata(np.asarray(points_lps, float)))
+    tube.SetRadius(float(radius_mm))
+    tube.SetNumberOfSides(int(sides))
     tube.CappingOn()
     mapper = vtkPolyDataMapper()
     mapper.SetInputConnection(tube.GetOutputPort())
     actor = vtkActor()
     actor.SetMapper(mapper)
     actor.GetProperty().SetColor(*rgb)
+    actor.GetProperty().SetOpacity(float(opacity))
     return actor
 
 
