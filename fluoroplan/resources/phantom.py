@@ -102,6 +102,8 @@ LEVELS: dict[str, _Level] = {
     "L5": _Level(50, 34, 26, 10.0, 14.5, 14, 25, 24.0, 18.0, 20, 25, 17, 10),
 }
 ORDER = tuple(LEVELS)
+STRUCTURE_CODES = {"canal": 1, "rib": 2, "ilium": 3}
+"""Values of ``Phantom.structures``."""
 SIDES = {"left": 1.0, "right": -1.0}
 
 
@@ -120,12 +122,18 @@ class Phantom:
         vertebral bone voxel; 0 elsewhere, including ribs, discs, canal, metal and halo.
     metal : ndarray bool [k, j, i]
         True metal (screws, tulips, rods, titanium cage, tantalum beads), before artifacts.
+    structures : ndarray uint8 [k, j, i]
+        What else was drawn, voxel by voxel (``STRUCTURE_CODES``): the spinal canal's lumen
+        (where its fluid was painted and no metal later was), the ribs, the ilia. The truth a
+        canal, rib or pelvis finder is measured against: what the phantom drew, never a shape
+        parameter.
     """
 
     volume: CTVolume
     truth: dict
     labels: np.ndarray
     metal: np.ndarray
+    structures: np.ndarray | None = None
 
 
 # --- vertebra geometry -----------------------------------------------------------------------
@@ -445,6 +453,7 @@ def make_phantom(
     hu = np.full(grid.shape_kji, HU_AIR, np.float32)
     labels = np.zeros(grid.shape_kji, np.uint8)
     metal = np.zeros(grid.shape_kji, bool)
+    structures = np.zeros(grid.shape_kji, np.uint8)
 
     # trunk (the same along z), seeded size
     ta, tb = 150.0 * rng.uniform(0.95, 1.05), 105.0 * rng.uniform(0.95, 1.05)
@@ -470,12 +479,15 @@ def make_phantom(
     rib_heads = {}
     for vt in verts:
         if vt.thoracic:
-            rib_heads[vt.label] = _draw_ribs(hu, grid, vt, ta, tb)
+            rib_heads[vt.label] = _draw_ribs(hu, grid, vt, ta, tb, structures)
     progress(0.3, "Drawing vertebrae")
     for vt in verts:
         _draw_vertebra(hu, labels, grid, vt)
+    # a vertebra drawn over a rib head takes it: the rib is what stays outside the vertebrae
+    structures[(labels > 0) & (structures == STRUCTURE_CODES["rib"])] = 0
     for n, vt in enumerate(verts):
-        _draw_canal(hu, labels, grid, vt, first=(n == 0), last=(n == len(verts) - 1))
+        _draw_canal(hu, labels, grid, vt, first=(n == 0), last=(n == len(verts) - 1),
+                    structures=structures)
     progress(0.5, "Placing implants")
 
     cages = []
@@ -490,6 +502,7 @@ def make_phantom(
         augmented=(augmented_screw, np.random.default_rng([seed, 17]), cements))
     links = [_draw_crosslink(hu, labels, metal, grid, screws, instrumented, lvl,
                              crosslink_section_mm, rod_diameter_mm) for lvl in crosslinks]
+    structures[metal] = 0  # metal drawn into the canal or a rib is metal, not lumen or bone
     progress(0.65, "Artifacts and noise")
     if streaks:
         add_metal_streaks(hu, metal, grid.x, grid.y, np.random.default_rng([seed, 7]))
@@ -512,6 +525,7 @@ def make_phantom(
         out = np.ascontiguousarray(out[:, ::-1, ::-1])
         labels = np.ascontiguousarray(labels[:, ::-1, ::-1])
         metal = np.ascontiguousarray(metal[:, ::-1, ::-1])
+        structures = np.ascontiguousarray(structures[:, ::-1, ::-1])
         affine = np.eye(4)
         affine[0, 0] = affine[1, 1] = -grid.pixel_mm
         affine[2, 2] = grid.slice_mm
@@ -561,7 +575,7 @@ def make_phantom(
                       identifiers=identifiers, patient=patient,
                       notes=["synthetic phantom (fluoroplan.resources.phantom)"])
     progress(1.0, f"Phantom ready in {time.perf_counter() - t_start:.1f} s")
-    return Phantom(volume=volume, truth=truth, labels=labels, metal=metal)
+    return Phantom(volume=volume, truth=truth, labels=labels, metal=metal, structures=structures)
 
 
 def _validate_extras(levels, instrumented, loose_screw, crosslinks, section, cement,
@@ -760,7 +774,8 @@ def _draw_vertebra(hu, labels, grid, vt: _Vertebra) -> None:
         S.paint(hu, box, S.alpha(band, grid.ramp_mm), HU_SCLEROSIS)
 
 
-def _draw_canal(hu, labels, grid, vt: _Vertebra, first: bool, last: bool) -> None:
+def _draw_canal(hu, labels, grid, vt: _Vertebra, first: bool, last: bool,
+                structures: np.ndarray | None = None) -> None:
     w_hi = vt.H / 2 + (25.0 if first else 1.0)
     w_lo = -vt.H / 2 - vt.disc_below - (25.0 if last else 1.0)
     vc = vt.v_canal
@@ -772,12 +787,14 @@ def _draw_canal(hu, labels, grid, vt: _Vertebra, first: bool, last: bool) -> Non
     dz = np.maximum(w - w_hi, w_lo - w)
     sdf = np.maximum(S.ellipse(u, v - vc, vt.cw / 2, vt.ap / 2), dz)
     _paint_sdf(hu, labels, grid, box, sdf, HU_CSF, clear_label=True)
+    if structures is not None:
+        structures[box][sdf <= 0] = STRUCTURE_CODES["canal"]
     if vt.thoracic or vt.label == "L1":
         cord = np.maximum(S.ellipse(u, v - vc + 0.5, 5.0, 4.0), dz)
         S.paint(hu, box, S.alpha(cord, grid.ramp_mm), HU_CORD)
 
 
-def _draw_ribs(hu, grid, vt: _Vertebra, ta, tb) -> dict:
+def _draw_ribs(hu, grid, vt: _Vertebra, ta, tb, structures: np.ndarray | None = None) -> dict:
     heads = {}
     length = {"T11": 150.0, "T12": 105.0}.get(vt.label, 220.0)
     for side, s in SIDES.items():
@@ -816,6 +833,8 @@ def _draw_ribs(hu, grid, vt: _Vertebra, ta, tb) -> dict:
         _add_capsule(grid, box, X, Y, Z, sdf, head, head, 5.0, 1.0)  # the rib head
         S.paint(hu, box, S.alpha(sdf, grid.ramp_mm), HU_RIB_CORTEX)
         S.paint(hu, box, S.alpha(sdf + 1.2, grid.ramp_mm), HU_RIB_MARROW)
+        if structures is not None:
+            structures[box][sdf <= 0] = STRUCTURE_CODES["rib"]
     return heads
 
 
