@@ -72,6 +72,8 @@ from fluoroplan.segmentation.implants_screws import (
     measure_screw,
     ridge_of,
 )
+from fluoroplan.segmentation.structures import FIRST_STRUCTURE_LABEL
+from fluoroplan.segmentation.vertebrae import SACRUM_BELOW_S1
 
 DEFAULT_METAL_HU = 2200.0
 """Metal threshold: above dense cortical bone (<= ~1900 HU), below titanium (>= ~2500)."""
@@ -305,8 +307,15 @@ def _pca_extent(pts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------------------------
 # labels
 # --------------------------------------------------------------------------------------------
+def _is_structure(value):
+    """Label values of the structures beside the vertebrae (not the sacrum below S1)."""
+    return (np.asarray(value) >= FIRST_STRUCTURE_LABEL) & (np.asarray(value) != SACRUM_BELOW_S1)
+
+
 class _Labels:
-    """Vertebra label volume + names; nearest-voxel look-ups at LPS points."""
+    """Vertebra label volume + names; nearest-voxel look-ups at LPS points. The structures'
+    values (canal, foramen, ilium, rib: ``FIRST_STRUCTURE_LABEL`` and up, but the sacrum below
+    S1) are no vertebra: a point there reads 0 and has no level."""
 
     def __init__(self, volume: CTVolume, labels: np.ndarray | None, names):
         self.volume = volume
@@ -320,7 +329,7 @@ class _Labels:
         return self.labels is not None
 
     def name(self, value: int) -> str:
-        if value <= 0:
+        if value <= 0 or _is_structure(value):
             return ""
         if isinstance(self.names, Mapping):
             return str(self.names.get(value, self.names.get(str(value), f"label{value}")))
@@ -334,6 +343,7 @@ class _Labels:
         ok = ((ijk >= 0) & (ijk < np.array([ni, nj, nk]))).all(axis=1)
         out = np.zeros(len(ijk), np.int64)
         out[ok] = self.labels[ijk[ok, 2], ijk[ok, 1], ijk[ok, 0]]
+        out[_is_structure(out)] = 0
         return out
 
     def centroid(self, value: int, near_lps: np.ndarray, radius_mm: float = 45.0) -> np.ndarray:
