@@ -63,7 +63,9 @@ def test_proposals_pass_their_own_checks(plan):
         for needed in ("metal clearance", "spinal canal clearance", "lung / pleura",
                        "tip margin to the anterior cortex", "skin entry from the midline",
                        "needle outside the skin", "bull's-eye view reachable",
-                       "progression view reachable", "landmarks visible in the bull's-eye view"):
+                       "progression view reachable", "landmarks hidden by metal: bull's-eye view",
+                       "landmarks hidden by metal: working view",
+                       "landmarks hidden by metal: progression view"):
             assert needed in names, (t.id, needed)
 
 

@@ -18,6 +18,7 @@ from scipy import ndimage
 
 from fluoroplan.cli import main
 from fluoroplan.io.planfile import WrongSeriesError, save_plan
+from fluoroplan.planner.model import format_check_value
 from fluoroplan.planner.report import write_plan_pdf
 from fluoroplan.resources.phantom import write_phantom
 
@@ -119,7 +120,7 @@ def test_text_is_the_plan_files_numbers(report):
         for c in t["checks"]:
             assert c["name"][:30] in text
             val = c["value"]
-            shown = f"{val:.2f}" if isinstance(val, (int, float)) else str(val)
+            shown = format_check_value(val, c["unit"], c.get("at_least"), 2, "-")
             assert shown in text, (c["name"], shown)
             assert c["status"].upper() in text
         assert "spinous process line" in text

@@ -54,14 +54,6 @@ def _item(text: str, colour: str | None = None, tip: str = "") -> QTableWidgetIt
     return it
 
 
-def _value(v, unit: str) -> str:
-    if v is None:
-        return "\u2014"
-    if isinstance(v, float):
-        return f"{v:.2f} {unit}".strip() if unit != "fraction" else f"{100 * v:.0f} %"
-    return f"{v} {unit}".strip() if unit != "fraction" else str(v)
-
-
 def fill_checks(table: QTableWidget, checks, note: str = "") -> None:
     """One row per check: name, value, limit, status, what it means."""
     table.setRowCount(0)
@@ -69,8 +61,8 @@ def fill_checks(table: QTableWidget, checks, note: str = "") -> None:
         r = table.rowCount()
         table.insertRow(r)
         table.setItem(r, 0, _item(c.name, tip=c.detail))
-        table.setItem(r, 1, _item(_value(c.value, c.unit)))
-        table.setItem(r, 2, _item(_value(c.limit, c.unit)))
+        table.setItem(r, 1, _item(c.display()))  # "> 15 mm" beyond a search range
+        table.setItem(r, 2, _item(c.limit_display()))
         table.setItem(r, 3, _item(c.status.upper(), STATUS_RGB[c.status]))
         table.setItem(r, 4, _item(c.detail, tip=c.detail))
     if not checks and note:

@@ -17,8 +17,6 @@ from fluoroplan.geometry.carm import (
     working_view,
 )
 from fluoroplan.geometry.conventions import NEEDLE_MIN_OUTSIDE_SKIN_MM, breach_grade
-from fluoroplan.geometry.drr import landmark_visibility
-from fluoroplan.geometry.projection import Projection
 from fluoroplan.planner.case import AIR_HU, BONE_HU, PlanningCase, VertebraGeom, dist_to_segment
 from fluoroplan.planner.model import Check, Trajectory
 
@@ -234,33 +232,21 @@ def run_checks(
                             "C-arm limits", "pass" if reach.reachable else "fail", "",
                             reach.reason if not reach.reachable else poses[name].text))
 
-    # 10. landmark visibility in the bull's-eye view
+    # 10. landmarks hidden by metal, per view (planner/visibility.py)
     if visibility:
-        checks.append(visibility_check(case, traj, poses["bullseye"]))
+        from fluoroplan.planner.visibility import visibility_checks
+
+        checks.extend(visibility_checks(case, traj, poses))
     return tuple(checks)
 
 
 def visibility_check(case: PlanningCase, traj: Trajectory, pose: CArmPose) -> Check:
-    """How much of the target pedicle and of the needle path metal hides in the bull's-eye
-    projection (the seed series lost a case to exactly that)."""
-    if len(case.metal_lps) == 0:
-        return Check("landmarks visible in the bull's-eye view", 0.0, VISIBILITY_WARN, "pass", "",
-                     "no metal in this CT")
-    proj = Projection(pose.with_image_size(256), isocenter_lps=traj.aim_lps)
-    vert = _vertebra_or_none(case, traj.level)
-    if vert is not None and traj.side in vert.pedicles:
-        p = vert.pedicles[traj.side]
-        pedicle = np.concatenate([
-            _ring(p.point_lps + t * p.dir_lps, p.dir_lps, rad)
-            for t in (-4.0, 0.0, 4.0) for rad in (0.5 * p.width_mm, 0.25 * p.width_mm)
-        ])
-    else:
-        pedicle = traj.target.point_lps[None, :]
-    vis = landmark_visibility(proj, case.metal_lps, pedicle, traj.entry_lps, traj.aim_lps,
-                              voxel_mm=case.metal_voxel_mm, threshold=VISIBILITY_WARN)
-    worst = max(vis.pedicle_hidden_fraction, vis.needle_hidden_fraction)
-    return Check("landmarks visible in the bull's-eye view", worst, VISIBILITY_WARN,
-                 "warn" if vis.hidden else "pass", "fraction", vis.text)
+    """Landmarks hidden by metal in any one view of ``traj`` (the C-arm pane's free pose):
+    which implant hides which landmark, judged on the simulated image
+    (:func:`fluoroplan.planner.visibility.pose_check`)."""
+    from fluoroplan.planner.visibility import pose_check
+
+    return pose_check(case, traj, pose)
 
 
 def _ring(center, axis, radius, n=16):

@@ -213,9 +213,42 @@ class Target:
                    sides=(side,) if side else ("left", "right"))
 
 
+def format_check_value(value, unit: str = "", at_least=None, nd: int = 2,
+                       none: str = "\u2014") -> str:
+    """A check's value as every view of it shows it (PDF, GUI, terminal, rehearsal score).
+
+    A distance searched only up to a range and not found there is ``value=None`` with
+    ``at_least`` the range: "> 15 mm", never a number that was not measured. ``unit`` "fraction"
+    is shown as a percentage; text values as they are; ``none`` stands for a value that could
+    not be measured at all."""
+    u = "" if unit == "fraction" else (unit or "")
+    if value is None and at_least is not None:
+        if unit == "fraction":
+            return f"> {100 * float(at_least):.0f} %"
+        return f"> {_short(float(at_least), nd)} {u}".strip()
+    if value is None:
+        return none
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        if unit == "fraction":
+            return f"{100 * float(value):.0f} %"
+        return f"{float(value):.{nd}f} {u}".strip()
+    return f"{value} {u}".strip()
+
+
+def _short(v: float, nd: int) -> str:
+    """A range limit: whole numbers without decimals (15, not 15.00)."""
+    return f"{v:.0f}" if abs(v - round(v)) < 1e-9 else f"{v:.{nd}f}"
+
+
 @dataclass(frozen=True)
 class Check:
-    """One safety check: the measured value, its limit, pass/warn/fail and why."""
+    """One safety check: the measured value, its limit, pass/warn/fail and why.
+
+    ``at_least``: a distance searched only up to a range and not found within it has no
+    measured value: ``value`` is None and ``at_least`` the range ("> 15 mm"). The two never
+    come together."""
 
     name: str
     value: float | str | None
@@ -223,10 +256,34 @@ class Check:
     status: str
     unit: str = ""
     detail: str = ""
+    at_least: float | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"check status must be one of {STATUSES}")
+        if self.at_least is not None:
+            if isinstance(self.at_least, bool) or not isinstance(
+                    self.at_least, (int, float, np.integer, np.floating)):
+                raise ValueError(f"check {self.name!r}: at_least must be a number")
+            if not np.isfinite(float(self.at_least)):
+                raise ValueError(f"check {self.name!r}: at_least must be finite")
+            if self.value is not None:
+                raise ValueError(f"check {self.name!r} has both a value ({self.value!r}) and "
+                                 f"at_least ({self.at_least!r}): a value beyond the search "
+                                 "range is not measured, give value=None")
+            object.__setattr__(self, "at_least", float(self.at_least))
+
+    @property
+    def beyond_range(self) -> bool:
+        """True when the value lies beyond the search range (only a lower bound is known)."""
+        return self.value is None and self.at_least is not None
+
+    def display(self, nd: int = 2, none: str = "\u2014") -> str:
+        """The value in words: "3.20 mm", "> 15 mm", "40 %", "yes"."""
+        return format_check_value(self.value, self.unit, self.at_least, nd, none)
+
+    def limit_display(self, nd: int = 2, none: str = "\u2014") -> str:
+        return format_check_value(self.limit, self.unit, None, nd, none)
 
     def to_json(self) -> dict:
         v = self.value
@@ -238,6 +295,7 @@ class Check:
         return {
             "name": self.name,
             "value": v,
+            "at_least": None if self.at_least is None else round(float(self.at_least), 3),
             "limit": lim,
             "status": self.status,
             "unit": self.unit,
@@ -246,17 +304,27 @@ class Check:
 
     @classmethod
     def from_json(cls, d: dict, where: str = "check") -> Check:
+        """A check of a plan document; ``at_least`` may be absent (older plan files)."""
         _obj(d, where)
-        _no_extra(d, ("name", "value", "limit", "status", "unit", "detail"), where)
+        _no_extra(d, ("name", "value", "at_least", "limit", "status", "unit", "detail"), where)
         for key in ("value", "limit"):
             v = _get(d, key, where)
             if not (v is None or isinstance(v, (str, bool)) or (_is_num(v) and np.isfinite(v))):
                 raise _fail(f"{where}.{key}", f"must be a number, text or null, not {v!r}")
+        at_least = d.get("at_least")
+        if at_least is not None:
+            if not (_is_num(at_least) and np.isfinite(at_least)):
+                raise _fail(f"{where}.at_least", f"must be a number or null, not {at_least!r}")
+            if d["value"] is not None:
+                raise _fail(f"{where}.at_least", f"is {at_least!r} but the value is "
+                            f"{d['value']!r}: a check is either measured (value) or beyond its "
+                            "search range (value null, at_least the range), not both")
         status = _str(d, "status", where)
         if status not in STATUSES:
             raise _fail(f"{where}.status", f"must be one of {STATUSES}, not {status!r}")
         return cls(name=_str(d, "name", where), value=d["value"], limit=d["limit"],
-                   status=status, unit=_str(d, "unit", where), detail=_str(d, "detail", where))
+                   status=status, unit=_str(d, "unit", where), detail=_str(d, "detail", where),
+                   at_least=at_least)
 
 
 @dataclass(frozen=True, eq=False)

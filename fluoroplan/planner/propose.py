@@ -14,6 +14,7 @@ from fluoroplan.planner.case import PROCEDURE_POSITION, PlanningCase
 from fluoroplan.planner.checks import run_checks, views_for
 from fluoroplan.planner.model import Needle, NoSafeTrajectory, Plan, Target, Trajectory
 from fluoroplan.planner.targets import targets_from_analysis
+from fluoroplan.planner.visibility import CHECK_PREFIX as VISIBILITY_PREFIX
 
 # cost weights (per mm or per degree) - the report prints each term
 W_METAL = 10.0  # per mm of metal clearance below 2 mm
@@ -22,7 +23,7 @@ W_AIR = 4.0  # per mm of pleura margin below 8 mm
 W_DEPTH = 0.03  # per mm of needle inside the patient
 W_TILT = 0.4  # per degree away from the preferred tilt of a parallel / tip approach
 W_LATERAL = 0.05  # per mm of skin entry beyond 70 mm from the midline
-W_VIS = 4.0  # per unit fraction of landmarks hidden by metal in the bull's-eye view
+W_VIS = 4.0  # per unit fraction of a needed landmark hidden by metal (worst of the views)
 PREFERRED_TILT_DEG = {"transpedicular-parallel": 5.0, "transpedicular-tip": 9.0}
 
 
@@ -57,25 +58,34 @@ def _quick(case: PlanningCase, target: Target, cand: Candidate) -> Scored | None
 
 def cost_terms(checks, traj: Trajectory, cand: Candidate | None = None) -> dict:
     """The explained cost of a trajectory: one term per concern, in cost units."""
-    val = {c.name: c.value for c in checks}
+    # a value beyond its search range counts as "at least that far" (its at_least); a value
+    # that could not be measured at all (None, no at_least) stays the worst case
+    val = {c.name: (c.at_least if c.value is None and c.at_least is not None else c.value)
+           for c in checks}
+    present = {c.name for c in checks}
+
+    def num(name: str, absent: float, unknown: float) -> float:
+        if name not in present:
+            return absent
+        v = val[name]
+        return unknown if v is None or isinstance(v, str) else float(v)
+
     terms: dict[str, float] = {}
-    metal = float(val.get("metal clearance", 99.0))
+    metal = num("metal clearance", 99.0, 0.0)
     terms["metal"] = W_METAL * max(0.0, 2.0 - metal)
-    canal = val.get("spinal canal clearance", 99.0)
-    canal = 0.0 if canal is None else float(canal)  # unknown canal: the worst case
+    canal = num("spinal canal clearance", 99.0, 0.0)  # unknown canal: the worst case
     terms["canal"] = W_CANAL * max(0.0, 6.0 - canal)
-    medial = val.get("medial pedicle wall before the posterior wall")
-    if medial is not None:
-        terms["medial wall"] = W_CANAL * max(0.0, 2.0 - float(medial))
-    pleura = float(val.get("lung / pleura", 99.0))
+    if val.get("medial pedicle wall before the posterior wall") is not None:
+        medial = num("medial pedicle wall before the posterior wall", 99.0, 99.0)
+        terms["medial wall"] = W_CANAL * max(0.0, 2.0 - medial)
+    pleura = num("lung / pleura", 99.0, 0.0)
     terms["pleura"] = W_AIR * max(0.0, 8.0 - pleura)
     terms["depth"] = W_DEPTH * traj.depth_mm
-    breach = val.get("lateral pedicle cortex breach")
-    if breach is not None:
-        terms["lateral breach"] = 1.0 * float(breach)
-    ahead = float(val.get("tip margin to the anterior cortex", 40.0))
+    if val.get("lateral pedicle cortex breach") is not None:
+        terms["lateral breach"] = 1.0 * num("lateral pedicle cortex breach", 0.0, 0.0)
+    ahead = num("tip margin to the anterior cortex", 40.0, 0.0)
     terms["anterior margin"] = 1.0 * max(0.0, 5.0 - ahead)
-    lat = float(val.get("skin entry from the midline", 0.0))
+    lat = num("skin entry from the midline", 0.0, 100.0)
     terms["lateral entry"] = W_LATERAL * max(0.0, lat - 70.0)
     if cand is not None:
         pref = PREFERRED_TILT_DEG.get(cand.approach)
@@ -159,8 +169,10 @@ def build_trajectory(case: PlanningCase, target: Target, approach: str, side: st
     blocks, poses = views_for(case, traj)
     checks = run_checks(case, traj, poses)
     terms = dict(explained or {}) if explained else cost_terms_of(checks, traj)
-    vis = next(c for c in checks if c.name.startswith("landmarks visible"))
-    terms["visibility"] = W_VIS * float(vis.value)
+    # the worst needed landmark metal hides in any of the three views (planner/visibility.py)
+    vis = [float(c.value) for c in checks if c.name.startswith(VISIBILITY_PREFIX)
+           and isinstance(c.value, (int, float))]
+    terms["visibility"] = W_VIS * max(vis, default=0.0)
     for c in checks:
         if c.name.endswith("view reachable") and c.status == "fail":
             terms["unreachable view"] = terms.get("unreachable view", 0.0) + 20.0

@@ -166,10 +166,9 @@ def safety_loss(checks: list[dict] | None) -> list[tuple[float, str]]:
 
 
 def _value(c: dict) -> str:
-    v = c.get("value")
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return f"{v:.1f} {c.get('unit', '')}".strip()
-    return str(v)
+    from fluoroplan.planner.model import format_check_value
+
+    return format_check_value(c.get("value"), c.get("unit", ""), c.get("at_least"), 1, "None")
 
 
 def score(

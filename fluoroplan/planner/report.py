@@ -27,6 +27,7 @@ from fluoroplan.geometry.carm import pose_from_json, table_from_lps
 from fluoroplan.geometry.drr import AttenuationVolume, fluoroscopy_display, render_drr
 from fluoroplan.io.planfile import check_series, plan_document
 from fluoroplan.io.progress import ProgressCallback, no_progress
+from fluoroplan.planner.model import format_check_value
 
 __all__ = ["ReportInfo", "reformat_plane", "write_plan_pdf"]
 
@@ -716,16 +717,17 @@ def _trajectory_page(doc: _Doc, n: int, total: int, t: dict, volume, att, scene,
     doc.y += 3.5
     for x, h in zip(cols, ["check", "value", "limit", "status"], strict=True):
         doc.text(x, doc.y, h, 8, True, (0.3, 0.3, 0.3))
-    for c in t["checks"]:
-        doc.need(3.9)
-        doc.y += 3.9
+    for c in t["checks"]:  # rows 3.6 mm apart: the three per-view visibility rows fit the page
+        doc.need(3.6)
+        doc.y += 3.6
         name = c["name"]
         if len(doc.wrap(name, 84, 9)) > 1:
             name = doc.wrap(name, 80, 9)[0] + "..."
-        unit = f" {c['unit']}" if c["unit"] and c["unit"] != "fraction" else ""
         doc.text(cols[0], doc.y, name, 9)
-        doc.text(cols[1], doc.y, f"{_fmt(c['value'], 2)}{unit}", 9, True)
-        doc.text(cols[2], doc.y, f"{_fmt(c['limit'], 2)}{unit}", 9)
+        # "> 15 mm" for a distance beyond its search range: never a number not measured
+        doc.text(cols[1], doc.y, format_check_value(c["value"], c["unit"], c.get("at_least"),
+                                                    2, "-"), 9, True)
+        doc.text(cols[2], doc.y, format_check_value(c["limit"], c["unit"], None, 2, "-"), 9)
         doc.badge(cols[3], doc.y, c["status"], 8)
 
 

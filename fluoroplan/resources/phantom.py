@@ -391,6 +391,7 @@ def make_phantom(
     crosslink_section_mm: tuple[float, float] = (5.0, 10.0),
     cement: tuple[str, ...] = (),
     augmented_screw: str | None = None,
+    pelvis: bool = False,
     progress: ProgressCallback | None = None,
 ) -> Phantom:
     """Generate the synthetic instrumented spine CT and its ground truth.
@@ -440,6 +441,10 @@ def make_phantom(
         PMMA cuff (1900-2600 HU) around its distal half and a few mm beyond its tip, in bone
         only (``truth["cement"]`` and the screw's ``"cement_augmented"``).
     Cement is not metal (not in ``Phantom.metal``) and keeps its vertebra's label.
+    pelvis : draw both ilia beside L5 (``levels`` must end at "L5"): curved iliac wings, their
+        crest at about the L4-L5 disc, the posterior superior iliac spine lateral and posterior
+        to L5's transverse processes (``fluoroplan.resources.phantom_pelvis``); their voxels are
+        ``STRUCTURE_CODES["ilium"]`` in ``structures``. Truth: ``truth["pelvis"]``.
     progress : ``progress(fraction, message)`` callback.
     """
     t_start = time.perf_counter()
@@ -448,6 +453,8 @@ def make_phantom(
               cage_material, patient_position)
     _validate_extras(levels, instrumented, loose_screw, crosslinks, crosslink_section_mm, cement,
                      augmented_screw)
+    if pelvis and levels[-1] != "L5":
+        raise ValueError(f"pelvis=True draws the ilia beside L5: levels must end at 'L5', not {levels[-1]!r}")
     rng = np.random.default_rng(seed)
     grid = S.Grid(shape_ijk, pixel_mm, slice_mm)
     hu = np.full(grid.shape_kji, HU_AIR, np.float32)
@@ -480,11 +487,19 @@ def make_phantom(
     for vt in verts:
         if vt.thoracic:
             rib_heads[vt.label] = _draw_ribs(hu, grid, vt, ta, tb, structures)
+    pelvis_truth = None
+    if pelvis:
+        from fluoroplan.resources.phantom_pelvis import draw_pelvis
+
+        pelvis_truth = draw_pelvis(hu, grid, by_label["L5"], structures, STRUCTURE_CODES["ilium"],
+                                   np.random.default_rng([seed, 19]))
     progress(0.3, "Drawing vertebrae")
     for vt in verts:
         _draw_vertebra(hu, labels, grid, vt)
     # a vertebra drawn over a rib head takes it: the rib is what stays outside the vertebrae
     structures[(labels > 0) & (structures == STRUCTURE_CODES["rib"])] = 0
+    if pelvis:
+        structures[(labels > 0) & (structures == STRUCTURE_CODES["ilium"])] = 0
     for n, vt in enumerate(verts):
         _draw_canal(hu, labels, grid, vt, first=(n == 0), last=(n == len(verts) - 1),
                     structures=structures)
@@ -547,6 +562,7 @@ def make_phantom(
             "crosslink_section_mm": [float(x) for x in crosslink_section_mm]} if crosslinks else {}),
         **({"cement": list(cement)} if cement else {}),
         **({"augmented_screw": augmented_screw} if augmented_screw else {}),
+        **({"pelvis": True} if pelvis else {}),
         "trunk_semi_axes_mm": [round(ta, 3), round(tb, 3)],
         "hu": {"cortex": "850-1150", "trabecular": "150-250", "disc": HU_DISC, "csf": HU_CSF,
                "halo": HU_HALO, "lung": HU_LUNG, "fat": HU_FAT, "muscle": HU_MUSCLE,
@@ -558,6 +574,7 @@ def make_phantom(
         "vertebrae": [_vertebra_truth(vt, rib_heads.get(vt.label)) for vt in verts],
         "screws": screws, "rods": rods, "cages": cages,
         "crosslinks": links, "cement": cements,
+        **({"pelvis": pelvis_truth} if pelvis else {}),
     }
     from pydicom.uid import generate_uid
 
