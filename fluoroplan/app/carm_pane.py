@@ -349,11 +349,11 @@ class CArmPane(QWidget):
             self.visibility_label.setStyleSheet("")
             return
         if check.status != "pass":
-            self.visibility_label.setText(f"\u26a0 Metal hides the path: {check.detail}")
+            self.visibility_label.setText(f"\u26a0 Metal hides a landmark you need: {check.detail}")
             self.visibility_label.setStyleSheet(
                 "background: #5a3a00; color: #ffd27f; padding: 0.2em;")
         else:
-            self.visibility_label.setText(f"Landmarks visible: {check.detail}")
+            self.visibility_label.setText(f"Needed landmarks visible: {check.detail}")
             self.visibility_label.setStyleSheet("color: #9fd89f;")
 
     @property

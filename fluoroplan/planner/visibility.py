@@ -365,7 +365,6 @@ def _tilted(pose: CArmPose, d_rot: float, d_ang: float) -> CArmPose:
 
 
 def _tilt_words(pose: CArmPose, new: CArmPose, d_rot: float, d_ang: float) -> str:
-    delta = new.detector_dir_lps - pose.detector_dir_lps
     names = (("patient's LEFT", "patient's RIGHT"), ("patient's back", "patient's chest"),
              ("HEAD", "FEET"))
     parts = []
@@ -377,7 +376,6 @@ def _tilt_words(pose: CArmPose, new: CArmPose, d_rot: float, d_ang: float) -> st
         dd = one.detector_dir_lps - pose.detector_dir_lps
         i = max(range(3), key=lambda k: abs(dd[k]))
         parts.append(f"{abs(axis_deg):.0f} deg toward the {names[i][0 if dd[i] > 0 else 1]}")
-    del delta
     table = []
     if abs(d_rot) > 1e-9:
         table.append(f"table rotation {d_rot:+.0f}")
