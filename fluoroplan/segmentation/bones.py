@@ -112,7 +112,19 @@ def _reduce_any(a: np.ndarray, f) -> np.ndarray:
     a = a[: nz * f[0], : ny * f[1], : nx * f[2]]
     if f == (1, 1, 1):
         return np.ascontiguousarray(a)
-    return a.reshape(nz, f[0], ny, f[1], nx, f[2]).any(axis=(1, 3, 5))
+    r = a
+    for ax in (0, 1, 2):  # OR of strided slices, one axis at a time (far faster than .any)
+        if f[ax] == 1:
+            continue
+        def part(o, ax=ax):
+            sl = [slice(None)] * 3
+            sl[ax] = slice(o, None, f[ax])
+            return r[tuple(sl)]
+        acc = part(0).copy()
+        for o in range(1, f[ax]):
+            acc |= part(o)
+        r = acc
+    return r
 
 
 def _expand(r: np.ndarray, f, shape) -> np.ndarray:
@@ -370,12 +382,24 @@ def _pelvis(win, f, sp, bone_full, lab_full, metal_c, hu_c, verts, to_lps, mid_z
         if mf.sum() * float(np.prod(sp)) / 1000.0 < ILIUM_MIN_ML / 2:
             full &= ~mf
             continue
-        z, y, x = np.nonzero(mf)
+        # the crest's top and the most posterior point: in the highest (hindmost) blocks only
+        zr_, yr_, _ = np.nonzero(m)
+        a0 = int(zr_.max()) * f[0]
+        z, y, x = np.nonzero(mf[a0: a0 + f[0]])
+        if len(z) == 0:
+            z, y, x = np.nonzero(mf)
+            a0 = 0
+        z = z + a0
         top = z.max()
-        sel = z >= top - max(1, int(round(2.0 / sp[0])))
+        sel = z == top
         crest = np.array([z[sel].mean(), y[sel].mean(), x[sel].mean()]) + off
-        ymax = y.max()
-        sel = y >= ymax - max(1, int(round(3.0 / sp[1])))
+        a1 = int(yr_.max()) * f[1]
+        z, y, x = np.nonzero(mf[:, a1: a1 + f[1]])
+        if len(z) == 0:
+            z, y, x = np.nonzero(mf)
+            a1 = 0
+        y = y + a1
+        sel = y == y.max()
         psis = np.array([z[sel].mean(), y[sel].mean(), x[sel].mean()]) + off
         entry = {
             "crest_top_lps": [round(float(c), 1) for c in to_lps(crest)[0]],
