@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from phantom_fixtures import full_phantom
+from phantom_fixtures import full_phantom, lumen_depth_mm
 
 from fluoroplan.geometry.carm import detector_dir_from_angles
 from fluoroplan.planner.approaches import MAX_PARALLEL_TILT_DEG
@@ -95,11 +95,8 @@ def test_independent_clearance_from_screws_and_canal(plan, phantom):
             head, ax = np.array(s["head_lps"]), np.array(s["axis_lps"])
             d = _seg_dist(path, head - 15.0 * ax, head)
             assert d.min() - 6.0 - r_needle >= 1.0, (t.id, "tulip", s["id"], d.min())
-        for v in phantom.truth["vertebrae"]:
-            c = np.array(v["canal_center_lps"])
-            ax = np.array(v["axes_lps"][2])
-            d = _seg_dist(path, c - 15 * ax, c + 15 * ax)
-            assert d.min() - v["canal_radius_mm"] - r_needle > 0.0, (t.id, v["label"], d.min())
+        # the canal: the lumen the phantom drew, never a fitted tube
+        assert lumen_depth_mm(phantom, path, r_needle) < 0.0, t.id
 
 
 def test_parallel_runs_along_its_screw(plan, phantom):
@@ -209,8 +206,12 @@ def test_supine_ct_is_planned_for_a_prone_procedure():
     plan = plan_case(ph.volume, ph.truth)
     case = PlanningCase(ph.volume, ph.truth)
     assert plan.procedure_position == "HFP" and plan.to_json()["procedure_position"] == "HFP"
+    # the parallel path of this case runs close beside the canal (its best candidate used to run
+    # 16 mm inside the lumen and pass): planned clear of it, or refused saying what blocks it
     par = [t for t in plan.trajectories if t.approach == "transpedicular-parallel"]
-    assert par
+    blocked = [u for u in plan.unsolved if u.approach == "transpedicular-parallel"]
+    assert par or (blocked and "candidate paths" in blocked[0].reason)
+    assert len(plan.trajectories) >= 6
     for t in plan.trajectories:
         be = t.views["bullseye"]
         assert "over the patient's back" in be["text"], be["text"]

@@ -616,7 +616,8 @@ class MainWindow(QMainWindow):
             self.rehearsal_windows.remove(old)  # closed by the trainee: let it go
             old.deleteLater()
         win = RehearsalWindow(doc.volume, doc.analysis_json, self.rehearsal_plan_json(),
-                              interactive=self.interactive, settings=self.settings)
+                              interactive=self.interactive, settings=self.settings,
+                              labels=doc.analysis.anatomy.labels if doc.analysis else None)
         self.rehearsal_windows.append(win)
         win.show()
         return win

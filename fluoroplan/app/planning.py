@@ -88,7 +88,7 @@ def _case_state(volume, analysis, progress):
 
     progress(0.92, "Preparing the planning look-ups")
     aj = analysis.to_json()
-    case = PlanningCase(volume, aj)
+    case = PlanningCase(volume, aj, labels=analysis.anatomy.labels)
     return analysis, aj, case, targets_from_analysis(case)
 
 

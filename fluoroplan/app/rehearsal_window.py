@@ -106,7 +106,7 @@ class RehearsalWindow(QMainWindow):
 
     def __init__(self, volume, analysis_json: dict, plan_json: dict | None = None,
                  trainee: str = "", interactive: bool = True,
-                 settings: QSettings | None = None):
+                 settings: QSettings | None = None, labels=None):
         super().__init__()
         from fluoroplan.planner.case import PlanningCase
         from fluoroplan.planner.targets import targets_from_analysis
@@ -116,7 +116,8 @@ class RehearsalWindow(QMainWindow):
         self.settings = settings if settings is not None else QSettings()
         self.volume = volume
         self.plan_json = plan_json
-        self.case = PlanningCase(volume, analysis_json)
+        # the analysis' label volume (canal, bones) when the caller has it; else measured again
+        self.case = PlanningCase(volume, analysis_json, labels=labels)
         self.targets = targets_from_analysis(self.case)
         self.session = None
         self.score_dialog: ScoreDialog | None = None
@@ -1071,20 +1072,23 @@ class RehearsalWindow(QMainWindow):
 
 
 def open_rehearsal(volume, analysis_json: dict, plan_json: dict | None = None,
-                   trainee: str = "", interactive: bool = True) -> RehearsalWindow:
-    """Open (show) the rehearsal window on a loaded volume and its analysis; the expert plan
-    (``plan_json``, optional) stays hidden until an attempt ends. Needs a QApplication."""
+                   trainee: str = "", interactive: bool = True,
+                   labels=None) -> RehearsalWindow:
+    """Open (show) the rehearsal window on a loaded volume and its analysis (``labels``: its
+    label volume, measured again when not given); the expert plan (``plan_json``, optional)
+    stays hidden until an attempt ends. Needs a QApplication."""
     from fluoroplan.app import application
 
     application()
-    win = RehearsalWindow(volume, analysis_json, plan_json, trainee, interactive=interactive)
+    win = RehearsalWindow(volume, analysis_json, plan_json, trainee, interactive=interactive,
+                          labels=labels)
     win.show()
     return win
 
 
 def run_rehearsal(volume, analysis_json: dict, plan_json: dict | None = None,
                   trainee: str = "", screenshot: str | None = None,
-                  timeout_s: float = 300.0) -> int:
+                  timeout_s: float = 300.0, labels=None) -> int:
     """The application around :func:`open_rehearsal`; returns the exit code.
 
     With ``screenshot`` (a PNG name) the window opens, takes one fluoro shot once the attempt
@@ -1098,7 +1102,8 @@ def run_rehearsal(volume, analysis_json: dict, plan_json: dict | None = None,
         return 2
     app = application()
     batch = screenshot is not None
-    win = open_rehearsal(volume, analysis_json, plan_json, trainee, interactive=not batch)
+    win = open_rehearsal(volume, analysis_json, plan_json, trainee, interactive=not batch,
+                         labels=labels)
     if batch:
         from fluoroplan.app.batch import BatchScreenshot
 

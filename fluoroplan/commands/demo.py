@@ -133,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
 
     analysis = analyze(volume, progress=terminal_progress("analyse "))
     t3 = time.perf_counter()
-    plan = plan_case(volume, analysis.to_json(), progress=terminal_progress("plan "))
+    plan = plan_case(volume, analysis.to_json(), progress=terminal_progress("plan "),
+                     labels=analysis.anatomy.labels)
     seconds.update(analysis=round(t3 - t2, 3), plan=round(time.perf_counter() - t3, 3))
     written = write_results(out, dicom, volume, table, seconds, analysis, plan)
     print(f"Demo case: {info.describe()}")

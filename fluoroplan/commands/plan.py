@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         analysis, load_s = analyze_path(args)
         volume = analysis.volume
         doc = analysis.to_json()
-        plan = plan_case(volume, doc, planner=args.planner,
+        plan = plan_case(volume, doc, planner=args.planner, labels=analysis.anatomy.labels,
                          procedure_position=args.procedure_position,
                          progress=None if args.quiet else terminal_progress("plan "))
         extra = {"timings_s": {"load": round(load_s, 3), **doc["timings_s"]},

@@ -153,11 +153,12 @@ def run_gui(args: argparse.Namespace) -> int:
         if args.plan:
             load_plan(args.plan, volume)  # validated, and refused when made on another CT
             plan_json = read_json(args.plan, PLAN_SCHEMA)
-        analysis = analyze(volume, progress=terminal_progress("analyse ")).to_json()
+        found = analyze(volume, progress=terminal_progress("analyse "))
+        analysis = found.to_json()
     except (FluoroplanError, OSError) as exc:
         print(f"fluoroplan rehearse gui: {exc}", file=sys.stderr)
         return 2
     from fluoroplan.app.rehearsal_window import run_rehearsal
 
     return run_rehearsal(volume, analysis, plan_json, trainee=args.trainee,
-                         screenshot=args.screenshot)
+                         screenshot=args.screenshot, labels=found.anatomy.labels)

@@ -55,8 +55,7 @@ class VertebraGeom:
     inferior_endplate: tuple[np.ndarray, np.ndarray] | None
     posterior_wall: tuple[np.ndarray, np.ndarray] | None  # (point, normal toward posterior)
     pedicles: dict  # side -> PedicleGeom
-    canal_center_lps: np.ndarray | None
-    canal_radius_mm: float | None
+    canal_center_lps: np.ndarray | None  # the canal's centre at this level (the midline)
     rib_heads_lps: dict  # side -> point
     thoracic: bool
 
@@ -170,7 +169,6 @@ def vertebra_from_json(v: dict) -> VertebraGeom:
             )
     canal = v.get("canal") or {}
     cc = v.get("canal_center_lps", canal.get("center_lps"))
-    cr = v.get("canal_radius_mm", canal.get("radius_mm"))
     ribs = v.get("rib_heads_lps") or {}
     if isinstance(ribs, list):  # analysis JSON: a list of points; assign sides by position
         pts = [np.asarray(p, float) for p in ribs]
@@ -193,7 +191,6 @@ def vertebra_from_json(v: dict) -> VertebraGeom:
         posterior_wall=pw,
         pedicles=pedicles,
         canal_center_lps=_v(cc),
-        canal_radius_mm=None if cr is None else float(cr),
         rib_heads_lps=ribs,
         thoracic=label.upper().startswith("T") or bool(ribs),
     )
@@ -227,7 +224,15 @@ def cage_from_json(c: dict) -> CageGeom:
 
 @dataclass(eq=False)
 class PlanningCase:
-    """The CT plus the analysis, with the spatial look-ups the checks need (built once)."""
+    """The CT plus the analysis, with the spatial look-ups the checks need (built once).
+
+    ``labels`` is the analysis' label volume (each vertebra's value on its bone, the spinal
+    canal's lumen, the lumbar foramina, the ilia and the ribs: ``segmentation.structures``);
+    ``label_values`` names the vertebrae's values ({"L2": 4}). Without them (a saved analysis,
+    a phantom's ground truth) the anatomy is measured again on the CT
+    (:func:`fluoroplan.segmentation.structures.labels_for_analysis`): the canal and the bone a
+    path crosses are always the CT's own voxels, never a shape stand-in.
+    """
 
     volume: object  # CTVolume (hu [k,j,i] int16, lps_from_ijk)
     analysis: dict
@@ -237,6 +242,8 @@ class PlanningCase:
     cages: list[CageGeom] = field(default_factory=list)
     metal_hu: float = METAL_HU
     procedure_position: str = PROCEDURE_POSITION
+    labels: np.ndarray | None = None
+    label_values: dict | None = None
 
     def __post_init__(self) -> None:
         a = self.analysis
@@ -244,6 +251,7 @@ class PlanningCase:
         self.screws = [screw_from_json(s) for s in a.get("screws", [])]
         self.rods = list(a.get("rods", []))
         self.cages = [cage_from_json(c) for c in a.get("cages", [])]
+        self._build_labels()
         self._build_metal()
         self._build_canal()
         self._build_body()
@@ -273,6 +281,46 @@ class PlanningCase:
         d = [np.linalg.norm(v.centroid_lps - p_lps) for v in self.vertebrae]
         return self.vertebrae[int(np.argmin(d))]
 
+    # --- the label volume -----------------------------------------------------------------
+    def _build_labels(self) -> None:
+        if self.labels is None:
+            from fluoroplan.segmentation.structures import labels_for_analysis
+
+            self.labels, values = labels_for_analysis(self.volume, self.analysis, self.metal_hu)
+            self.label_values = {**values, **(self.label_values or {})}
+        elif self.labels.shape != self.volume.hu.shape:
+            raise ValueError(f"the label volume has shape {self.labels.shape} but the CT has "
+                             f"{self.volume.hu.shape}")
+        if not self.label_values:
+            self.label_values = {str(v["label"]).upper(): int(v["label_value"])
+                                 for v in self.analysis.get("vertebrae", [])
+                                 if v.get("label_value") is not None}
+        self.label_values = {str(k).upper(): int(v) for k, v in self.label_values.items()}
+        self.label_names = {v: k for k, v in self.label_values.items()}
+        self._label_points: dict[int, tuple] = {}
+
+    def label_at(self, pts_lps: np.ndarray) -> np.ndarray:
+        """Label value at the nearest voxel of each point (0 outside the CT)."""
+        ijk = np.rint(self.volume.ijk_from_lps_points(np.atleast_2d(pts_lps))).astype(int)
+        nk, nj, ni = self.labels.shape
+        ok = ((ijk >= 0) & (ijk < np.array([ni, nj, nk]))).all(axis=1)
+        out = np.zeros(len(ijk), np.int64)
+        out[ok] = self.labels[ijk[ok, 2], ijk[ok, 1], ijk[ok, 0]]
+        return out
+
+    def label_value(self, level: str) -> int | None:
+        """The label value of the vertebra named ``level`` (None when the labels lack it)."""
+        return self.label_values.get(str(level).upper())
+
+    def label_points(self, value: int, surface: bool = False):
+        """(LPS points, KD-tree) of the voxels of one label value, or of the faces between its
+        voxels and the rest (``surface``: each face centre half a voxel from both voxels), so
+        that a distance to them is a distance to the structure's boundary. Cached."""
+        key = (int(value), bool(surface))
+        if key not in self._label_points:
+            self._label_points[key] = _label_points(self.labels, self.volume, int(value), surface)
+        return self._label_points[key]
+
     # --- metal ----------------------------------------------------------------------------
     def _build_metal(self) -> None:
         hu = self.volume.hu
@@ -293,7 +341,8 @@ class PlanningCase:
 
     def metal_distance(self, pts_lps: np.ndarray, exclude_screw: str | None = None) -> np.ndarray:
         """Distance (mm) from points to the nearest metal voxel *surface* (voxel centre minus half
-        a voxel), optionally ignoring one screw's shaft; +inf without metal."""
+        a voxel), optionally ignoring one screw's shaft; +inf without metal. Always measured
+        (no search range)."""
         tree = self._metal_tree
         if exclude_screw is not None:
             n = [s.id for s in self.screws].index(exclude_screw)
@@ -303,56 +352,76 @@ class PlanningCase:
             tree = self._trees_without[n]
         if tree is None:
             return np.full(len(pts_lps), np.inf)
-        # beyond 15 mm the exact value does not matter to any check or cost: bound the search
-        d, _ = tree.query(pts_lps, k=1, distance_upper_bound=15.0)
-        return np.minimum(d, 15.0) - 0.5 * self.metal_voxel_mm
+        d, _ = tree.query(pts_lps, k=1)
+        return d - 0.5 * self.metal_voxel_mm
 
     # --- canal ----------------------------------------------------------------------------
     def _build_canal(self) -> None:
-        canal = self.analysis.get("canal") or {}
-        pts = canal.get("centerline_lps")
-        radii = canal.get("radii_mm")
-        if not pts:
-            pts = [v.canal_center_lps for v in self.vertebrae if v.canal_center_lps is not None]
-            radii = [v.canal_radius_mm for v in self.vertebrae if v.canal_center_lps is not None]
-        pts = np.asarray(pts, float).reshape(-1, 3)
-        radii = np.asarray(radii, float).reshape(-1)
-        if len(pts) >= 2:  # densify to 0.5 mm so nearest-point distance ~ distance to the line
-            dense, dr = [], []
-            for a, b, ra, rb in zip(pts[:-1], pts[1:], radii[:-1], radii[1:], strict=True):
-                n = max(2, int(np.linalg.norm(b - a) / 0.5) + 1)
-                t = np.linspace(0, 1, n)[:-1, None]
-                dense.append(a * (1 - t) + b * t)
-                dr.append(ra * (1 - t[:, 0]) + rb * t[:, 0])
-            dense.append(pts[-1:])
-            dr.append(radii[-1:])
-            pts, radii = np.concatenate(dense), np.concatenate(dr)
-            # extend half a vertebra beyond both ends
-            for end, prev in ((0, 1), (-1, -2)):
-                step = pts[end] - pts[prev]
-                step /= max(np.linalg.norm(step), 1e-9)
-                ext = pts[end] + step[None, :] * np.arange(0.5, 15.0, 0.5)[:, None]
-                if end == 0:
-                    pts, radii = np.concatenate([ext[::-1], pts]), np.concatenate(
-                        [np.full(len(ext), radii[0]), radii])
-                else:
-                    pts, radii = np.concatenate([pts, ext]), np.concatenate(
-                        [radii, np.full(len(ext), radii[-1])])
-        self.canal_lps = pts
-        self.canal_radii = radii
-        self._canal_tree = cKDTree(pts) if len(pts) else None
+        from fluoroplan.segmentation.structures import CANAL_LABEL, FORAMEN_LABEL
+
+        self._canal_pts, self._canal_tree = self.label_points(CANAL_LABEL, surface=True)
+        self._foramen_pts, self._foramen_tree = self.label_points(FORAMEN_LABEL)
+        self._outline: dict[str, tuple | None] = {}
 
     @property
     def canal_known(self) -> bool:
-        """Is the spinal canal known (from the analysis's canal or its vertebrae)?"""
+        """Is the spinal canal's lumen known (segmented in the label volume)?"""
         return self._canal_tree is not None
 
     def canal_clearance(self, pts_lps: np.ndarray) -> np.ndarray:
-        """Distance (mm) from points to the canal wall: > 0 outside the canal, < 0 inside."""
+        """Signed distance (mm) from points to the lumen's boundary: > 0 outside the canal,
+        < 0 inside (the depth inside it); +inf when the canal is unknown."""
+        from fluoroplan.segmentation.structures import CANAL_LABEL
+
+        pts_lps = np.atleast_2d(pts_lps)
         if self._canal_tree is None:
             return np.full(len(pts_lps), np.inf)
-        d, i = self._canal_tree.query(pts_lps, k=1)
-        return d - self.canal_radii[i]
+        d, _ = self._canal_tree.query(pts_lps, k=1)
+        inside = self.label_at(pts_lps) == CANAL_LABEL
+        return np.where(inside, -d, d)
+
+    @property
+    def foramen_known(self) -> bool:
+        """Were lumbar neural foramina found (in the label volume)?"""
+        return self._foramen_tree is not None
+
+    def foramen_distance(self, pts_lps: np.ndarray) -> np.ndarray:
+        """Distance (mm) from points to the nearest lumbar neural foramen voxel's surface;
+        +inf when none was found."""
+        if self._foramen_tree is None:
+            return np.full(len(np.atleast_2d(pts_lps)), np.inf)
+        d, _ = self._foramen_tree.query(np.atleast_2d(pts_lps), k=1)
+        return d - 0.5 * float(np.min(self.volume.spacing_mm))
+
+    def canal_outline(self, vert: VertebraGeom):
+        """The canal's outline on a straight AP view of ``vert``: per 1 mm of height along its
+        axis, the most left and most right (vertebra frame) of the lumen's boundary within its
+        span - the medial pedicle walls at the pedicles. ``(heights, left, right)`` in the
+        vertebra's local mm, or None when no lumen lies there."""
+        if vert.label in self._outline:
+            return self._outline[vert.label]
+        out = None
+        if self._canal_pts is not None and len(self._canal_pts):
+            half = 0.5 * vert.body_height_mm + 6.0
+            wall = vert.posterior_wall_offset_mm()
+            loc = vert.to_local(self._canal_pts)
+            near = ((np.abs(loc[:, 2]) <= half) & (loc[:, 1] >= wall - 6.0)
+                    & (loc[:, 1] <= wall + 35.0) & (np.abs(loc[:, 0]) <= 30.0))
+            loc = loc[near]
+            if len(loc):
+                b = np.floor(loc[:, 2]).astype(int)
+                lo = int(b.min())
+                idx = b - lo
+                n = int(idx.max()) + 1
+                left = np.full(n, -np.inf)
+                right = np.full(n, np.inf)
+                np.maximum.at(left, idx, loc[:, 0])
+                np.minimum.at(right, idx, loc[:, 0])
+                ok = np.isfinite(left)
+                h = lo + np.arange(n) + 0.5
+                out = (h[ok], left[ok], right[ok])
+        self._outline[vert.label] = out
+        return out
 
     # --- body (skin) -----------------------------------------------------------------------
     def _build_body(self) -> None:
@@ -417,6 +486,32 @@ class PlanningCase:
         hu = self.hu_at(pts[max(0, first - 6): first + 7])
         tissue = np.nonzero(hu > BODY_HU)[0]
         return pts[max(0, first - 6) + int(tissue[0])] if len(tissue) else pts[first]
+
+
+def _label_points(labels: np.ndarray, volume, value: int, surface: bool):
+    """LPS points of a label's voxels (or of its boundary faces) and their KD-tree; (None,
+    None) when the label is absent."""
+    from scipy import ndimage as ndi
+
+    mask = labels == value
+    boxes = ndi.find_objects(mask.view(np.uint8))
+    if not boxes or boxes[0] is None:
+        return None, None
+    box = boxes[0]
+    sub = np.pad(mask[box], 1)
+    off = np.array([sl.start for sl in box], float) - 1.0  # k, j, i of sub[0, 0, 0]
+    if not surface:
+        kji = np.argwhere(sub).astype(float) + off
+    else:
+        faces = []
+        for ax in range(3):
+            diff = np.diff(sub.view(np.int8), axis=ax) != 0
+            f = np.argwhere(diff).astype(float)
+            f[:, ax] += 0.5
+            faces.append(f)
+        kji = np.concatenate(faces) + off
+    pts = volume.lps_from_ijk_points(kji[:, ::-1])
+    return pts, cKDTree(pts)
 
 
 def _dist_to_segment(p: np.ndarray, a: np.ndarray, b: np.ndarray):

@@ -18,6 +18,7 @@ from fluoroplan.geometry.carm import (
 )
 from fluoroplan.geometry.conventions import NEEDLE_MIN_OUTSIDE_SKIN_MM, breach_grade
 from fluoroplan.planner.case import AIR_HU, BONE_HU, PlanningCase, VertebraGeom, dist_to_segment
+from fluoroplan.planner.bone_path import bone_checks
 from fluoroplan.planner.model import Check, Trajectory
 
 # limits (mm unless stated)
@@ -31,6 +32,12 @@ LATERAL_BREACH_WARN = 2.0
 LATERAL_BREACH_FAIL = 4.0
 MIDLINE_WARN = 100.0
 VISIBILITY_WARN = 0.5
+FORAMEN_WARN = 3.0
+"""A path whose needle surface passes this close to a lumbar neural foramen is warned about."""
+AIR_SEARCH_MM = 10.0
+"""Air is looked for this far around the needle."""
+BONE_AHEAD_SEARCH_MM = 40.0
+"""Bone ahead of the tip is followed this far."""
 
 
 def _status(value: float, warn: float, fail: float, higher_is_better: bool = True) -> str:
@@ -118,20 +125,27 @@ def run_checks(
     else:
         clearance = float(np.min(case.metal_distance(ins))) - r
         detail = "screws, rods and cages"
-    clearance = min(clearance, 99.0)
-    checks.append(Check("metal clearance", clearance, METAL_CLEARANCE_FAIL,
-                        _status(clearance, METAL_CLEARANCE_WARN, METAL_CLEARANCE_FAIL), "mm",
-                        detail))
+    if np.isfinite(clearance):
+        checks.append(Check("metal clearance", clearance, METAL_CLEARANCE_FAIL,
+                            _status(clearance, METAL_CLEARANCE_WARN, METAL_CLEARANCE_FAIL), "mm",
+                            detail))
+    else:
+        checks.append(Check("metal clearance", None, METAL_CLEARANCE_FAIL, "pass", "mm",
+                            "no metal in this CT"))
 
-    # 2. spinal canal: clearance and breach grade (Gertzbein-Robbins applied to the needle)
+    # 2. spinal canal: the needle's surface against the lumen's voxels (signed: negative inside)
     path = traj.path_points()
     if case.canal_known:
-        canal = float(np.min(case.canal_clearance(path))) - r
-        canal = min(canal, 99.0)
+        sd = case.canal_clearance(path) - r
+        canal = float(np.min(sd))
+        inside_mm = float(np.sum(sd < 0) * 0.5)
         grade = breach_grade(-canal)
         st = "fail" if canal < 0 else ("warn" if canal < CANAL_CLEARANCE_WARN else "pass")
+        where = (f"; the needle is inside the canal for {inside_mm:.1f} mm of its path, "
+                 f"{-canal:.1f} mm deep" if canal < 0 else "")
         checks.append(Check("spinal canal clearance", canal, 0.0, st, "mm",
-                            f"breach grade {grade} (A none, B <2, C 2-4, D 4-6, E >=6 mm)"))
+                            "needle surface to the canal's lumen (the CT's voxels); breach "
+                            f"grade {grade} (A none, B <2, C 2-4, D 4-6, E >=6 mm){where}"))
     else:
         # never "pass" a path against a canal nobody found
         checks.append(Check("spinal canal clearance", None, 0.0, "fail", "mm",
@@ -141,22 +155,11 @@ def run_checks(
 
     vert = _vertebra_or_none(case, traj.level)
     # 3. medial pedicle wall (AP-view rule): before the tip reaches the posterior wall of the body
-    #    (lateral view), the needle must stay lateral to the canal (the medial pedicle wall).
-    if vert is not None and vert.canal_center_lps is not None and vert.canal_radius_mm:
-        loc = vert.to_local(path)
-        wall = vert.posterior_wall_offset_mm()
-        before = loc[:, 1] > wall  # still posterior of the posterior wall
-        cc = vert.to_local(vert.canal_center_lps)[0]
-        if before.any():
-            lateral_gap = np.abs(loc[before, 0] - cc[0]) - vert.canal_radius_mm - r
-            m = float(np.min(lateral_gap))
-        else:
-            m = 99.0
-        st = "pass" if m >= 1.0 else ("warn" if m >= 0.0 else "fail")
-        checks.append(Check("medial pedicle wall before the posterior wall", min(m, 99.0), 0.0, st,
-                            "mm", "AP-view rule: the tip must not cross the medial pedicle wall "
-                            "before it reaches the posterior wall of the body on the lateral view; "
-                            f"breach grade {breach_grade(-m)}"))
+    #    (lateral view), the needle must stay lateral to the canal's outline on the AP view (its
+    #    lateral boundary at the pedicle is the medial pedicle wall)
+    outline = case.canal_outline(vert) if vert is not None else None
+    if outline is not None:
+        checks.append(_medial_wall_check(vert, outline, path, r))
 
     # 4. lateral cortex breach (transpedicular approaches): length of the pedicle passage outside bone
     if traj.approach.startswith("transpedicular") and vert is not None and traj.side in vert.pedicles:
@@ -184,27 +187,53 @@ def run_checks(
         checks.append(Check("lateral pedicle cortex breach", breach, LATERAL_BREACH_FAIL, st,
                             "mm", note))
 
-    # 5. air along the path (lung, pleura) and margin to it
+    # 5. the exiting nerve root: lumbar neural foramina
+    if traj.level.upper().startswith(("L", "S")) and case.foramen_known:
+        df = float(np.min(case.foramen_distance(path))) - r
+        checks.append(Check("neural foramen (exiting root)", df, FORAMEN_WARN,
+                            "warn" if df < FORAMEN_WARN else "pass", "mm",
+                            "needle surface to the nearest lumbar neural foramen (soft tissue "
+                            "of the exiting root's zone beside the canal)"
+                            + (": the path passes within 3 mm of the exiting root"
+                               if df < FORAMEN_WARN else "")))
+
+    # 6. bone in the way: every bone the path crosses from the skin to the tip that is not the
+    #    target vertebra's (the costovertebral corridor of a thoracic extrapedicular path allowed)
+    checks.extend(bone_checks(case, traj, path))
+
+    # 7. air along the path (lung, pleura) and margin to it
     hu_path = case.hu_at(ins)
     skin_margin = 5.0
     deep = (np.linalg.norm(ins - traj.entry_lps, axis=1) > skin_margin) & case.in_body(ins)
     air_mm = float(np.sum((hu_path < AIR_HU) & deep) * 0.5)
     margin = _air_margin(case, ins[deep])
-    st = "fail" if air_mm > 0 else ("warn" if margin < PLEURA_WARN else "pass")
-    checks.append(Check("lung / pleura", margin if air_mm == 0 else -air_mm, PLEURA_WARN, st, "mm",
-                        ("path crosses air inside the body (lung?) for "
-                         f"{air_mm:.1f} mm") if air_mm else "distance from the path to air inside "
-                        "the body (lung, pleura), sampled 2-10 mm around the needle"))
+    if air_mm > 0:
+        checks.append(Check("lung / pleura", -air_mm, PLEURA_WARN, "fail", "mm",
+                            f"path crosses air inside the body (lung?) for {air_mm:.1f} mm"))
+    elif margin is None:
+        checks.append(Check("lung / pleura", None, PLEURA_WARN, "pass", "mm",
+                            "no air inside the body within 10 mm of the path (sampled 2-10 mm "
+                            "around the needle)", at_least=AIR_SEARCH_MM))
+    else:
+        checks.append(Check("lung / pleura", margin, PLEURA_WARN,
+                            "warn" if margin < PLEURA_WARN else "pass", "mm",
+                            "distance from the path to air inside the body (lung, pleura), "
+                            "sampled 2-10 mm around the needle"))
 
-    # 6. depth beyond the anterior cortex / tip margin to it
+    # 8. depth beyond the anterior cortex / tip margin to it
     ahead = _bone_ahead(case, traj.target_lps, traj.direction_lps,
                         case.screw(target_screw) if target_screw else None)
-    checks.append(Check("tip margin to the anterior cortex", ahead, ANTERIOR_MARGIN_FAIL,
-                        _status(ahead, ANTERIOR_MARGIN_WARN, ANTERIOR_MARGIN_FAIL), "mm",
-                        "bone ahead of the tip along the needle before the anterior cortex "
-                        "(negative: the tip is beyond it)"))
+    what = ("bone ahead of the tip along the needle before the anterior cortex (negative: the "
+            "tip is beyond it)")
+    if ahead is None:
+        checks.append(Check("tip margin to the anterior cortex", None, ANTERIOR_MARGIN_FAIL,
+                            "pass", "mm", what + f"; bone goes on for the whole "
+                            f"{BONE_AHEAD_SEARCH_MM:.0f} mm searched", at_least=BONE_AHEAD_SEARCH_MM))
+    else:
+        checks.append(Check("tip margin to the anterior cortex", ahead, ANTERIOR_MARGIN_FAIL,
+                            _status(ahead, ANTERIOR_MARGIN_WARN, ANTERIOR_MARGIN_FAIL), "mm", what))
 
-    # 7. skin entry distance from the midline
+    # 9. skin entry distance from the midline
     if vert is not None:
         mid = vert.canal_center_lps if vert.canal_center_lps is not None else vert.centroid_lps
         lat = float(abs((traj.entry_lps - mid) @ vert.left_lps))
@@ -214,7 +243,7 @@ def run_checks(
                         "pass" if lat <= MIDLINE_WARN else "warn", "mm",
                         "lateral distance of the skin entry from the spinous process line"))
 
-    # 8. path length vs needle length (>= 20 mm outside the skin)
+    # 10. path length vs needle length (>= 20 mm outside the skin)
     outside = traj.needle.length_mm - traj.depth_mm
     checks.append(Check("needle outside the skin", outside, NEEDLE_MIN_OUTSIDE_SKIN_MM,
                         "pass" if outside >= NEEDLE_MIN_OUTSIDE_SKIN_MM else "fail", "mm",
@@ -273,10 +302,11 @@ def _vertebra_or_none(case: PlanningCase, label: str) -> VertebraGeom | None:
         return None
 
 
-def _air_margin(case: PlanningCase, pts: np.ndarray) -> float:
-    """Smallest distance (2..10 mm, 12 directions) from path points to air inside the body."""
+def _air_margin(case: PlanningCase, pts: np.ndarray) -> float | None:
+    """Smallest distance (2..10 mm, 12 directions) from path points to air inside the body;
+    None when there is none within 10 mm."""
     if len(pts) == 0:
-        return 99.0
+        return None
     n = pts[-1] - pts[0]
     n = n / max(np.linalg.norm(n), 1e-9)
     a = np.cross(n, [0, 0, 1.0])
@@ -297,14 +327,15 @@ def _air_margin(case: PlanningCase, pts: np.ndarray) -> float:
     hit = lung.any(axis=(0, 2))
     if hit.any():
         return float(radii[int(np.argmax(hit))])
-    return 99.0
+    return None
 
 
 def _bone_ahead(case: PlanningCase, tip: np.ndarray, n: np.ndarray, screw=None,
-                max_mm: float = 40.0) -> float:
+                max_mm: float | None = None) -> float | None:
     """Length of bone ahead of the tip before it gives way to soft tissue for >= 2 mm;
     negative when the tip itself is already beyond the anterior cortex (in soft tissue after
-    having crossed bone)."""
+    having crossed bone); None when bone goes on for the whole ``max_mm`` searched."""
+    max_mm = BONE_AHEAD_SEARCH_MM if max_mm is None else max_mm
     s = np.arange(0.0, max_mm, 0.5)
     pts = tip[None, :] + s[:, None] * n[None, :]
     hu = case.hu_at(pts)
@@ -324,4 +355,31 @@ def _bone_ahead(case: PlanningCase, tip: np.ndarray, n: np.ndarray, screw=None,
         back = case.hu_at(tip[None, :] - s[:20, None] * n[None, :])
         if (back >= 100).any():
             return -float(s[int(np.argmax(back >= 100))])
-    return max_mm
+    return None
+
+
+def _medial_wall_check(vert: VertebraGeom, outline, path: np.ndarray, r: float) -> Check:
+    """The AP-view rule measured on the canal's own outline: for every point of the path still
+    behind the posterior wall of the body (the lateral view), how far the needle's surface stays
+    lateral to the lumen's outline at that height on the AP view (negative: medial to it, i.e.
+    across the medial pedicle wall)."""
+    heights, left, right = outline
+    loc = vert.to_local(path)
+    wall = vert.posterior_wall_offset_mm()
+    before = loc[:, 1] > wall  # still posterior of the posterior wall
+    what = ("AP-view rule: the tip must not cross the medial pedicle wall (the canal's outline "
+            "on the AP view) before it reaches the posterior wall of the body on the lateral view")
+    if not before.any():
+        return Check("medial pedicle wall before the posterior wall", None, 0.0, "pass", "mm",
+                     what + "; the path never runs behind the posterior wall")
+    idx = np.clip(np.searchsorted(heights, loc[before, 2]), 0, len(heights) - 1)
+    # nearest outline row to each point's height
+    prev = np.clip(idx - 1, 0, len(heights) - 1)
+    use = np.where(np.abs(heights[prev] - loc[before, 2]) < np.abs(heights[idx] - loc[before, 2]),
+                   prev, idx)
+    lat = loc[before, 0]
+    gap = np.maximum(lat - left[use], right[use] - lat) - r
+    m = float(np.min(gap))
+    st = "pass" if m >= 1.0 else ("warn" if m >= 0.0 else "fail")
+    return Check("medial pedicle wall before the posterior wall", m, 0.0, st, "mm",
+                 f"{what}; breach grade {breach_grade(-m)}")

@@ -34,6 +34,7 @@ class Scored:
     cost: float
     terms: dict
     hard_fail: str  # "" when none
+    blocker: str = ""  # what blocks it, in words ("crosses the left ilium")
 
 
 def _quick(case: PlanningCase, target: Target, cand: Candidate) -> Scored | None:
@@ -52,8 +53,52 @@ def _quick(case: PlanningCase, target: Target, cand: Candidate) -> Scored | None
                       contact_lps=cand.contact_lps)
     checks = run_checks(case, traj, fast=True)
     terms = cost_terms(checks, traj, cand)
-    fail = next((c.name for c in checks if c.status == "fail"), "")
-    return Scored(cand, entry, float(sum(terms.values())), terms, fail)
+    bad = next((c for c in checks if c.status == "fail"), None)
+    return Scored(cand, entry, float(sum(terms.values())), terms, bad.name if bad else "",
+                  blocker(bad) if bad else "")
+
+
+def blocker(check) -> str:
+    """What a failed check says blocks a path, in a few words ("crosses the left ilium",
+    "enters the spinal canal")."""
+    if check.name == "bone in the way" and check.detail.startswith("crosses "):
+        first = check.detail[len("crosses "):].split(";")[0]
+        return "crosses " + first.split(" for ")[0]
+    if check.name == "spinal canal clearance" and check.value is not None:
+        return "enters the spinal canal"
+    if check.name == "medial pedicle wall before the posterior wall":
+        return "crosses the medial pedicle wall before the posterior wall"
+    if check.name == "metal clearance":
+        return "touches metal"
+    if check.name == "lung / pleura":
+        return "crosses the lung or pleura"
+    return f"fails '{check.name}'"
+
+
+def _plural(phrase: str) -> str:
+    """"crosses the left ilium" -> "cross the left ilium" (after a count above one)."""
+    verb, _, rest = phrase.partition(" ")
+    for sing, plu in (("crosses", "cross"), ("touches", "touch"), ("enters", "enter"),
+                      ("fails", "fail")):
+        if verb == sing:
+            return f"{plu} {rest}"
+    return phrase
+
+
+def blockers_sentence(ranked: list) -> str:
+    """Per approach, what blocks its candidates: "every one of the 40 candidates crosses the
+    left ilium", or the commonest blockers with their counts."""
+    counts: dict[str, int] = {}
+    for q in ranked:
+        key = q.blocker or q.hard_fail
+        counts[key] = counts.get(key, 0) + 1
+    order = sorted(counts.items(), key=lambda kv: -kv[1])
+    n = len(ranked)
+    if len(order) == 1:
+        return f"every one of the {n} candidate paths {order[0][0]}"
+    return f"of {n} candidate paths, " + ", ".join(
+        f"{c} {_plural(what) if c > 1 else what}" for what, c in order[:3]) + (
+        f", {sum(c for _, c in order[3:])} fail otherwise" if len(order) > 3 else "")
 
 
 def cost_terms(checks, traj: Trajectory, cand: Candidate | None = None) -> dict:
@@ -266,21 +311,25 @@ def propose(case: PlanningCase, target: Target, approach: str, side: str,
     for q in ranked:
         counts[q.hard_fail] = counts.get(q.hard_fail, 0) + 1
     worst = max(counts, key=counts.get)
-    return NoSafeTrajectory(target, approach, worst,
-                            f"all {len(ranked)} candidate paths fail; most often on '{worst}'")
+    return NoSafeTrajectory(target, approach, worst, blockers_sentence(ranked))
 
 
 def plan_case(volume, analysis: dict, targets: list[Target] | None = None,
               progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
-              planner: str | None = None, procedure_position: str = PROCEDURE_POSITION) -> Plan:
+              planner: str | None = None, procedure_position: str = PROCEDURE_POSITION,
+              labels=None, label_values: dict | None = None) -> Plan:
     """Propose the best trajectory of each applicable approach for every target.
+
+    ``labels`` (and ``label_values``) are the analysis' label volume (vertebrae, canal, ilia,
+    ribs; see :class:`PlanningCase`); without them the anatomy is measured again on the CT.
 
     ``procedure_position`` is how the patient will lie in the angiosuite (default prone, head
     first); the C-arm's table angles and room-terms sentences refer to it, whatever position
     the CT was acquired in."""
     progress = progress or no_progress
     t0 = time.perf_counter()
-    case = PlanningCase(volume, analysis, procedure_position=procedure_position)
+    case = PlanningCase(volume, analysis, procedure_position=procedure_position, labels=labels,
+                        label_values=label_values)
     targets = targets_from_analysis(case) if targets is None else targets
     trajs, unsolved = [], []
     jobs = [(t, a, s) for t in targets for a, s in applicable(case, t)]

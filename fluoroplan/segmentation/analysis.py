@@ -18,6 +18,7 @@ from fluoroplan.io.volume import CTVolume
 from fluoroplan.segmentation.anatomy import Anatomy, analyze_anatomy
 from fluoroplan.segmentation.errors import NoSpineFound
 from fluoroplan.segmentation.implants import DEFAULT_METAL_HU, Implants, find_implants
+from fluoroplan.segmentation.structures import add_structures
 from fluoroplan.segmentation.vertebrae import BONE_HU, SACRUM_BELOW_S1
 
 
@@ -49,6 +50,7 @@ class Analysis:
             "connectors": imp["connectors"],
             "cement": imp["cement"],
             "canal": anat["canal"],
+            **{k: anat[k] for k in ("pelvis", "ribs") if k in anat},
             "metal_threshold_hu": imp["threshold_hu"],
             "warnings": self.warnings,
             "notes": list(self.volume.notes),
@@ -165,6 +167,8 @@ def analyze(
             if not (implants.screws or implants.rods or implants.cages):
                 raise
             anatomy = _no_vertebrae(volume, metal, err)
+    if implants is None:  # the canal, foramina, ilia and ribs beside the vertebrae
+        anatomy = add_structures(volume, anatomy, metal)
     t1 = time.perf_counter()
     timings["vertebrae"] = t1 - t0
     if implants is None:

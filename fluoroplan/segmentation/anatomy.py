@@ -170,6 +170,12 @@ class Anatomy:
         Sentences a user should read (labels unsure, levels merged, metal, ...).
     timings_s : dict
         Seconds per stage (for the benchmark).
+    canal : segmentation.canal.Canal or None
+        The spinal canal's lumen as voxels, its foramina and its size per level, once
+        :func:`fluoroplan.segmentation.structures.add_structures` has run (the lumen and the
+        foramina are then also ``structures.CANAL_LABEL`` / ``FORAMEN_LABEL`` in ``labels``).
+    other_bones : segmentation.bones.OtherBones or None
+        The ilia and the ribs (``ILIUM_LABEL`` / ``RIB_LABEL`` in ``labels``), likewise.
     """
 
     labels: np.ndarray
@@ -179,6 +185,8 @@ class Anatomy:
     canal_radii_mm: np.ndarray
     warnings: tuple[str, ...] = ()
     timings_s: dict = field(default_factory=dict)
+    canal: object | None = None
+    other_bones: object | None = None
 
     @property
     def label_source(self) -> str:
@@ -197,14 +205,18 @@ class Anatomy:
         return replace(self, vertebrae=tuple(lv.relabel(self.vertebrae, index_or_label, level)))
 
     def to_json(self) -> dict:
-        return {
-            "vertebrae": [v.to_json() for v in self.vertebrae],
+        """Vertebrae (each with its canal's narrowest section once the lumen is known), the
+        canal's centreline, the pelvis, the warnings."""
+        from fluoroplan.segmentation.structures import structures_json
+
+        return structures_json(self, {
+            "vertebrae": [{**v.to_json(), "label_value": int(v.label_value)}
+                          for v in self.vertebrae],
             "canal": {
                 "centerline_lps": [[round(float(c), 2) for c in p] for p in self.canal_centerline_lps],
-                "radii_mm": [round(float(r), 2) for r in self.canal_radii_mm],
             },
             "warnings": list(self.warnings),
-        }
+        })
 
 
 # --------------------------------------------------------------------------------------------
