@@ -10,7 +10,13 @@ import pydicom
 import pytest
 from phantom_fixtures import SMALL, full_phantom, small_phantom
 
-from fluoroplan.resources.phantom import SCHEMA, load_truth, make_phantom, write_phantom
+from fluoroplan.resources.phantom import (
+    SCHEMA,
+    STRUCTURE_CODES,
+    load_truth,
+    make_phantom,
+    write_phantom,
+)
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +87,12 @@ def test_anatomy_in_lps(small):
         # spinous process and canal posterior (+y) of the body
         assert v["canal_center_lps"][1] > c[1] + 10
         assert v["spinous_tip_lps"][1] > v["canal_center_lps"][1] + 20
-        assert 15 <= 2 * v["canal_radius_mm"] <= 22
+        # the drawn lumen at the body's mid-height: 15-26 mm wide, 14-20 mm deep
+        kji = np.argwhere(small.structures == STRUCTURE_CODES["canal"])
+        pts = small.volume.lps_from_ijk_points(kji[:, ::-1].astype(float))
+        loc = (pts - c) @ np.asarray(v["axes_lps"], float).T
+        mid = loc[np.abs(loc[:, 2]) < 1.0]
+        assert 15 <= np.ptp(mid[:, 0]) <= 26 and 13 <= np.ptp(mid[:, 1]) <= 20, v["label"]
     lumbar = [v for v in verts if v["label"].startswith("L")]
     widths = [v["pedicles"]["left"]["width_mm"] for v in lumbar]
     assert widths == sorted(widths)  # pedicles widen caudally

@@ -181,3 +181,47 @@ def test_metal_clearance_is_measured_beyond_15_mm():
     value = t.check("metal clearance").value
     assert truth > 15.0
     assert value == pytest.approx(truth - NEEDLE_R, abs=1.5)
+
+
+PELVIS = dict(levels=("T12", "L1", "L2", "L3", "L4", "L5"), pelvis=True,
+              instrumented=("L3", "L4"), loose_screw="L4-left", fracture_level="L5")
+
+
+def _drawn_ilium(ph, side):
+    from fluoroplan.resources.phantom import STRUCTURE_CODES
+
+    kji = np.argwhere(ph.structures == STRUCTURE_CODES["ilium"])
+    pts = ph.volume.lps_from_ijk_points(kji[:, ::-1].astype(float))
+    loc = _local(ph, "L5", pts)
+    return pts[(loc[:, 0] > 0) == (side == "left")], loc[(loc[:, 0] > 0) == (side == "left")]
+
+
+@pytest.mark.parametrize("mode", ["drawn", "measured"])
+def test_a_path_through_the_ilium_fails_and_names_it(mode):
+    from fluoroplan.resources.phantom import STRUCTURE_CODES
+
+    ph, case = _small_case(mode, **PELVIS)
+    pts, loc = _drawn_ilium(ph, "left")
+    # the drawn posterior ilium at L5's mid-height, behind the body's back wall
+    post = pts[(np.abs(loc[:, 2]) < 8.0) & (loc[:, 1] > 10.0)]
+    assert len(post) > 10
+    l5 = case.vertebra("L5")
+    t = _path_through(case, l5.centroid_lps, post.mean(axis=0), "L5")
+    assert _drawn_crossing_mm(ph, t, STRUCTURE_CODES["ilium"]) >= 2.0
+    bone = t.check("bone in the way")
+    assert bone.status == "fail", bone.detail
+    assert "the left ilium" in bone.detail
+
+
+def test_no_proposal_at_l5_crosses_the_drawn_ilium():
+    from fluoroplan.resources.phantom import STRUCTURE_CODES
+
+    ph = small_phantom(**PELVIS)
+    plan = plan_case(ph.volume, ph.truth)  # the anatomy measured on the CT
+    l5 = [t for t in plan.trajectories if t.level == "L5"]
+    for t in l5:
+        assert _drawn_crossing_mm(ph, t, STRUCTURE_CODES["ilium"]) == 0.0, t.id
+        assert t.status != "fail"
+    for u in plan.unsolved:
+        assert "candidate" in u.reason or u.best_failed is not None
+    assert l5 or [u for u in plan.unsolved if u.target.level == "L5"]

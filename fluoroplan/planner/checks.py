@@ -189,13 +189,19 @@ def run_checks(
 
     # 5. the exiting nerve root: lumbar neural foramina
     if traj.level.upper().startswith(("L", "S")) and case.foramen_known:
-        df = float(np.min(case.foramen_distance(path))) - r
+        dfs = case.foramen_distance(path) - r
+        df = float(np.min(dfs))
+        through = float(np.sum(dfs < 0) * 0.5)
+        note = ""
+        if through > 0:
+            note = (f": the needle runs through the foramen for {through:.1f} mm - the exiting "
+                    "root lies there; check the path on the sagittal CT")
+        elif df < FORAMEN_WARN:
+            note = ": the path passes within 3 mm of the exiting root"
         checks.append(Check("neural foramen (exiting root)", df, FORAMEN_WARN,
                             "warn" if df < FORAMEN_WARN else "pass", "mm",
                             "needle surface to the nearest lumbar neural foramen (soft tissue "
-                            "of the exiting root's zone beside the canal)"
-                            + (": the path passes within 3 mm of the exiting root"
-                               if df < FORAMEN_WARN else "")))
+                            "of the exiting root's zone beside the canal)" + note))
 
     # 6. bone in the way: every bone the path crosses from the skin to the tip that is not the
     #    target vertebra's (the costovertebral corridor of a thoracic extrapedicular path allowed)

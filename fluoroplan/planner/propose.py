@@ -23,6 +23,9 @@ W_AIR = 4.0  # per mm of pleura margin below 8 mm
 W_DEPTH = 0.03  # per mm of needle inside the patient
 W_TILT = 0.4  # per degree away from the preferred tilt of a parallel / tip approach
 W_LATERAL = 0.05  # per mm of skin entry beyond 70 mm from the midline
+W_FORAMEN = 3.0  # per mm of needle-to-foramen distance below FORAMEN_COST_MM
+FORAMEN_COST_MM = 4.0
+W_BONE = 5.0  # per mm of another bone grazed
 W_VIS = 4.0  # per unit fraction of a needed landmark hidden by metal (worst of the views)
 PREFERRED_TILT_DEG = {"transpedicular-parallel": 5.0, "transpedicular-tip": 9.0}
 
@@ -116,7 +119,9 @@ def cost_terms(checks, traj: Trajectory, cand: Candidate | None = None) -> dict:
         return unknown if v is None or isinstance(v, str) else float(v)
 
     terms: dict[str, float] = {}
-    metal = num("metal clearance", 99.0, 0.0)
+    no_metal = any(c.name == "metal clearance" and c.value is None and c.status == "pass"
+                   for c in checks)  # a CT without metal
+    metal = num("metal clearance", 99.0, 99.0 if no_metal else 0.0)
     terms["metal"] = W_METAL * max(0.0, 2.0 - metal)
     canal = num("spinal canal clearance", 99.0, 0.0)  # unknown canal: the worst case
     terms["canal"] = W_CANAL * max(0.0, 6.0 - canal)
@@ -125,6 +130,11 @@ def cost_terms(checks, traj: Trajectory, cand: Candidate | None = None) -> dict:
         terms["medial wall"] = W_CANAL * max(0.0, 2.0 - medial)
     pleura = num("lung / pleura", 99.0, 0.0)
     terms["pleura"] = W_AIR * max(0.0, 8.0 - pleura)
+    if "neural foramen (exiting root)" in present:
+        foramen = num("neural foramen (exiting root)", 99.0, 0.0)
+        terms["foramen"] = W_FORAMEN * max(0.0, FORAMEN_COST_MM - foramen)
+    if "bone in the way" in present:  # a graze of another bone (a fail is never proposed)
+        terms["bone in the way"] = W_BONE * num("bone in the way", 0.0, 0.0)
     terms["depth"] = W_DEPTH * traj.depth_mm
     if val.get("lateral pedicle cortex breach") is not None:
         terms["lateral breach"] = 1.0 * num("lateral pedicle cortex breach", 0.0, 0.0)

@@ -1209,7 +1209,6 @@ def _vertebra_truth(vt: _Vertebra, rib_heads: dict | None) -> dict:
                               "normal_lps": _f(-vt.axes[:, 2])},
         "pedicles": peds,
         "canal_center_lps": _f(vt.lps([0, vt.v_canal, 0])),
-        "canal_radius_mm": round(min(vt.cw, vt.ap) / 2, 4),
         "canal_semi_axes_mm": [round(vt.cw / 2, 4), round(vt.ap / 2, 4)],
         "spinous_tip_lps": _f(vt.lps(vt.spinous_ends()[1])),
         "disc_below_mm": round(vt.disc_below, 4),
