@@ -31,6 +31,7 @@ Method
 from __future__ import annotations
 
 import time
+import warnings as _warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,6 +66,10 @@ RING_FRAC = 0.97
 ring at the pedicles; elsewhere a hit beyond it went out through a gap (a foramen, a facet)."""
 OPEN_TOL = (1.5, 0.1)
 """A hit farther than the reference wall by more than max(mm, fraction) is open."""
+FAR_FACTOR = (1.8, 3.0)
+"""A hit farther than this (factor, mm) from the canal's median wall radius nearby is open."""
+FAR_WINDOW = 31
+"""Sections over which that median is taken."""
 SPIKE_RAYS = 5
 """A wall farther than both neighbours over fewer than this many rays is a gap between bones."""
 END_CLOSED = 0.5
@@ -247,15 +252,27 @@ def _cast(sample, centre, t):
     hit = bone.any(axis=2)
     first = np.argmax(bone, axis=2)  # n, A
     # the wall's peak just beyond its first bone sample
-    w = int(round(PEAK_MM / RAY_STEP_MM)) + 1
+    # (its first local maximum within PEAK_MM: a denser bone farther out is another wall)
+    w = int(round(PEAK_MM / RAY_STEP_MM))
     capped = np.minimum(prof, PEAK_CAP_HU)
-    runmax = ndi.maximum_filter1d(capped, w, axis=2, origin=-(w // 2), mode="nearest")
-    peak = np.take_along_axis(runmax, first[..., None], axis=2)[..., 0]
-    half = 0.5 * (content[:, None] + peak)
-    # last sample before the first bone sample that is below the half-way level
     idx = np.arange(len(_RAD))[None, None, :]
+    top = np.zeros(prof.shape, bool)
+    top[..., :-1] = capped[..., 1:] < capped[..., :-1]
+    top[..., -1] = True
+    top &= idx >= first[..., None]
+    m = np.minimum(np.argmax(top, axis=2), np.minimum(first + w, len(_RAD) - 1))
+    runmax = np.maximum.accumulate(np.where(idx >= first[..., None], capped, -np.inf), axis=2)
+    peak = np.take_along_axis(runmax, m[..., None], axis=2)[..., 0]
+    half = 0.5 * (content[:, None] + peak)
+    # the half-way crossing of the edge that leads up to the bone: backward from the first
+    # bone sample when that is already above half-way (a gradual rise: blurred, osteoporotic),
+    # else forward to the first sample reaching half-way (a sharp rise to dense cortex)
+    p_first = np.take_along_axis(prof, first[..., None], axis=2)[..., 0]
     below = (prof < half[..., None]) & (idx < first[..., None])
-    j = np.where(below, idx, -1).max(axis=2)
+    j_back = np.where(below, idx, 0).max(axis=2)
+    above = (prof >= half[..., None]) & (idx >= first[..., None])
+    j_fwd = np.argmax(above, axis=2) - 1
+    j = np.where(p_first >= half, j_back, j_fwd)
     j = np.clip(j, 0, len(_RAD) - 2)
     p0 = np.take_along_axis(prof, j[..., None], axis=2)[..., 0]
     p1 = np.take_along_axis(prof, (j + 1)[..., None], axis=2)[..., 0]
@@ -269,6 +286,21 @@ def _bridge(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Accepted walls (hits no farther than the closed rings' reference) and the boundary
     with the open rays interpolated along the canal and across angles."""
     n, A = raw.shape
+    # a hit far beyond the canal's usual size here went out through a gap (an interlaminar
+    # space, a foramen) to the next bone: open
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore", RuntimeWarning)
+        size = np.nanmedian(raw, axis=1)
+    size = np.where(np.isfinite(raw).mean(axis=1) >= END_CLOSED, size, np.nan)
+    if np.isfinite(size).any():
+        w = min(n, FAR_WINDOW)
+        pad = np.pad(size, w // 2, mode="edge")
+        win = np.lib.stride_tricks.sliding_window_view(pad, w)[:n]
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore", RuntimeWarning)
+            local = np.nanmedian(win, axis=1)
+        local = np.where(np.isfinite(local), local, np.nanmedian(size))
+        raw = np.where(raw <= FAR_FACTOR[0] * local[:, None] + FAR_FACTOR[1], raw, np.nan)
     hit = np.isfinite(raw)
     closed = hit.mean(axis=1)
     # a ray that went out through a narrow gap between two bones is a spike of the wall's
@@ -500,7 +532,10 @@ def _levels(sec: _Sections, anatomy) -> dict[str, CanalLevel]:
         mask = _stretch(v, sec.centre)
         if not mask.any():
             continue
-        cand = mask & ring
+        # the narrowest of the full rings (the pedicles' level), else of the closed sections
+        cand = mask & (sec.closed >= RING_FRAC)
+        if not cand.any():
+            cand = mask & ring
         closed = bool(cand.any())
         if not closed:
             cand = mask
@@ -610,6 +645,9 @@ def _voxelise(volume, sample: _Sampler, sec: _Sections, anatomy, lo, hi, sp):
             hu = sample.hu[kk[sel] + blo[2] - sample.lo[2], jj[sel] + blo[1] - sample.lo[1],
                            ii[sel] + blo[0] - sample.lo[0]]
             sel = sel[hu < FORAMEN_BONE_HU]
+            # never a vertebra's own bone (osteoporotic cancellous bone is below that HU)
+            lab = np.asarray(anatomy.labels)[kk[sel] + blo[2], jj[sel] + blo[1], ii[sel] + blo[0]]
+            sel = sel[lab == 0]
             foramina[kk[sel], jj[sel], ii[sel]] = True
             foramina &= ~lumen
     return lumen, foramina, box
