@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 MAX_RECENT = 8
 LAYOUT_VERSION = 2  # bump when the panes or docks change: an older saved layout is ignored
+SHOW_STRUCTURES_KEY = "view/show_structures"  # the canal, foramina, ilia and ribs drawn
 PRESET_KEYS = {"bone": "1", "soft tissue": "2", "metal": "3"}
 
 
@@ -47,6 +48,15 @@ def demo_root() -> Path:
     """Per-user folder of the demo case (e.g. ``~/.local/share/fluoroplan/demo``)."""
     base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.GenericDataLocation)
     return Path(base) / "fluoroplan" / "demo"
+
+
+def _setting_bool(value, default: bool) -> bool:
+    """A QSettings boolean (an INI file gives it back as the string "true" / "false")."""
+    if value is None:
+        return default
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes", "on")
+    return bool(value)
 
 
 def _is_nifti(path: Path) -> bool:
@@ -127,6 +137,7 @@ class MainWindow(QMainWindow):
         from fluoroplan.app.planning import PlanningController
 
         self.planning = PlanningController(self)
+        self._install_structures()
         self.rehearsal_windows: list = []  # open rehearsal windows (kept alive here)
         self.planning.doc.subscribe(self._on_plan_doc)
         self.setAcceptDrops(True)
@@ -208,11 +219,23 @@ class MainWindow(QMainWindow):
             view_menu.addAction(act)
         self.preset_group.setExclusionPolicy(QActionGroup.ExclusionPolicy.ExclusiveOptional)
         view_menu.addSeparator()
+        self.act_structures = QAction("Show &canal and bones", self)
+        self.act_structures.setCheckable(True)
+        self.act_structures.setChecked(_setting_bool(self.settings.value(SHOW_STRUCTURES_KEY), True))
+        self.act_structures.setShortcut(QKeySequence("Ctrl+Shift+B"))
+        self.act_structures.setToolTip(
+            "Draw what the checks are measured against on the reformats: the spinal canal's "
+            "lumen, the neural foramina, the ilia and the ribs found by the analysis "
+            "(Ctrl+Shift+B)")
+        self.act_structures.setStatusTip("Show or hide the segmented canal, foramina, ilia and ribs")
+        self.act_structures.toggled.connect(self.show_structures)
+        view_menu.addAction(self.act_structures)
         self.act_reset = QAction("&Reset zoom and pan", self)
         self.act_reset.setShortcut(QKeySequence("Ctrl+0"))
         self.act_reset.triggered.connect(self.reset_views)
         view_menu.addAction(self.act_reset)
         toolbar.addSeparator()
+        toolbar.addAction(self.act_structures)
         toolbar.addAction(self.act_reset)
         self.addToolBar(toolbar)
         self.toolbar = toolbar
@@ -536,6 +559,40 @@ class MainWindow(QMainWindow):
             self.view3d.reset_camera()
             self.view3d.render()
 
+    def _install_structures(self) -> None:
+        """The segmented structures under the trajectories on every reformat."""
+        from fluoroplan.app.overlays import StructureOverlay
+
+        def labels():
+            analysis = self.planning.doc.analysis
+            return None if analysis is None else analysis.anatomy.labels
+
+        self.structure_overlay = StructureOverlay(labels)
+        self.structure_overlay.enabled = self.act_structures.isChecked()
+        for v in self.views.values():
+            v.overlays.insert(0, self.structure_overlay)
+
+        def on_doc(event: str, _detail) -> None:
+            if event == "analysis":
+                self.structure_overlay.clear()
+                for v in self.views.values():
+                    v.update()
+
+        self.planning.doc.subscribe(on_doc)
+
+    def show_structures(self, on: bool) -> None:
+        """Draw (or not) the canal, foramina, ilia and ribs; remembered for the next session."""
+        on = bool(on)
+        if self.act_structures.isChecked() != on:
+            self.act_structures.setChecked(on)  # toggled() comes back here
+            return
+        self.settings.setValue(SHOW_STRUCTURES_KEY, on)
+        overlay = getattr(self, "structure_overlay", None)
+        if overlay is not None:
+            overlay.enabled = on
+        for v in self.views.values():
+            v.update()
+
     def _set_active_view(self, name: str) -> None:
         self.active_view = name
 
@@ -568,6 +625,7 @@ class MainWindow(QMainWindow):
             "Ctrl+wheel or right-drag: zoom;  middle-drag: pan;  Ctrl+0: reset\n"
             "Shift+left-drag: window (left/right) and level (up/down)\n"
             "1 / 2 / 3: bone / soft tissue / metal window\n"
+            "Ctrl+Shift+B: show or hide the canal (magenta), foramina, ilia and ribs\n"
             "Ctrl+O: open a folder;  Ctrl+Q: quit\n\n"
             "Planning: select a target (Targets), Ctrl+P propose, Ctrl+Enter accept;\n"
             "T place a trajectory (click entry, then target); drag an end to move it;\n"

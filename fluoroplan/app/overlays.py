@@ -1,4 +1,9 @@
-"""Trajectories drawn on the reformats, and the mouse tool that places and drags them.
+"""Trajectories and segmented structures drawn on the reformats, and the mouse tool that places
+and drags trajectories.
+
+:class:`StructureOverlay` draws what the safety checks are measured against, from the
+analysis' label volume cut on the view's plane (nearest voxel): the spinal canal's lumen
+(outline and a faint fill), the lumbar neural foramina, and thin outlines of the ilia and ribs.
 
 A trajectory is drawn as its projection onto the view plane: the stretch within
 :data:`SLAB_MM` of the shown slice solid, the rest dashed; the entry as an open circle, the
@@ -8,15 +13,267 @@ reformat) and drags either end of a trajectory within the plane of the view it i
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
-from PySide6.QtCore import QPointF, Qt
-from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPainterPath, QPen
+
+from fluoroplan.segmentation.structures import (
+    CANAL_LABEL,
+    FORAMEN_LABEL,
+    ILIUM_LABEL,
+    RIB_LABEL,
+)
 
 SLAB_MM = 3.0  # the part of a trajectory this close to the slice is drawn solid
 HANDLE_PX = 9.0  # grab distance of an end, widget pixels
 SELECTED_RGB = (255, 205, 0)  # the selected trajectory (yellow, like the DRR needle)
 OTHER_RGB = (0, 200, 255)  # other trajectories of the plan (cyan)
 TARGET_RGB = (255, 70, 70)  # the current target
+
+
+@dataclass(frozen=True)
+class StructureStyle:
+    """How one structure of the label volume is drawn: outline colour and alpha, outline width
+    (in the overlays' line unit, always at least one screen pixel), fill alpha (0: none)."""
+
+    value: int
+    legend: str
+    rgb: tuple[int, int, int]
+    alpha: int
+    width: float
+    fill_alpha: int = 0
+    region: bool = False  # outline the region only: its holes filled, specks left out
+
+
+STRUCTURE_STYLES = (
+    # the lumen the canal clearance is measured to: the boldest, with a faint fill
+    StructureStyle(CANAL_LABEL, "spinal canal", (255, 60, 220), 255, 1.4, 48),
+    StructureStyle(FORAMEN_LABEL, "neural foramen", (150, 120, 255), 235, 1.2, 40, True),
+    # bones a path must not cross: thin and half transparent, around the bone (not around
+    # each marrow space of it), so that the bone stays visible
+    StructureStyle(ILIUM_LABEL, "ilium", (240, 200, 110), 170, 0.8, 0, True),
+    StructureStyle(RIB_LABEL, "rib", (110, 225, 200), 170, 0.8, 0, True),
+)
+SPECK_PX = 3  # a region outline leaves out islands of fewer pixels
+STRUCTURE_CACHE_SLICES = 24  # cut planes kept (all views together): scrolling back is free
+
+
+def _edge_runs(mask: np.ndarray) -> np.ndarray:
+    """The horizontal pixel edges between set and unset pixels of a 2-D bool ``mask``, merged
+    into runs along the rows: (n, 3) int of (edge row e, first column, column past the end);
+    edge row ``e`` lies between pixel rows ``e - 1`` and ``e``."""
+    rows, cols = mask.shape
+    padded = np.zeros((rows + 2, cols), bool)
+    padded[1:-1] = mask
+    edge = padded[1:] != padded[:-1]  # (rows + 1, cols)
+    step = np.diff(edge.astype(np.int8), axis=1, prepend=0, append=0)
+    starts = np.argwhere(step == 1)  # row-major: starts and ends of a row pair up in order
+    ends = np.argwhere(step == -1)
+    return np.column_stack([starts[:, 0], starts[:, 1], ends[:, 1]])
+
+
+def region_mask(mask: np.ndarray, speck_px: int = SPECK_PX) -> np.ndarray:
+    """The 2-D mask with its holes filled and its islands below ``speck_px`` pixels removed."""
+    from scipy import ndimage
+
+    filled = ndimage.binary_fill_holes(mask)
+    lab, n = ndimage.label(filled)
+    if n == 0:
+        return filled
+    size = np.bincount(lab.ravel())
+    keep = size >= speck_px
+    keep[0] = False
+    return keep[lab]
+
+
+def outline_path(mask: np.ndarray, pixel_mm: tuple[float, float],
+                 offset: tuple[int, int] = (0, 0)) -> QPainterPath:
+    """The outline of a 2-D bool mask along its pixels' edges, in plane mm with pixel (0, 0)'s
+    centre at the origin (a view's image coordinates); ``offset`` (row, col) is where
+    ``mask[0, 0]`` lies in the view's image (a crop of it)."""
+    pu, pv = float(pixel_mm[0]), float(pixel_mm[1])
+    r_off, c_off = offset[0] - 0.5, offset[1] - 0.5
+    path = QPainterPath()
+    for e, c0, c1 in _edge_runs(mask).tolist():  # horizontal edges
+        y = (e + r_off) * pv
+        path.moveTo((c0 + c_off) * pu, y)
+        path.lineTo((c1 + c_off) * pu, y)
+    for e, r0, r1 in _edge_runs(mask.T).tolist():  # vertical edges
+        x = (e + c_off) * pu
+        path.moveTo(x, (r0 + r_off) * pv)
+        path.lineTo(x, (r1 + r_off) * pv)
+    return path
+
+
+@dataclass
+class _StructureSlice:
+    """One cut plane's drawing: the fill image (of the structures' bounding box, at
+    ``fill_rect`` in plane mm) and an outline per structure present."""
+
+    fill: QImage | None
+    fill_rect: QRectF | None
+    outlines: list  # (StructureStyle, QPainterPath)
+    build_ms: float
+
+
+class StructureOverlay:
+    """Paints the segmented structures of the label volume on a SliceView.
+
+    ``labels_source()`` returns the analysis' label volume (uint8 ``[k, j, i]`` on the CT grid)
+    or None. Each view's cut is computed once per plane and depth (nearest voxel) and kept
+    (:data:`STRUCTURE_CACHE_SLICES`), so moving the crosshair within a plane redraws from the
+    cache. ``enabled`` switches it off; :meth:`clear` forgets the cuts (a new analysis).
+    ``build_ms`` / ``paint_ms`` keep the last timings (a cut computed; one view painted).
+    """
+
+    def __init__(self, labels_source: Callable[[], np.ndarray | None],
+                 styles: tuple[StructureStyle, ...] = STRUCTURE_STYLES):
+        self.labels_source = labels_source
+        self.styles = styles
+        self.enabled = True
+        self._cache: OrderedDict = OrderedDict()
+        self._lut = np.zeros((256, 4), np.uint8)
+        for st in styles:
+            if st.fill_alpha:
+                self._lut[st.value] = (*st.rgb, st.fill_alpha)
+        self.build_ms: list[float] = []
+        self.paint_ms: list[float] = []
+        self.cache_hits: dict[str, int] = {}  # per view: cuts taken from the cache
+        self.legend_rects: dict[str, QRectF] = {}  # per view: where the legend was drawn
+        self.legend_shown: dict[str, list[str]] = {}  # per view: its entries
+
+    def clear(self) -> None:
+        self._cache.clear()
+
+    def labels_for(self, view) -> np.ndarray | None:
+        """The label volume if it can be drawn on this view (on the shown CT's grid)."""
+        vol = view.state.volume
+        labels = self.labels_source()
+        if labels is None or vol is None or view.grid is None:
+            return None
+        if labels.shape != vol.hu.shape:  # an analysis of another CT (still being replaced)
+            return None
+        return labels
+
+    def slice_for(self, view) -> _StructureSlice | None:
+        labels = self.labels_for(view)
+        if labels is None:
+            return None
+        grid = view.grid
+        depth = grid.depth_of(view.state.crosshair_lps)
+        key = (view.name, id(labels), id(view.state.volume), grid.shape, round(depth, 3))
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            self.cache_hits[view.name] = self.cache_hits.get(view.name, 0) + 1
+            return hit
+        hit = self._build(view.state.volume, labels, grid, depth)
+        self._cache[key] = hit
+        while len(self._cache) > STRUCTURE_CACHE_SLICES:
+            self._cache.popitem(last=False)
+        self.build_ms = (self.build_ms + [hit.build_ms])[-50:]
+        return hit
+
+    def _build(self, volume, labels, grid, depth) -> _StructureSlice:
+        from fluoroplan.app.reformat import reformat_labels
+
+        t0 = time.perf_counter()
+        cut = reformat_labels(volume, labels, grid, depth)
+        lowest = min(st.value for st in self.styles)
+        any_row = np.flatnonzero((cut >= lowest).any(axis=1))
+        if not len(any_row):
+            return _StructureSlice(None, None, [], (time.perf_counter() - t0) * 1000.0)
+        any_col = np.flatnonzero((cut[any_row[0]:any_row[-1] + 1] >= lowest).any(axis=0))
+        r0, c0 = int(any_row[0]), int(any_col[0])
+        crop = cut[r0:any_row[-1] + 1, c0:any_col[-1] + 1]  # the structures' bounding box
+        present = set(np.unique(crop[crop >= lowest]).tolist())
+        outlines = []
+        for st in self.styles:
+            if st.value not in present:
+                continue
+            mask = crop == st.value
+            if st.region:
+                mask = region_mask(mask)
+            outlines.append((st, outline_path(mask, grid.pixel_mm, (r0, c0))))
+        fill = fill_rect = None
+        if any(st.fill_alpha and st.value in present for st in self.styles):
+            rgba = np.ascontiguousarray(self._lut[crop])
+            rows, cols = crop.shape
+            fill = QImage(rgba.data, cols, rows, cols * 4, QImage.Format.Format_RGBA8888).copy()
+            pu, pv = grid.pixel_mm
+            fill_rect = QRectF((c0 - 0.5) * pu, (r0 - 0.5) * pv, cols * pu, rows * pv)
+        return _StructureSlice(fill, fill_rect, outlines, (time.perf_counter() - t0) * 1000.0)
+
+    def paint(self, p: QPainter, view) -> None:
+        self.legend_rects.pop(view.name, None)
+        self.legend_shown.pop(view.name, None)
+        if not self.enabled:
+            return
+        t0 = time.perf_counter()
+        cut = self.slice_for(view)
+        if cut is None or (cut.fill is None and not cut.outlines):
+            return
+        unit = max(1.0, view.fontMetrics().height() / 9.0)
+        p.save()
+        p.setTransform(view.transform())
+        if cut.fill is not None:
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
+            p.drawImage(cut.fill_rect, cut.fill)
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        for st, path in cut.outlines:
+            colour = QColor(*st.rgb)
+            colour.setAlpha(st.alpha)
+            pen = QPen(colour)
+            pen.setCosmetic(True)  # screen pixels, whatever the zoom
+            pen.setWidthF(max(1.0, st.width * unit))
+            p.setPen(pen)
+            p.drawPath(path)
+        p.restore()
+        self._legend(p, view, [st for st, _ in cut.outlines], unit)
+        self.paint_ms = (self.paint_ms + [(time.perf_counter() - t0) * 1000.0])[-50:]
+
+    def _legend(self, p: QPainter, view, shown: list[StructureStyle], unit: float) -> None:
+        """What the colours are, bottom right of the view: only what this cut shows."""
+        if not shown:
+            return
+        font = QFont(view.font())
+        font.setPointSizeF(max(6.0, view.font().pointSizeF() * 0.85))
+        p.save()
+        p.setFont(font)
+        fm = p.fontMetrics()
+        line = fm.height()
+        swatch = line * 1.1
+        width = swatch + fm.averageCharWidth() + max(fm.horizontalAdvance(st.legend) for st in shown)
+        pad = line * 0.3
+        vfm = view.fontMetrics()
+        right = view.width() - vfm.height() * 0.4
+        bottom = view.height() - vfm.height() * 1.35  # above the footer line
+        box = QRectF(right - width - 2 * pad, bottom - len(shown) * line - 2 * pad,
+                     width + 2 * pad, len(shown) * line + 2 * pad)
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(QColor(0, 0, 0, 150))
+        p.drawRect(box)
+        self.legend_rects[view.name] = box
+        self.legend_shown[view.name] = [st.legend for st in shown]
+        for n, st in enumerate(shown):
+            y = box.top() + pad + n * line
+            colour = QColor(*st.rgb)
+            sw = QRectF(box.left() + pad, y + line * 0.25, swatch, line * 0.5)
+            fill = QColor(colour)
+            fill.setAlpha(max(st.fill_alpha * 2, 0))
+            p.setBrush(fill if st.fill_alpha else Qt.BrushStyle.NoBrush)
+            pen = QPen(colour)
+            pen.setWidthF(max(1.0, st.width * unit))
+            p.setPen(pen)
+            p.drawRect(sw)
+            p.setPen(QColor("#e6e8ea"))
+            p.drawText(QPointF(sw.right() + fm.averageCharWidth(), y + fm.ascent()), st.legend)
+        p.restore()
 
 
 def solid_interval(depth0: float, depth1: float, slice_depth: float,

@@ -61,17 +61,29 @@ def fill_checks(table: QTableWidget, checks, note: str = "") -> None:
         r = table.rowCount()
         table.insertRow(r)
         table.setItem(r, 0, _item(c.name, tip=c.detail))
-        table.setItem(r, 1, _item(c.display()))  # "> 15 mm" beyond a search range
-        table.setItem(r, 2, _item(c.limit_display()))
-        table.setItem(r, 3, _item(c.status.upper(), STATUS_RGB[c.status]))
+        table.setItem(r, 1, _item(c.display(), tip=c.detail))  # "> 15 mm" beyond a search range
+        table.setItem(r, 2, _item(c.limit_display(), tip=c.detail))
+        table.setItem(r, 3, _item(c.status.upper(), STATUS_RGB[c.status], c.detail))
         table.setItem(r, 4, _item(c.detail, tip=c.detail))
+    table.clearSpans()
     if not checks and note:
         table.insertRow(0)
-        table.setItem(0, 0, _item(note, "#9aa0a6"))
+        table.setItem(0, 0, _item(note, "#9aa0a6", note))
+        table.setSpan(0, 0, 1, table.columnCount())  # a sentence, not a check name
 
 
 def checks_table(name: str) -> QTableWidget:
-    return _table(["Check", "Value", "Limit", "Status", "Detail"], name)
+    """Check, value, limit, status, detail. Long check names ("landmarks hidden by metal:
+    bull's-eye view") wrap in a column of their own width so that the value and status stay
+    in sight in a narrow dock; the detail is one line (and every cell's tooltip)."""
+    t = _table(["Check", "Value", "Limit", "Status", "Detail"], name)
+    t.setWordWrap(True)
+    h = t.horizontalHeader()
+    h.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+    t.setColumnWidth(0, t.fontMetrics().averageCharWidth() * 24)
+    h.setStretchLastSection(False)  # a stretched detail would wrap and make every row tall
+    t.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    return t
 
 
 class TargetsPanel(QWidget):

@@ -181,6 +181,33 @@ def reformat(volume: CTVolume, grid: PlaneGrid, depth_mm: float) -> np.ndarray:
     return out.astype(np.int16)
 
 
+def reformat_labels(volume: CTVolume, labels: np.ndarray, grid: PlaneGrid,
+                    depth_mm: float) -> np.ndarray:
+    """A label volume on the CT grid (``labels[k, j, i]``, e.g. ``Anatomy.labels``) on the plane
+    at ``depth_mm``: (rows, cols) of its values, nearest voxel (labels are never blended), 0
+    outside the volume. Same pixels as :func:`reformat` of that plane."""
+    if labels.shape != volume.hu.shape:
+        raise ValueError(f"label volume {labels.shape} is not on the CT grid {volume.hu.shape}")
+    rows, cols = grid.shape
+    origin = grid.lps_from_uv(np.zeros((1, 2)), depth_mm)[0]
+    a = grid.axes
+    ijk0 = volume.ijk_from_lps_points(origin)[0]
+    lin = volume.ijk_from_lps[:3, :3]
+    d_col = lin @ (a.right_lps * grid.pixel_mm[0])
+    d_row = lin @ (a.down_lps * grid.pixel_mm[1])
+    aligned = _aligned_axes(d_col, d_row, ijk0)
+    if aligned is not None:
+        return _slice_aligned(volume, ijk0, aligned, rows, cols, array=labels, outside=0)
+    r, c = np.mgrid[0:rows, 0:cols].astype(np.float32)
+    ijk = ijk0[:, None, None] + d_col[:, None, None] * c + d_row[:, None, None] * r
+    idx = np.rint(ijk[::-1]).astype(np.intp)  # nearest voxel, array axes [k, j, i]
+    shape = np.array(labels.shape)[:, None, None]
+    ok = np.all((idx >= 0) & (idx < shape), axis=0)
+    out = np.zeros((rows, cols), labels.dtype)
+    out[ok] = labels[idx[0][ok], idx[1][ok], idx[2][ok]]
+    return out
+
+
 def _aligned_axes(d_col, d_row, ijk0, tol=1e-3):
     """(col_axis, col_sign, row_axis, row_sign, depth_axis) when both steps are +-1 voxel
     along single volume axes and the grid origin falls on voxel centres; else None."""
@@ -201,19 +228,23 @@ def _aligned_axes(d_col, d_row, ijk0, tol=1e-3):
     return uc[0], uc[1], ur[0], ur[1], depth_axis
 
 
-def _slice_aligned(volume: CTVolume, ijk0, aligned, rows, cols) -> np.ndarray:
+def _slice_aligned(volume: CTVolume, ijk0, aligned, rows, cols, array: np.ndarray | None = None,
+                   outside: int = OUTSIDE_HU) -> np.ndarray:
+    """The plane cut from ``array`` (the CT's HU unless given: a label volume on its grid)."""
     col_ax, col_sign, row_ax, row_sign, depth_ax = aligned
+    array = volume.hu if array is None else array
+    dtype = np.int16 if array is volume.hu else array.dtype
     shape_ijk = volume.shape_ijk
     kd = int(round(ijk0[depth_ax]))
     if not 0 <= kd < shape_ijk[depth_ax]:
-        return np.full((rows, cols), OUTSIDE_HU, np.int16)
-    slab = np.take(volume.hu, kd, axis=2 - depth_ax)  # 2-D, remaining array axes in order
+        return np.full((rows, cols), outside, dtype)
+    slab = np.take(array, kd, axis=2 - depth_ax)  # 2-D, remaining array axes in order
     # remaining array axes correspond to ijk axes in descending order
     remaining = sorted((col_ax, row_ax), reverse=True)
     if remaining[0] != row_ax:
         slab = slab.T
     c0, r0 = int(round(ijk0[col_ax])), int(round(ijk0[row_ax]))
-    out = np.full((rows, cols), OUTSIDE_HU, np.int16)
+    out = np.full((rows, cols), outside, dtype)
     # index of the volume along each grid axis, clipped to where it exists
     ci = c0 + col_sign * np.arange(cols)
     ri = r0 + row_sign * np.arange(rows)
