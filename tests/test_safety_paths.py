@@ -54,12 +54,22 @@ def test_no_planned_needle_enters_the_drawn_lumen(planned):
         assert depth < 0.0, f"{t.id} ({t.status}) runs {depth:.1f} mm inside the drawn lumen"
 
 
-def test_canal_clearance_is_the_distance_to_the_drawn_lumen(planned):
+def test_canal_clearance_is_the_distance_to_the_drawn_lumen(planned, request):
+    """Never overstated (the safety side): at most two voxels (1.5 mm) more than the distance
+    to the drawn bony canal (its corner pockets beside the back of the body, narrower than two
+    voxels, are below what a half-maximum wall resolves). On the drawn anatomy within 1.5 mm; measured on the CT it may be up to 4 mm
+    less, where the lumen is bridged across a disc level between the arches (the lateral
+    recess out to the facets there, which the phantom paints as plain soft tissue)."""
     ph, plan = planned
+    measured = "measured" in request.node.callspec.id
+    errors = []
     for t in plan.trajectories:
         check = t.check("spinal canal clearance")
         truth = -lumen_depth_mm(ph, t.path_points(), NEEDLE_R)
-        assert check.value == pytest.approx(truth, abs=1.5), t.id
+        assert check.value <= truth + 1.5, (t.id, check.value, truth)
+        assert check.value >= truth - (4.0 if measured else 1.5), (t.id, check.value, truth)
+        errors.append(truth - check.value)
+    assert np.median(np.abs(errors)) <= (2.5 if measured else 1.0), errors
 
 
 def _small_case(mode="drawn", **kw):
