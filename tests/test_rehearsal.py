@@ -105,15 +105,43 @@ def _angle(a, b):
     return np.degrees(np.arccos(np.clip(a @ b / np.linalg.norm(a) / np.linalg.norm(b), -1, 1)))
 
 
+def _safe_error(s, working_off_deg: float, tip_shift_mm: float):
+    """The needle direction ``working_off_deg`` off the reference and the tip ``tip_shift_mm``
+    beside it, in the first of a few directions (tilt about either cross axis, shift to either
+    side) whose needle passes every check on this case (measured, not assumed), so that the
+    attempt's only faults are the errors built here."""
+    from fluoroplan.planner.model import Target
+    from fluoroplan.planner.propose import manual_trajectory, recheck
+
+    ref = s.reference
+    n = ref.direction_lps
+    a = np.cross(n, [1.0, 0.0, 0.0])
+    a /= np.linalg.norm(a)
+    b = np.cross(n, a)
+    first = None
+    for axis in (-a, a, b, -b):
+        n2 = _rot(n, axis, working_off_deg)
+        perp = np.cross(n2, [1.0, 0.0, 0.0])
+        perp /= np.linalg.norm(perp)
+        for side in (1.0, -1.0):
+            tip = ref.target_lps + side * tip_shift_mm * perp
+            entry = tip - ref.depth_mm * n2
+            first = first or (tip, entry, n2)
+            if working_off_deg == 0.0 and tip_shift_mm == 0.0:
+                return tip, entry, n2
+            t = Target(kind="manual", ref="trial", level=ref.level, side=ref.side,
+                       point_lps=tip, description="trial")
+            trial = recheck(s.case, manual_trajectory(s.case, entry, tip, t))
+            if not [c for c in trial.checks if c.status == "fail"]:
+                return tip, entry, n2
+    return first
+
+
 def _attempt(s, working_off_deg=0.0, tip_shift_mm=0.0, shots=4, steps=4):
     """A complete attempt: the screw's bull's-eye exactly, the working view ``working_off_deg``
     off, a needle rotated by that angle with its tip shifted ``tip_shift_mm`` sideways."""
     ref = s.reference
-    n = ref.direction_lps
-    axis = -np.cross(n, [1.0, 0.0, 0.0])  # a tilt that keeps this needle clear of the screws
-    n2 = _rot(n, axis, working_off_deg)
-    perp = np.cross(n2, [1.0, 0.0, 0.0])
-    perp /= np.linalg.norm(perp)
+    tip, entry, n2 = _safe_error(s, working_off_deg, tip_shift_mm)
     screw_phase, work_phase = s.setup.phases
     _go(s, screw_phase.pose)
     s.shot()
@@ -121,8 +149,6 @@ def _attempt(s, working_off_deg=0.0, tip_shift_mm=0.0, shots=4, steps=4):
     _go(s, CArmPose.from_detector_dir(-n2, s.setup.patient_position))
     s.shot()
     s.declare_view()
-    tip = ref.target_lps + tip_shift_mm * perp
-    entry = tip - ref.depth_mm * n2
     s.place(entry, tip)
     for _ in range(steps):
         s.advance(ref.depth_mm / steps)

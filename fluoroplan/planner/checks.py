@@ -17,8 +17,8 @@ from fluoroplan.geometry.carm import (
     working_view,
 )
 from fluoroplan.geometry.conventions import NEEDLE_MIN_OUTSIDE_SKIN_MM, breach_grade
+from fluoroplan.planner.bone_path import bone_checks, target_values
 from fluoroplan.planner.case import AIR_HU, BONE_HU, PlanningCase, VertebraGeom, dist_to_segment
-from fluoroplan.planner.bone_path import bone_checks
 from fluoroplan.planner.model import Check, Trajectory
 
 # limits (mm unless stated)
@@ -228,7 +228,8 @@ def run_checks(
 
     # 8. depth beyond the anterior cortex / tip margin to it
     ahead = _bone_ahead(case, traj.target_lps, traj.direction_lps,
-                        case.screw(target_screw) if target_screw else None)
+                        case.screw(target_screw) if target_screw else None,
+                        own=target_values(case, traj))
     what = ("bone ahead of the tip along the needle before the anterior cortex (negative: the "
             "tip is beyond it)")
     if ahead is None:
@@ -251,8 +252,10 @@ def run_checks(
 
     # 10. path length vs needle length (>= 20 mm outside the skin)
     outside = traj.needle.length_mm - traj.depth_mm
+    # to the hundredth of a mm the ruler reads (a depth of 130.000001 mm leaves 20 mm outside)
+    enough = round(outside, 2) >= NEEDLE_MIN_OUTSIDE_SKIN_MM
     checks.append(Check("needle outside the skin", outside, NEEDLE_MIN_OUTSIDE_SKIN_MM,
-                        "pass" if outside >= NEEDLE_MIN_OUTSIDE_SKIN_MM else "fail", "mm",
+                        "pass" if enough else "fail", "mm",
                         f"{traj.needle.length_mm:.0f} mm needle, {traj.depth_mm:.1f} mm inside"))
 
     if fast:
@@ -337,15 +340,19 @@ def _air_margin(case: PlanningCase, pts: np.ndarray) -> float | None:
 
 
 def _bone_ahead(case: PlanningCase, tip: np.ndarray, n: np.ndarray, screw=None,
-                max_mm: float | None = None) -> float | None:
+                max_mm: float | None = None, own: set | None = None) -> float | None:
     """Length of bone ahead of the tip before it gives way to soft tissue for >= 2 mm;
     negative when the tip itself is already beyond the anterior cortex (in soft tissue after
-    having crossed bone); None when bone goes on for the whole ``max_mm`` searched."""
+    having crossed bone); None when bone goes on for the whole ``max_mm`` searched. Inside the
+    target vertebra's label (``own``: its label values) is bone whatever its HU (an
+    osteoporotic body's interior on a low-dose CT reads below 100 HU)."""
     max_mm = BONE_AHEAD_SEARCH_MM if max_mm is None else max_mm
     s = np.arange(0.0, max_mm, 0.5)
     pts = tip[None, :] + s[:, None] * n[None, :]
     hu = case.hu_at(pts)
     soft = hu < 100.0
+    if own:
+        soft &= ~np.isin(case.label_at(pts), list(own))
     if screw is not None:  # the loose screw's halo (and the screw) belong to the bone here
         d_ax, t = dist_to_segment(pts, screw.head_lps, screw.tip_lps)
         near = (d_ax <= screw.diameter_mm / 2 + max(screw.halo_mm, 1.0) + 1.0) & (

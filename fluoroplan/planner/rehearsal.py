@@ -61,6 +61,7 @@ import numpy as np
 from fluoroplan.geometry.carm import (
     CArmPose,
     bullseye_pose,
+    check_reachable,
     pose_json,
     progression_pose,
 )
@@ -712,7 +713,8 @@ class RehearsalSession:
 
     def lateral_pose(self) -> CArmPose:
         """The progression (lateral) view of the current needle line: perpendicular to it, the
-        closest to the target vertebra's true lateral on the entry side."""
+        closest to the target vertebra's true lateral on the entry side, or on the other side
+        when only that one is within the C-arm's reach."""
         s = self.state
         if s.entry_lps is None:
             raise RehearsalError("place the needle first: the progression view follows it")
@@ -720,8 +722,17 @@ class RehearsalSession:
             lateral = self.case.vertebra(self.target.level).left_lps
         except KeyError:
             lateral = None
-        return progression_pose(s.entry_lps, s.aim_lps, self.setup.patient_position,
-                                lateral_lps=lateral, **self.setup.chain)
+        pg = progression_pose(s.entry_lps, s.aim_lps, self.setup.patient_position,
+                              lateral_lps=lateral, **self.setup.chain)
+        # as the plan's progression view: the lateral on the entry side, else the mirrored one
+        # (the detector on the other side, the same beam line) when only that one is in reach
+        lim = self.setup.limits
+        if not check_reachable(pg, lim).reachable:
+            other = CArmPose.from_detector_dir(-pg.detector_dir_lps, self.setup.patient_position,
+                                               **self.setup.chain)
+            if check_reachable(other, lim).reachable:
+                pg = other
+        return pg
 
     def depth_reading(self) -> dict:
         """How deep the tip is, as a progression (lateral) view shows it: mm anterior of the

@@ -717,18 +717,18 @@ def _trajectory_page(doc: _Doc, n: int, total: int, t: dict, volume, att, scene,
     doc.y += 3.5
     for x, h in zip(cols, ["check", "value", "limit", "status"], strict=True):
         doc.text(x, doc.y, h, 8, True, (0.3, 0.3, 0.3))
-    for c in t["checks"]:  # rows 3.6 mm apart: the three per-view visibility rows fit the page
-        doc.need(3.6)
-        doc.y += 3.6
+    for c in t["checks"]:  # rows 3.05 mm apart in 8 pt: every check of a trajectory fits its page
+        doc.need(3.05)
+        doc.y += 3.05
         name = c["name"]
-        if len(doc.wrap(name, 84, 9)) > 1:
-            name = doc.wrap(name, 80, 9)[0] + "..."
-        doc.text(cols[0], doc.y, name, 9)
+        if len(doc.wrap(name, 84, 8)) > 1:
+            name = doc.wrap(name, 80, 8)[0] + "..."
+        doc.text(cols[0], doc.y, name, 8)
         # "> 15 mm" for a distance beyond its search range: never a number not measured
         doc.text(cols[1], doc.y, format_check_value(c["value"], c["unit"], c.get("at_least"),
-                                                    2, "-"), 9, True)
-        doc.text(cols[2], doc.y, format_check_value(c["limit"], c["unit"], None, 2, "-"), 9)
-        doc.badge(cols[3], doc.y, c["status"], 8)
+                                                    2, "-"), 8, True)
+        doc.text(cols[2], doc.y, format_check_value(c["limit"], c["unit"], None, 2, "-"), 8)
+        doc.badge(cols[3], doc.y, c["status"], 7)
 
 
 def _render3d(scene, t: dict) -> np.ndarray:

@@ -116,10 +116,10 @@ def _reduce_any(a: np.ndarray, f) -> np.ndarray:
     for ax in (0, 1, 2):  # OR of strided slices, one axis at a time (far faster than .any)
         if f[ax] == 1:
             continue
-        def part(o, ax=ax):
+        def part(o, ax=ax, src=r):
             sl = [slice(None)] * 3
             sl[ax] = slice(o, None, f[ax])
-            return r[tuple(sl)]
+            return src[tuple(sl)]
         acc = part(0).copy()
         for o in range(1, f[ax]):
             acc |= part(o)
@@ -193,7 +193,6 @@ def find_other_bones(volume, metal_mask, anatomy) -> OtherBones:
 
     kinds = {v.label_value: v for v in verts}
     lowest = verts[-1]
-    lumbar_or_sacral = [v for v in verts if v.kind == "sacrum" or v.label.upper().startswith(("L", "S"))]
     thoracic = [v for v in verts if v.kind != "sacrum" and (v.label.upper().startswith("T") or v.has_ribs)]
 
     jobs = {}
