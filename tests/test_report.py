@@ -81,9 +81,11 @@ def test_pages_and_images(report):
     tmp, doc, info = report
     n = len(doc["trajectories"])
     assert n >= 3
-    assert info.pages == 1 + n and not info.notes
+    # the cover, a page per trajectory, then the warnings and failures explained (when any)
+    explained = any(c["status"] != "pass" for t in doc["trajectories"] for c in t["checks"])
+    assert info.pages == 1 + n + int(explained) and not info.notes
     pages = subprocess.run(["pdfinfo", str(info.path)], capture_output=True, text=True).stdout
-    assert re.search(rf"^Pages:\s+{1 + n}$", pages, re.M) and "(A4)" in pages
+    assert re.search(rf"^Pages:\s+{info.pages}$", pages, re.M) and "(A4)" in pages
     for page in (2, 1 + n):
         rgb = _page_png(info.path, page, tmp / f"p{page}")
         blocks = _image_blocks(rgb, 50)
@@ -210,3 +212,17 @@ def test_cli_pdf_anonymize_and_markups(tmp_path):
     (tmp_path / "other.json").write_text(json.dumps(other))
     assert main(["plan", str(dicom), "--from-plan", str(tmp_path / "other.json"), "--pdf",
                  str(named), "--quiet"]) == 2
+
+
+def test_every_warning_is_explained_in_words(report):
+    """The page after the trajectories says why each warned or failed check is so."""
+    tmp, doc, info = report
+    bad = [(t, c) for t in doc["trajectories"] for c in t["checks"] if c["status"] != "pass"]
+    if not bad:
+        pytest.skip("this plan has no warning to explain")
+    n = len(doc["trajectories"])
+    text = " ".join(" ".join(_pdftotext(info.path, p).split())
+                    for p in range(n + 2, info.pages + 1))
+    assert "Warnings and failures explained" in text
+    for t, c in bad:
+        assert " ".join(c["detail"].split())[:60] in text, (t["id"], c["name"])

@@ -235,3 +235,29 @@ def test_no_proposal_at_l5_crosses_the_drawn_ilium():
     for u in plan.unsolved:
         assert "candidate" in u.reason or u.best_failed is not None
     assert l5 or [u for u in plan.unsolved if u.target.level == "L5"]
+
+
+def test_the_thoracic_extrapedicular_corridor_is_allowed_and_measured():
+    """A T12 fracture's extrapedicular paths pass between the rib head and the pedicle: the rib
+    head's bone there is the corridor's (allowed), the corridor's width is measured, and no
+    proposal crosses a drawn rib outside it."""
+    from fluoroplan.resources.phantom import STRUCTURE_CODES
+
+    ph = small_phantom(fracture_level="T12")
+    plan = plan_case(ph.volume, ph.truth)
+    extra = [t for t in plan.trajectories
+             if t.level == "T12" and t.approach.startswith("extrapedicular")]
+    assert extra, [u.reason for u in plan.unsolved]
+    heads = {s: np.asarray(p, float) for s, p in
+             next(v for v in ph.truth["vertebrae"] if v["label"] == "T12")["rib_heads_lps"].items()}
+    for t in extra:
+        assert t.status != "fail", t.id
+        corridor = t.check("costovertebral corridor")
+        assert corridor.value is not None and corridor.value >= 0.0, corridor
+        # truth: any drawn rib the path crosses lies near that side's rib head
+        pts = t.path_points()
+        ijk = np.rint(ph.volume.ijk_from_lps_points(pts)).astype(int)
+        on_rib = ph.structures[ijk[:, 2], ijk[:, 1], ijk[:, 0]] == STRUCTURE_CODES["rib"]
+        if on_rib.any():
+            d = np.linalg.norm(pts[on_rib] - heads[t.side], axis=1)
+            assert d.max() <= 20.0, (t.id, d.max())

@@ -202,35 +202,30 @@ def _side(case: PlanningCase, p: np.ndarray) -> str:
 
 def _corridor_check(case: PlanningCase, traj: Trajectory, path: np.ndarray, own: set[int],
                     rib_v: int, vert: VertebraGeom) -> Check:
-    """The costovertebral corridor's width where the path passes between the rib and the
-    vertebra: the free space on both sides of the needle (to the nearest rib voxel and the
-    nearest bone of the target vertebra outside the path's own entry), narrowest along the
-    stretch of the path near the rib head, before it enters the vertebra."""
+    """The costovertebral corridor where the path passes the rib head (its closest approach):
+    the gap from the target vertebra's bone (0 when the needle is in it there, entering at the
+    pedicle-body junction) to the rib, across the needle, against the needle's diameter."""
     heads = np.array(list(vert.rib_heads_lps.values()), float)
     d_head = np.min(np.linalg.norm(path[:, None, :] - heads[None, :, :], axis=2), axis=1)
-    lab = case.label_at(path)
-    entered = np.nonzero(np.isin(lab, list(own)))[0]
-    stop = int(entered[0]) if len(entered) else len(path)
-    near = np.nonzero((d_head <= CORRIDOR_REACH_MM + 5.0)[:stop])[0]
     r = traj.needle.radius_mm
     _, rib_tree = case.label_points(rib_v)
     trees = [case.label_points(v)[1] for v in own]
     trees = [t for t in trees if t is not None]
-    what = ("thoracic extrapedicular route between the rib head and the pedicle: free space "
-            "beside the needle (nearest rib plus nearest vertebral bone, needle excluded) where "
-            "the path passes them")
-    if rib_tree is None or not trees or not len(near):
+    what = ("thoracic extrapedicular route between the rib head and the pedicle: the gap from "
+            "the vertebra's bone to the rib where the needle passes the rib head")
+    k = int(np.argmin(d_head))
+    if rib_tree is None or not trees or d_head[k] > CORRIDOR_REACH_MM + 10.0:
         return Check("costovertebral corridor", None, 0.0, "warn", "mm",
-                     what + "; the rib or the path's passage beside it was not found, so the "
-                     "corridor is unmeasured: check it on the axial CT")
-    pts = path[near]
-    d_rib, _ = rib_tree.query(pts, k=1)
-    d_v = np.min([t.query(pts, k=1)[0] for t in trees], axis=0)
-    # where the needle passes the rib: the corridor's width across the needle there
-    k = int(np.argmin(d_rib))
-    w = float(max(d_rib[k] - r, 0.0) + max(d_v[k] - r, 0.0))
-    st = "warn" if w < CORRIDOR_WARN_MM else "pass"
-    return Check("costovertebral corridor", w, CORRIDOR_WARN_MM, st, "mm",
-                 f"{what}; passing the rib {near[k] * STEP_MM:.0f} mm from the skin: "
-                 f"{max(d_rib[k] - r, 0.0):.1f} mm to the rib, {max(d_v[k] - r, 0.0):.1f} mm to "
-                 "the vertebra")
+                     what + "; the rib beside this path was not found, so the corridor is "
+                     "unmeasured: check it on the axial CT")
+    p = path[k: k + 1]
+    d_rib = float(rib_tree.query(p, k=1)[0][0])
+    in_own = bool(np.isin(case.label_at(p), list(own))[0])
+    d_v = 0.0 if in_own else float(min(t.query(p, k=1)[0][0] for t in trees))
+    width = d_rib + d_v
+    need = 2.0 * r + CORRIDOR_WARN_MM
+    st = "warn" if width < need else "pass"
+    return Check("costovertebral corridor", width, need, st, "mm",
+                 f"{what}: {width:.1f} mm ({d_rib - r:.1f} mm from the needle's surface to the "
+                 f"rib, {k * STEP_MM:.0f} mm from the skin{', in the vertebra' if in_own else ''}"
+                 f"); the needle needs {2 * r:.1f} mm plus {CORRIDOR_WARN_MM:.0f} mm")

@@ -731,6 +731,33 @@ def _trajectory_page(doc: _Doc, n: int, total: int, t: dict, volume, att, scene,
         doc.badge(cols[3], doc.y, c["status"], 7)
 
 
+def _reasons_pages(doc: _Doc, trajs: list[dict]) -> None:
+    """After the trajectory pages: why each failed or warned check of each trajectory is so
+    (what blocks it, which implant hides which landmark and the tilt that clears it), failures
+    first - the words the checks table on each page has no room for."""
+    items = [(n, t, [c for st in ("fail", "warn") for c in t["checks"] if c["status"] == st])
+             for n, t in enumerate(trajs, start=1)]
+    items = [it for it in items if it[2]]
+    if not items:
+        return
+    L = doc.MARGIN
+    W = 210 - 2 * L
+    doc.new_page()
+    doc.text(L, 19.5, "Warnings and failures explained", 16, True)
+    doc.y = 22.0
+    for n, t, bad in items:
+        doc.need(12)
+        doc.y += 5.0
+        doc.text(L, doc.y, f"Trajectory {n}: {t['level']} {t['side'].upper()} {t['approach']}",
+                 10.5, True)
+        for c in bad:
+            doc.need(4)
+            doc.y += 1.0
+            doc.para(L + 2, f"{c['status'].upper()}  {c['name']} "
+                     f"({format_check_value(c['value'], c['unit'], c.get('at_least'), 2, '-')}): "
+                     f"{c['detail']}", W - 2, 8.5)
+
+
 def _render3d(scene, t: dict) -> np.ndarray:
     from fluoroplan.geometry.render3d import Needle3D
 
@@ -797,6 +824,7 @@ def write_plan_pdf(plan, volume, path: str | os.PathLike, anonymize: bool = Fals
             doc.new_page()
             _trajectory_page(doc, n, len(trajs), t, volume, att, scene, screws, position,
                              note3d)
+        _reasons_pages(doc, trajs)
         pages = doc.page
         doc.save()
         os.replace(tmp, path)

@@ -22,6 +22,8 @@ Landmarks, and which the operator needs in which view (a warning only for those)
 
 In the bull's-eye and working views of a path that concerns a screw (a loose-screw target) that
 screw is excluded: seen end-on it is the ring the operator aims at, not something in the way.
+In the progression view it still counts over the posterior wall, but not over the needle's own
+tip and target, which end against it by design (the operator reads the depth along it).
 
 A landmark is lost when more than ``HIDDEN_WARN`` of its samples are hidden. For a view that
 loses a needed landmark the C-arm's small tilts (table rotation and angulation, 4..15 deg,
@@ -44,6 +46,8 @@ from fluoroplan.planner.model import Check, Trajectory
 SATURATION_MM = 2.0
 """Titanium path length (mm) on a ray at or above which the fluoroscopic image is saturated."""
 HIDDEN_WARN = 0.5
+ALONG_LANDMARKS = ("needle tip", "needle path", "target")
+"""Landmarks the screw a loose screw's needle runs along never hides (outside its bull's-eye)."""
 """A landmark is lost when more than this fraction of its samples is hidden."""
 IMAGE_PX = 256
 """Simulated detector read-out (square field of the detector's short side): 1.17 mm pixels,
@@ -322,6 +326,14 @@ def _assess(case, traj, view: str, pose: CArmPose, metal: _Metal, needed) -> Vie
             and traj.target.ref in metal.screw_key):
         excluded = traj.target.ref
         objs = [o for o in objs if o.key != f"screw:{excluded}"]
+    # in the other views the needle of a loose screw's path ends against that screw: it does
+    # not hide the needle's own tip or target (the operator reads the depth along it), only the
+    # other landmarks (the posterior wall)
+    along = None
+    if excluded is None and traj.target.kind == "loose-screw":
+        keys = [o.key for o in objs]
+        if f"screw:{traj.target.ref}" in keys:
+            along = keys.index(f"screw:{traj.target.ref}")
     proj = _projection(pose, traj)
     lms = landmarks(case, traj, view, -proj.detector_dir_lps)
     hidden, blockers = {}, {}
@@ -331,6 +343,9 @@ def _assess(case, traj, view: str, pose: CArmPose, metal: _Metal, needed) -> Vie
             hidden[name], blockers[name] = 0.0, []
             continue
         vals = _read(img, proj.detector_px_from_lps(pts))  # (n_objects, n_samples)
+        if along is not None and name in ALONG_LANDMARKS:
+            vals = vals.copy()
+            vals[along] = 0.0  # the screw the needle runs along is its depth guide here
         hid = vals.sum(axis=0) >= SATURATION_MM
         hidden[name] = float(hid.mean())
         # who: the objects whose own metal saturates the hidden samples (or the largest share)
