@@ -161,7 +161,7 @@ def test_unreachable_target_gives_no_safe_trajectory(phantom):
 def test_depth_and_needle_choice(plan):
     for t in plan.trajectories:
         outside = t.needle.length_mm - t.depth_mm
-        assert outside >= 20.0
+        assert outside >= 20.0 - 1e-6  # to the float's rounding
         assert t.depth_mm == pytest.approx(
             np.linalg.norm(t.aim_lps - t.entry_lps) + t.slide_mm, abs=1e-6)
 

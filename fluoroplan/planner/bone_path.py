@@ -93,9 +93,10 @@ def vertebra_part(v: VertebraGeom, p_lps: np.ndarray, case: PlanningCase) -> str
             else f"{side} inferior articular process (facet)")
 
 
-def bone_checks(case: PlanningCase, traj: Trajectory, path: np.ndarray) -> list[Check]:
+def bone_checks(case: PlanningCase, traj: Trajectory, path: np.ndarray,
+                step: float = STEP_MM) -> list[Check]:
     """The 'bone in the way' check, and for a thoracic extrapedicular path the
-    'costovertebral corridor' check."""
+    'costovertebral corridor' check, on ``path`` sampled every ``step`` mm from the skin."""
     canal_v, foramen_v, ilium_v, rib_v, sacrum_v = _structure_values()
     if not case.label_values:
         return [Check("bone in the way", None, CROSSING_FAIL_MM, "fail", "mm",
@@ -105,10 +106,10 @@ def bone_checks(case: PlanningCase, traj: Trajectory, path: np.ndarray) -> list[
     hu = case.hu_at(path)
     bone = (hu >= BONE_HU) & (hu < case.metal_hu)
     # the bright partial-volume rim (and blooming) around metal is metal's, not bone
-    bone &= case.metal_distance(path) > METAL_RIM_MM
+    bone &= ~case.metal_within(path, METAL_RIM_MM)
     # only inside the patient, below the skin: the CT table under a supine patient's back and
     # a dense dermis are not in the way
-    bone &= case.in_body(path) & (np.arange(len(path)) * STEP_MM > SKIN_MM)
+    bone &= case.in_body(path) & (np.arange(len(path)) * step > SKIN_MM)
     lab = case.label_at(path)
     own = target_values(case, traj)
     # unlabelled bone at the edge of a label (partial-volume voxels of a cortex) is that
@@ -149,11 +150,11 @@ def bone_checks(case: PlanningCase, traj: Trajectory, path: np.ndarray) -> list[
         if value in own or value in (canal_v, foramen_v):
             continue  # the target's bone; lumen edges are the canal check's
         if value == rib_v and corridor_ok[n]:
-            allowed_rib += STEP_MM
+            allowed_rib += step
             continue
         name = _name(case, value, path[n], rib_v, ilium_v, sacrum_v)
-        crossed[name] = crossed.get(name, 0.0) + STEP_MM
-        first_at.setdefault(name, n * STEP_MM)
+        crossed[name] = crossed.get(name, 0.0) + step
+        first_at.setdefault(name, n * step)
     total = float(sum(crossed.values()))
     worst = max(crossed.values(), default=0.0)
     if not crossed:
@@ -170,7 +171,7 @@ def bone_checks(case: PlanningCase, traj: Trajectory, path: np.ndarray) -> list[
             detail += " - a graze: check it on the CT"
     checks = [Check("bone in the way", total, CROSSING_FAIL_MM, st, "mm", detail)]
     if thoracic_extra and vert is not None and vert.rib_heads_lps:
-        checks.append(_corridor_check(case, traj, path, own, rib_v, vert))
+        checks.append(_corridor_check(case, traj, path, own, rib_v, vert, step))
     return checks
 
 
@@ -201,7 +202,7 @@ def _side(case: PlanningCase, p: np.ndarray) -> str:
 
 
 def _corridor_check(case: PlanningCase, traj: Trajectory, path: np.ndarray, own: set[int],
-                    rib_v: int, vert: VertebraGeom) -> Check:
+                    rib_v: int, vert: VertebraGeom, step: float = STEP_MM) -> Check:
     """The costovertebral corridor where the path passes the rib head (its closest approach):
     the gap from the target vertebra's bone (0 when the needle is in it there, entering at the
     pedicle-body junction) to the rib, across the needle, against the needle's diameter."""
@@ -227,5 +228,5 @@ def _corridor_check(case: PlanningCase, traj: Trajectory, path: np.ndarray, own:
     st = "warn" if width < need else "pass"
     return Check("costovertebral corridor", width, need, st, "mm",
                  f"{what}: {width:.1f} mm ({d_rib - r:.1f} mm from the needle's surface to the "
-                 f"rib, {k * STEP_MM:.0f} mm from the skin{', in the vertebra' if in_own else ''}"
+                 f"rib, {k * step:.0f} mm from the skin{', in the vertebra' if in_own else ''}"
                  f"); the needle needs {2 * r:.1f} mm plus {CORRIDOR_WARN_MM:.0f} mm")

@@ -339,10 +339,13 @@ class PlanningCase:
         self.metal_owner = owner
         self._trees_without: dict[int, cKDTree | None] = {}
 
-    def metal_distance(self, pts_lps: np.ndarray, exclude_screw: str | None = None) -> np.ndarray:
+    def metal_distance(self, pts_lps: np.ndarray, exclude_screw: str | None = None,
+                       min_only: bool = False, upto: float | None = None) -> np.ndarray:
         """Distance (mm) from points to the nearest metal voxel *surface* (voxel centre minus half
         a voxel), optionally ignoring one screw's shaft; +inf without metal. Always measured
-        (no search range)."""
+        (no search range). ``min_only``: only the smallest of them is exact (the others are
+        at least it; see :func:`_nearest`), which is all a clearance needs and much faster
+        for a path far from all metal."""
         tree = self._metal_tree
         if exclude_screw is not None:
             n = [s.id for s in self.screws].index(exclude_screw)
@@ -352,8 +355,15 @@ class PlanningCase:
             tree = self._trees_without[n]
         if tree is None:
             return np.full(len(pts_lps), np.inf)
-        d, _ = tree.query(pts_lps, k=1)
-        return d - 0.5 * self.metal_voxel_mm
+        return _nearest(tree, pts_lps, min_only, upto) - 0.5 * self.metal_voxel_mm
+
+    def metal_within(self, pts_lps: np.ndarray, mm: float) -> np.ndarray:
+        """True for points whose distance to a metal voxel's surface is at most ``mm``."""
+        if self._metal_tree is None:
+            return np.zeros(len(pts_lps), bool)
+        d, _ = self._metal_tree.query(pts_lps, k=1,
+                                      distance_upper_bound=mm + 0.5 * self.metal_voxel_mm)
+        return np.isfinite(d)
 
     # --- canal ----------------------------------------------------------------------------
     def _build_canal(self) -> None:
@@ -368,16 +378,20 @@ class PlanningCase:
         """Is the spinal canal's lumen known (segmented in the label volume)?"""
         return self._canal_tree is not None
 
-    def canal_clearance(self, pts_lps: np.ndarray) -> np.ndarray:
+    def canal_clearance(self, pts_lps: np.ndarray, min_only: bool = False,
+                        upto: float | None = None) -> np.ndarray:
         """Signed distance (mm) from points to the lumen's boundary: > 0 outside the canal,
-        < 0 inside (the depth inside it); +inf when the canal is unknown."""
+        < 0 inside (the depth inside it); +inf when the canal is unknown. ``min_only``: the
+        smallest and every negative value are exact, the others at least the smallest."""
         from fluoroplan.segmentation.structures import CANAL_LABEL
 
         pts_lps = np.atleast_2d(pts_lps)
         if self._canal_tree is None:
             return np.full(len(pts_lps), np.inf)
-        d, _ = self._canal_tree.query(pts_lps, k=1)
+        d = _nearest(self._canal_tree, pts_lps, min_only, upto)
         inside = self.label_at(pts_lps) == CANAL_LABEL
+        if inside.any() and min_only:  # the depth of every point inside, exactly
+            d[inside], _ = self._canal_tree.query(pts_lps[inside], k=1)
         return np.where(inside, -d, d)
 
     @property
@@ -385,12 +399,13 @@ class PlanningCase:
         """Were lumbar neural foramina found (in the label volume)?"""
         return self._foramen_tree is not None
 
-    def foramen_distance(self, pts_lps: np.ndarray) -> np.ndarray:
+    def foramen_distance(self, pts_lps: np.ndarray, min_only: bool = False,
+                         upto: float | None = None) -> np.ndarray:
         """Distance (mm) from points to the nearest lumbar neural foramen voxel's surface;
-        +inf when none was found."""
+        +inf when none was found (``min_only`` as for :meth:`metal_distance`)."""
         if self._foramen_tree is None:
             return np.full(len(np.atleast_2d(pts_lps)), np.inf)
-        d, _ = self._foramen_tree.query(np.atleast_2d(pts_lps), k=1)
+        d = _nearest(self._foramen_tree, np.atleast_2d(pts_lps), min_only, upto)
         return d - 0.5 * float(np.min(self.volume.spacing_mm))
 
     def canal_outline(self, vert: VertebraGeom):
@@ -486,6 +501,35 @@ class PlanningCase:
         hu = self.hu_at(pts[max(0, first - 6): first + 7])
         tissue = np.nonzero(hu > BODY_HU)[0]
         return pts[max(0, first - 6) + int(tissue[0])] if len(tissue) else pts[first]
+
+
+NEAR_MM = 20.0
+"""Distances are first searched this far; a path with nothing that close is measured on every
+eighth point and then refined (:func:`_nearest`)."""
+
+
+def _nearest(tree: cKDTree, pts: np.ndarray, min_only: bool, upto: float | None = None
+             ) -> np.ndarray:
+    """Distance from each point to the tree's nearest point. With ``min_only`` only the
+    smallest is guaranteed exact and every other value is at least that smallest (never a
+    number below a true distance): points nearer than ``NEAR_MM`` are exact; when there is
+    none, the exact distances of every eighth point bound the minimum from above, and a search
+    bounded by it finds the exact minimum among all points. ``upto``: search only that far,
+    a point with nothing nearer reads ``upto`` (at least that: the search's quick screening,
+    whose values are never reported)."""
+    if upto is not None:
+        d, _ = tree.query(pts, k=1, distance_upper_bound=upto)
+        return np.where(np.isfinite(d), d, upto)
+    if not min_only or len(pts) <= 8:
+        return tree.query(pts, k=1)[0]
+    d, _ = tree.query(pts, k=1, distance_upper_bound=NEAR_MM)
+    if np.isfinite(d).any():
+        return np.where(np.isfinite(d), d, NEAR_MM)
+    coarse = tree.query(pts[::8], k=1)[0]
+    m = float(coarse.min())
+    d, _ = tree.query(pts, k=1, distance_upper_bound=m + 1e-6)
+    d[::8] = np.minimum(d[::8], coarse)
+    return np.where(np.isfinite(d), d, m)
 
 
 def _label_points(labels: np.ndarray, volume, value: int, surface: bool):

@@ -32,6 +32,9 @@ LATERAL_BREACH_WARN = 2.0
 LATERAL_BREACH_FAIL = 4.0
 MIDLINE_WARN = 100.0
 VISIBILITY_WARN = 0.5
+SCREEN_MM = 12.0
+"""The search's screening (``fast``) measures distances this far only: no cost term or limit
+looks beyond it, its values are never reported, and its winners are checked in full."""
 FORAMEN_WARN = 3.0
 """A path whose needle surface passes this close to a lumbar neural foramen is warned about."""
 AIR_SEARCH_MM = 10.0
@@ -105,25 +108,30 @@ def run_checks(
     reachability, visibility): the search screens candidates with it."""
     checks: list[Check] = []
     r = traj.needle.radius_mm
-    ins = _seg(traj.entry_lps, traj.aim_lps)
-    slide = _seg(traj.aim_lps, traj.target_lps)[1:] if traj.contact_lps is not None else ins[:0]
+    # sampled every 0.5 mm; the search's screening every 1 mm (its winners are checked again)
+    step = 1.0 if fast else 0.5
+    upto = SCREEN_MM if fast else None  # screening: distances beyond it are all alike
+    ins = _seg(traj.entry_lps, traj.aim_lps, step)
+    slide = (_seg(traj.aim_lps, traj.target_lps, step)[1:] if traj.contact_lps is not None
+             else ins[:0])
     target_screw = traj.target.ref if traj.target.kind == "loose-screw" else None
 
     # 1. metal clearance (all metal; the target screw only before the planned contact zone)
     if traj.contact_lps is not None and target_screw is not None:
         # the planned contact is with the target screw's threaded shaft; its tulip and rod, and
         # every other metal object, must stay clear along the whole path
-        d_other = case.metal_distance(np.concatenate([ins, slide]), exclude_screw=target_screw)
+        d_other = case.metal_distance(np.concatenate([ins, slide]), exclude_screw=target_screw,
+                                     min_only=True, upto=upto)
         clearance = float(np.min(d_other)) - r
         detail = (f"planned contact with the shaft of {target_screw}, then a "
                   f"{traj.slide_mm:.0f} mm slide along it; its tulip, the rods and every other "
                   "metal object must stay clear")
     elif target_screw is not None:
-        d = case.metal_distance(ins)
+        d = case.metal_distance(ins, min_only=True, upto=upto)
         clearance = float(np.min(d)) - r
         detail = f"the path must keep clear of {target_screw} (aimed beside its tip) and all metal"
     else:
-        clearance = float(np.min(case.metal_distance(ins))) - r
+        clearance = float(np.min(case.metal_distance(ins, min_only=True, upto=upto))) - r
         detail = "screws, rods and cages"
     if np.isfinite(clearance):
         checks.append(Check("metal clearance", clearance, METAL_CLEARANCE_FAIL,
@@ -134,11 +142,11 @@ def run_checks(
                             "no metal in this CT"))
 
     # 2. spinal canal: the needle's surface against the lumen's voxels (signed: negative inside)
-    path = traj.path_points()
+    path = traj.path_points(step)
     if case.canal_known:
-        sd = case.canal_clearance(path) - r
+        sd = case.canal_clearance(path, min_only=True, upto=upto) - r
         canal = float(np.min(sd))
-        inside_mm = float(np.sum(sd < 0) * 0.5)
+        inside_mm = float(np.sum(sd < 0) * step)
         grade = breach_grade(-canal)
         st = "fail" if canal < 0 else ("warn" if canal < CANAL_CLEARANCE_WARN else "pass")
         where = (f"; the needle is inside the canal for {inside_mm:.1f} mm of its path, "
@@ -176,7 +184,7 @@ def run_checks(
             hu = case.hu_at(path[in_ped])
             outside = (hu < BONE_HU) & (hu > AIR_HU)
             lateral = np.abs(loc[in_ped, 0]) > abs(ped_l[0])
-            breach = float(np.sum(outside & lateral) * 0.5)
+            breach = float(np.sum(outside & lateral) * step)
         else:
             breach = 0.0
         st = _status(breach, LATERAL_BREACH_WARN, LATERAL_BREACH_FAIL, False)
@@ -189,9 +197,9 @@ def run_checks(
 
     # 5. the exiting nerve root: lumbar neural foramina
     if traj.level.upper().startswith(("L", "S")) and case.foramen_known:
-        dfs = case.foramen_distance(path) - r
+        dfs = case.foramen_distance(path, min_only=True, upto=upto) - r
         df = float(np.min(dfs))
-        through = float(np.sum(dfs < 0) * 0.5)
+        through = float(np.sum(dfs < 0) * step)
         note = ""
         if through > 0:
             note = (f": the needle runs through the foramen for {through:.1f} mm - the exiting "
@@ -205,13 +213,13 @@ def run_checks(
 
     # 6. bone in the way: every bone the path crosses from the skin to the tip that is not the
     #    target vertebra's (the costovertebral corridor of a thoracic extrapedicular path allowed)
-    checks.extend(bone_checks(case, traj, path))
+    checks.extend(bone_checks(case, traj, path, step))
 
     # 7. air along the path (lung, pleura) and margin to it
     hu_path = case.hu_at(ins)
     skin_margin = 5.0
     deep = (np.linalg.norm(ins - traj.entry_lps, axis=1) > skin_margin) & case.in_body(ins)
-    air_mm = float(np.sum((hu_path < AIR_HU) & deep) * 0.5)
+    air_mm = float(np.sum((hu_path < AIR_HU) & deep) * step)
     margin = _air_margin(case, ins[deep])
     if air_mm > 0:
         checks.append(Check("lung / pleura", -air_mm, PLEURA_WARN, "fail", "mm",
