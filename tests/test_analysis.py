@@ -80,3 +80,33 @@ def test_a_slab_too_short_for_the_vertebrae_still_lists_its_screws(tmp_path):
     bare = np.where(slab.hu >= 2200, 300, slab.hu).astype(np.int16)
     write_series(bare, slab.lps_from_ijk, tmp_path / "bare")
     assert main(["analyze", str(tmp_path / "bare"), "--json", str(out), "--quiet"]) == 2
+
+
+def test_analysis_json_gives_the_canal_per_level_and_the_structures(cage_case):
+    """analysis.json: each vertebra's canal at its narrowest section (area, width, depth - the
+    lumen's own, never a circle's radius), the structure label values, pelvis and ribs; the
+    label volume carries the lumen where the phantom drew its fluid."""
+    from fluoroplan.resources.phantom import STRUCTURE_CODES
+    from fluoroplan.segmentation.structures import CANAL_LABEL, RIB_LABEL
+
+    ph, an = cage_case
+    doc = an.to_json()
+    assert doc["canal"]["label_value"] == CANAL_LABEL and len(doc["canal"]["centerline_lps"]) > 50
+    assert doc["pelvis"]["found"] is False  # no pelvis drawn in this phantom
+    assert set(doc["ribs"]["levels"]) == {"T11", "T12"}
+    for v in doc["vertebrae"]:
+        c = v["canal"]
+        assert "radius_mm" not in c
+        assert 12.0 <= c["width_mm"] <= 28.0 and 12.0 <= c["depth_mm"] <= 22.0, v["label"]
+        assert 120.0 <= c["area_mm2"] <= 500.0
+        # a lumen, not a circle: its area differs from the min(w, d)/2 disc's
+        assert c["area_mm2"] > 1.1 * np.pi * (min(c["width_mm"], c["depth_mm"]) / 2) ** 2
+        assert v["label_value"] >= 1
+    # within the vertebrae's span (the phantom draws fluid 25 mm beyond the end levels too)
+    z = [v["centroid_lps"][2] for v in ph.truth["vertebrae"]]
+    k = np.arange(ph.volume.hu.shape[0])
+    kz = ph.volume.lps_from_ijk_points(np.stack([0 * k, 0 * k, k], 1).astype(float))[:, 2]
+    span = (kz >= min(z)) & (kz <= max(z))
+    drawn = ph.structures[span] == STRUCTURE_CODES["canal"]
+    assert (an.anatomy.labels[span][drawn] == CANAL_LABEL).mean() > 0.85
+    assert (an.anatomy.labels == RIB_LABEL).sum() > 1000

@@ -123,7 +123,9 @@ def test_text_is_the_plan_files_numbers(report):
             assert c["name"][:30] in text
             val = c["value"]
             shown = format_check_value(val, c["unit"], c.get("at_least"), 2, "-")
-            assert shown in text, (c["name"], shown)
+            # pdftotext may drop the narrow space of "1 %" (the glyphs sit close)
+            assert shown in text or shown.replace(" ", "") in text.replace(" ", ""), \
+                (c["name"], shown)
             assert c["status"].upper() in text
         assert "spinous process line" in text
         e = t["entry_lps"]
