@@ -124,3 +124,20 @@ def lumen_depth_mm(ph: Phantom, pts, radius_mm: float = 0.0):
     d_in = ndi.map_coordinates(inside, kji.T, order=1, mode="nearest")
     signed = np.where(inn, d_in - half, -(d_out - half))
     return float(np.max(signed)) + radius_mm
+
+
+def path_through(case, tip, through, level: str):
+    """A path placed by hand: it ends at ``tip``, its line passes through ``through`` and it
+    starts on the skin; its checks run (``recheck``)."""
+    import numpy as np
+
+    from fluoroplan.planner.model import Target
+    from fluoroplan.planner.propose import manual_trajectory, recheck
+
+    n = np.asarray(tip, float) - np.asarray(through, float)
+    n /= np.linalg.norm(n)
+    entry = case.skin_entry(np.asarray(tip, float), n)
+    assert entry is not None, "the line leaves the CT before the skin"
+    target = Target(kind="manual", ref="hand", level=level, side=None,
+                    point_lps=np.asarray(tip, float), description="placed by hand")
+    return recheck(case, manual_trajectory(case, entry, tip, target))

@@ -16,6 +16,7 @@ if os.environ.get("DISPLAY"):  # see test_gui_shell.py: VTK draws with OSMesa in
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
+import test_gui_planning as gp  # noqa: E402
 from PySide6.QtCore import QPointF, QSettings  # noqa: E402
 from PySide6.QtGui import QImage  # noqa: E402
 from PySide6.QtWidgets import QMessageBox  # noqa: E402
@@ -35,30 +36,8 @@ def phantom():
     return make_phantom(0, **GRID)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def analysed_once():
-    """The CT is analysed once for the module (as in test_gui_planning.py)."""
-    import threading
-
-    from fluoroplan.app import planning
-
-    real = planning._analyse
-    kept: dict[str, tuple] = {}
-    lock = threading.Lock()
-
-    def once(volume, progress, cancel, label_map=None):
-        if label_map is not None:
-            return real(volume, progress, cancel, label_map=label_map)
-        key = volume.fingerprint()
-        with lock:
-            if key not in kept:
-                kept[key] = real(volume, progress, cancel)
-            return kept[key]
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(planning, "_analyse", once)
-    yield kept
-    mp.undo()
+# the CT is analysed once for the module (test_gui_planning.py's autouse fixture)
+analysed_once = gp.analysed_once
 
 
 @pytest.fixture(scope="module")

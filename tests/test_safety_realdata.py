@@ -7,10 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import shared_data
+from phantom_fixtures import path_through
 
 from fluoroplan.planner.case import PlanningCase
-from fluoroplan.planner.model import Target
-from fluoroplan.planner.propose import manual_trajectory, recheck
 
 pytestmark = pytest.mark.realdata
 
@@ -33,16 +32,6 @@ def abdomen():
     return vol, ref, an, case
 
 
-def _path(case, tip, through, level):
-    n = tip - through
-    n /= np.linalg.norm(n)
-    entry = case.skin_entry(tip, n)
-    assert entry is not None
-    target = Target(kind="manual", ref="hand", level=level, side=None, point_lps=tip,
-                    description="placed by hand")
-    return recheck(case, manual_trajectory(case, entry, tip, target))
-
-
 def _ref_at(vol, ref, pts):
     ijk = np.rint(vol.ijk_from_lps_points(pts)).astype(int)
     return ref[ijk[:, 2], ijk[:, 1], ijk[:, 0]]
@@ -58,7 +47,7 @@ def test_reference_labels_are_on_the_ct_grid(abdomen):
 def test_a_path_down_the_midline_through_the_canal_fails(abdomen):
     vol, ref, an, case = abdomen
     l3 = case.vertebra("L3")
-    t = _path(case, l3.centroid_lps, l3.centroid_lps + 70.0 * l3.posterior_lps, "L3")
+    t = path_through(case, l3.centroid_lps, l3.centroid_lps + 70.0 * l3.posterior_lps, "L3")
     pts = t.path_points()
     # truth: the path crosses soft tissue between the reference L3's arch and its body
     lab = _ref_at(vol, ref, pts)
@@ -85,7 +74,7 @@ def test_a_path_through_the_ilium_fails_and_names_it(abdomen, side):
     loc = (il - s1.centroid_lps) @ np.asarray(s1.left_lps)
     il = il[((loc > 0) == (side == "left")) & (np.abs(il[:, 2] - s1.centroid_lps[2]) < 8.0)]
     assert len(il) > 20
-    t = _path(case, s1.centroid_lps, il.mean(axis=0), "S1")
+    t = path_through(case, s1.centroid_lps, il.mean(axis=0), "S1")
     pts = t.path_points()
     # truth: the path crosses >= 4 mm of dense bone that no TotalSegmentator vertebra label
     # (nor its sacrum) claims, lateral of the sacrum's own label
@@ -106,6 +95,6 @@ def test_a_transpedicular_path_into_l4_passes_bone_and_canal(abdomen):
     l4 = case.vertebra("L4")
     ped = l4.pedicles["left"]
     tip = ped.point_lps + 20.0 * ped.dir_lps  # along the measured pedicle axis into the body
-    t = _path(case, tip, ped.point_lps, "L4")
+    t = path_through(case, tip, ped.point_lps, "L4")
     assert t.check("bone in the way").status != "fail", t.check("bone in the way").detail
     assert t.check("spinal canal clearance").status != "fail"

@@ -295,17 +295,6 @@ def visibility_check(case: PlanningCase, traj: Trajectory, pose: CArmPose) -> Ch
     return pose_check(case, traj, pose)
 
 
-def _ring(center, axis, radius, n=16):
-    axis = np.asarray(axis, float)
-    a = np.cross(axis, [0, 0, 1.0])
-    if np.linalg.norm(a) < 1e-3:
-        a = np.cross(axis, [1.0, 0, 0])
-    a /= np.linalg.norm(a)
-    b = np.cross(axis, a)
-    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
-    return center + radius * (np.cos(t)[:, None] * a + np.sin(t)[:, None] * b)
-
-
 def _seg(a, b, step=0.5):
     n = max(2, int(np.ceil(np.linalg.norm(b - a) / step)) + 1)
     t = np.linspace(0, 1, n)[:, None]
