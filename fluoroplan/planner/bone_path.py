@@ -1,5 +1,8 @@
 """Bone in the way: what a path crosses between the skin and its tip that is not the target.
 
+The target's own transverse process, crossed before the path reaches the rest of the target,
+is in the way too (a lateral path must pass above or below it).
+
 The path is sampled every 0.5 mm from the skin entry to the tip (through the planned contact of
 a path that slides along a screw). A sample is bone when its HU is at or above ``BONE_HU`` and
 below metal's; its label in the analysis' label volume says whose bone it is: the target
@@ -145,8 +148,18 @@ def bone_checks(case: PlanningCase, traj: Trajectory, path: np.ndarray,
     crossed: dict[str, float] = {}
     first_at: dict[str, float] = {}
     allowed_rib = 0.0
+    entered = False  # the path has reached the target's own bone beyond its transverse process
     for n in np.nonzero(bone)[0]:
         value = int(lab[n])
+        if value in own and not entered and vert is not None:
+            # the target's own transverse process crossed on the way in is in the way too
+            part = vertebra_part(vert, path[n], case)
+            if part.endswith("transverse process"):
+                name = f"{vert.label}'s own {part}"
+                crossed[name] = crossed.get(name, 0.0) + step
+                first_at.setdefault(name, n * step)
+                continue
+            entered = True
         if value in own or value in (canal_v, foramen_v):
             continue  # the target's bone; lumen edges are the canal check's
         if value == rib_v and corridor_ok[n]:

@@ -498,9 +498,17 @@ class PlanningCase:
         first = int(np.argmax(body))
         if first == 0 or not inside[first - 1]:
             return None  # the far end is already in the body: the skin is out of the field of view
-        hu = self.hu_at(pts[max(0, first - 6): first + 7])
-        tissue = np.nonzero(hu > BODY_HU)[0]
-        return pts[max(0, first - 6) + int(tissue[0])] if len(tissue) else pts[first]
+        # the skin is the outer end of the run of tissue that leads into the body outline's
+        # first voxel (not a CT table or a mattress a few mm outside it, across an air gap)
+        lo = max(0, first - 6)
+        tissue = self.hu_at(pts[lo: first + 7]) > BODY_HU
+        j = first - lo
+        if not tissue[j]:
+            after = np.nonzero(tissue[j:])[0]
+            return pts[lo + j + int(after[0])] if len(after) else pts[first]
+        while j > 0 and tissue[j - 1]:
+            j -= 1
+        return pts[lo + j]
 
 
 NEAR_MM = 20.0
