@@ -139,6 +139,19 @@ def test_a_path_through_another_levels_transverse_process_fails_and_names_it(mod
 
 
 @pytest.mark.parametrize("mode", ["drawn", "measured"])
+def test_a_path_in_through_the_targets_own_transverse_process_fails(mode):
+    ph, case = _small_case(mode)
+    pts = _vertebra_voxels(ph, "L3")
+    loc = _local(ph, "L3", pts)
+    tp = pts[loc[:, 0] > 33.0]  # the drawn left transverse process's outer part
+    assert len(tp) > 10
+    t = path_through(case, case.vertebra("L3").centroid_lps, tp.mean(axis=0), "L3")
+    bone = t.check("bone in the way")
+    assert bone.status == "fail", bone.detail
+    assert "L3's own left transverse process" in bone.detail
+
+
+@pytest.mark.parametrize("mode", ["drawn", "measured"])
 def test_a_path_through_a_rib_fails_and_names_it(mode):
     from fluoroplan.resources.phantom import STRUCTURE_CODES
 
