@@ -45,18 +45,37 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _trajectory(plan_path: str, traj_id: str) -> tuple[dict, dict]:
-    """(the plan document, the trajectory's JSON block)."""
-    from fluoroplan.io.jsonio import PLAN_SCHEMA, read_json
+def _trajectory(plan_path: str, traj_id: str, volume) -> tuple[dict, dict]:
+    """(the plan document, the trajectory's JSON block). A plan file (``fluoroplan.plan/1``)
+    is validated completely and refused when it was made on another CT, as ``plan
+    --from-plan`` refuses it; a hand-written list of trajectories needs finite entry and target
+    points."""
+    import math
+
+    from fluoroplan.io.jsonio import read_json
+    from fluoroplan.io.planfile import load_plan
 
     plan = read_json(plan_path)
     if "schema" in plan:  # a hand-written list of trajectories has none
-        read_json(plan_path, PLAN_SCHEMA)
-    trajs = plan.get("trajectories") or []
+        load_plan(plan_path, volume)
+    trajs = plan.get("trajectories")
+    if not isinstance(trajs, list):
+        raise ValueError(f"{plan_path} holds no list of trajectories: give a fluoroplan plan "
+                         "file or {\"trajectories\": [{\"id\", \"entry_lps\", \"target_lps\"}]}")
     for t in trajs:
-        if str(t.get("id")) == traj_id:
+        if isinstance(t, dict) and str(t.get("id")) == traj_id:
+            for key in ("entry_lps", "target_lps", "contact_lps"):
+                v = t.get(key)
+                if v is None and key == "contact_lps":
+                    continue
+                ok = (isinstance(v, list) and len(v) == 3
+                      and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                              and math.isfinite(x) for x in v))
+                if not ok:
+                    raise ValueError(f"trajectory {traj_id!r} of {plan_path}: {key} must be "
+                                     f"three finite numbers (LPS mm), not {v!r}")
             return plan, t
-    ids = ", ".join(str(t.get("id")) for t in trajs) or "none"
+    ids = ", ".join(str(t.get("id")) for t in trajs if isinstance(t, dict)) or "none"
     raise ValueError(f"trajectory {traj_id!r} is not in {plan_path} (its trajectories: {ids})")
 
 
@@ -83,14 +102,18 @@ def run(args: argparse.Namespace) -> int:
     if not 16 <= args.size <= 4096:
         raise ValueError(f"--size must be 16..4096 pixels, got {args.size}")
 
-    plan, block = _trajectory(args.plan, args.trajectory) if args.plan else (None, None)
+    ct = load_volume(args.path, args.series)
+    if min(ct.shape_ijk) < 2:
+        raise ValueError(f"the CT is {ct.shape_ijk[0]}x{ct.shape_ijk[1]}x{ct.shape_ijk[2]} "
+                         "voxels: a simulated fluoroscopy image needs a volume (two slices or "
+                         "more in every direction); load the whole series")
+    plan, block = _trajectory(args.plan, args.trajectory, ct) if args.plan else (None, None)
     position = args.position or (plan or {}).get("procedure_position") or "HFP"
     traj = None
     if block is not None:
         # the straight insertion: to the planned contact with a screw when there is one
         aim = block.get("contact_lps") or block["target_lps"]
         traj = (np.asarray(block["entry_lps"], float), np.asarray(aim, float))
-    ct = load_volume(args.path, args.series)
     if args.view is not None and args.view in block:
         # the plan's own pose, so the image is the one the plan's numbers describe
         pose = pose_from_json(block[args.view], position)
