@@ -234,3 +234,73 @@ def test_damaged_autosave_reported(plan, tmp_path):
     auto.write_text(auto.read_text()[:100])
     with pytest.raises(BadFileError):
         find_recovery(path)
+
+
+def _as_other_session(file: Path) -> None:
+    """Make an autosave look written by another (still running) session."""
+    doc = json.loads(file.read_text())
+    doc["pid"] = os.getpid() + 100000
+    file.write_text(json.dumps(doc))
+
+
+def test_saving_another_plan_of_the_series_keeps_another_sessions_recovery(plan, tmp_path):
+    """The workstation autosaved edits of an unsaved plan; a command then writes a plan of the
+    same series (as `plan --from-plan ... --json` does): the recovery copy stays."""
+    uid = plan.series["series_instance_uid"]
+    t = plan.trajectories[0]
+    edited = dataclasses.replace(plan, trajectories=(
+        t.moved(entry_lps=t.entry_lps + np.array([2.0, 0.0, 0.0])),) + plan.trajectories[1:])
+    file = autosave(edited)
+    _as_other_session(file)
+    save_plan(plan, tmp_path / "from_command.json")
+    assert file.exists() and find_recovery(series_uid=uid) is not None
+    # the session that made it saving its plan clears it; so does saving the plan it holds
+    autosave(edited)
+    save_plan(edited, tmp_path / "mine.json")
+    assert not file.exists()
+    file = autosave(edited)
+    _as_other_session(file)
+    save_plan(find_recovery(series_uid=uid).plan, tmp_path / "restored.json")
+    assert not file.exists()
+
+
+def test_cli_plan_from_plan_keeps_the_workstations_recovery(plan, tmp_path):
+    folder = tmp_path / "ct"
+    from fluoroplan.resources.phantom import write_phantom
+
+    write_phantom(folder, small_phantom())
+    saved = tmp_path / "plan.json"
+    save_plan(plan, saved)
+    t = plan.trajectories[0]
+    edited = dataclasses.replace(plan, trajectories=(
+        t.moved(entry_lps=t.entry_lps + np.array([2.0, 0.0, 0.0])),) + plan.trajectories[1:])
+    file = autosave(edited)
+    _as_other_session(file)
+    res = subprocess.run([sys.executable, "-m", "fluoroplan.cli", "plan", str(folder),
+                          "--from-plan", str(saved), "--json", str(tmp_path / "again.json")],
+                         capture_output=True, text=True, timeout=300, cwd=PROJECT,
+                         env={**os.environ, "FLUOROPLAN_RECOVERY_DIR": str(file.parent)})
+    assert res.returncode == 0, res.stderr
+    assert file.exists(), "the workstation's unsaved edits were deleted"
+
+
+def test_interrupted_saves_leave_no_temporary_files(plan, tmp_path):
+    import time
+
+    target = tmp_path / "case" / "PLAN.json"
+    target.parent.mkdir()
+    old = target.with_name(".PLAN.json.k1ll3d.tmp")
+    fresh = target.with_name(".PLAN.json.w0rking.tmp")
+    for f in (old, fresh):
+        f.write_text("{")
+    past = time.time() - 3600
+    os.utime(old, (past, past))
+    save_plan(plan, target)
+    assert not old.exists() and fresh.exists()  # a save in progress elsewhere is left alone
+    rec = tmp_path / "recovery"
+    rec.mkdir(exist_ok=True)
+    stale = rec / ".1.2.3.json.x.tmp"
+    stale.write_text("{")
+    os.utime(stale, (past, past))
+    find_recoveries()  # what the workstation does at start-up
+    assert not stale.exists()

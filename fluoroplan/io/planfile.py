@@ -26,6 +26,7 @@ This module imports the planner's model lazily (``io`` sits below the planner).
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import re
 from collections.abc import Callable
@@ -181,13 +182,63 @@ def check_series(plan: Plan, volume, source: str = "The plan") -> None:
 # --- files ----------------------------------------------------------------------------------
 def save_plan(plan: Plan, path: str | os.PathLike,
               directory: str | os.PathLike | None = None) -> dict:
-    """Write ``plan`` to ``path`` atomically; remove its autosaves. Returns the document."""
+    """Write ``plan`` to ``path`` atomically; remove its autosaves that hold this plan or that
+    this session made (never another session's unsaved edits), and what interrupted saves of
+    it left. Returns the document."""
     path = Path(path)
     doc = plan_document(plan)
+    clean_interrupted_saves(path.parent, path.name)
     write_json_atomic(path, doc)
-    discard_recovery(path)
-    discard_recovery(series_uid=_series_key(plan), directory=directory)
+    # a recovery copy goes only when the plan it holds is what was saved, or the session that
+    # made it saves: another session's unsaved edits (the workstation's, while a command writes
+    # a plan of the same series) stay to be offered
+    saved = json.loads(json.dumps(_plain(doc)))
+    for file in (autosave_path(path),
+                 autosave_path(series_uid=_series_key(plan), directory=directory)):
+        pid, held = _autosave_of(file)
+        if pid == os.getpid() or (held is not None and held == saved):
+            file.unlink(missing_ok=True)
     return doc
+
+
+INTERRUPTED_SAVE_S = 120.0
+"""A save's temporary file older than this was left by an interrupted save (the writes take
+milliseconds)."""
+
+
+def clean_interrupted_saves(folder: str | os.PathLike, name: str | None = None,
+                            older_than_s: float = INTERRUPTED_SAVE_S) -> int:
+    """Delete the temporary files that saves interrupted by a crash or a kill left in
+    ``folder`` (``.<name>.*.tmp`` of :func:`write_json_atomic`; of any file without ``name``),
+    older than ``older_than_s``. Returns how many."""
+    import time
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    now, n = time.time(), 0
+    for tmp in folder.glob(f".{name}.*.tmp" if name else ".*.tmp"):
+        try:
+            if tmp.is_file() and now - tmp.stat().st_mtime > older_than_s:
+                tmp.unlink()
+                n += 1
+        except OSError:
+            continue
+    return n
+
+
+def _autosave_of(file: Path) -> tuple[int | None, dict | None]:
+    """(the process that wrote an autosave, the plan document it holds); Nones when there is
+    none or it cannot be read."""
+    try:
+        data = json.loads(Path(file).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    pid = data.get("pid")
+    held = data.get("plan")
+    return (pid if isinstance(pid, int) else None), (held if isinstance(held, dict) else None)
 
 
 def load_plan(path: str | os.PathLike, volume=None) -> Plan:
@@ -293,6 +344,7 @@ def find_recoveries(directory: str | os.PathLike | None = None) -> list[Recovery
     """Every readable autosave of an unsaved plan in the recovery folder, newest first (what
     the GUI offers at start-up). Damaged files are skipped."""
     folder = recovery_dir(directory)
+    clean_interrupted_saves(folder)  # at start-up: what an interrupted save left
     found = []
     for file in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
