@@ -227,3 +227,53 @@ def test_autosaved_plan_is_offered_and_restored(qtbot, window, case_dir, phantom
     _settle(qtbot, window)
     assert all(t.checks for t in pl.doc.trajectories)  # checked on this analysis
     assert not boxes
+
+
+def test_the_per_case_discard_asks_first_and_closing_keeps_the_autosave(qtbot, window, case_dir,
+                                                                         phantom, boxes):
+    """Discard asks before the autosaved plan is deleted; Cancel, Keep for later or closing the
+    question keep it (issue 13: closing the offer used to delete it)."""
+    from fluoroplan.io import default_series, load_series, scan
+    from fluoroplan.io.planfile import autosave
+    from fluoroplan.planner.case import PlanningCase
+    from fluoroplan.planner.model import Plan
+    from fluoroplan.planner.propose import manual_trajectory
+    from fluoroplan.planner.targets import targets_from_analysis
+
+    volume = load_series(default_series(scan(case_dir)))
+    case = PlanningCase(volume, phantom.truth, labels=phantom.labels)
+    screw = next(t for t in targets_from_analysis(case) if t.kind == "loose-screw")
+    t = manual_trajectory(case, screw.point_lps + [25.0, 70.0, 0.0], screw.point_lps, screw)
+    saved = autosave(Plan(series=volume.series_json(), targets=(screw,), trajectories=(t,)))
+    pl = window.planning
+
+    def offer():
+        with qtbot.waitSignal(pl.analysis_ready, timeout=WAIT_MS):
+            window.open_folder(case_dir)
+        box = window.findChild(QMessageBox, "recovery_box")
+        assert box is not None and box.isVisible()
+        return box
+
+    box = offer()
+    box.reject()  # closed with Escape / the window's close button
+    qtbot.waitUntil(lambda: not box.isVisible(), timeout=5000)
+    assert saved.is_file()
+    box = offer()
+    box.button(QMessageBox.StandardButton.Discard).click()
+    confirm = None
+    qtbot.waitUntil(lambda: (c := window.findChild(QMessageBox, "recovery_discard_box"))
+                    is not None and c.isVisible(), timeout=5000)
+    confirm = window.findChild(QMessageBox, "recovery_discard_box")
+    assert "cannot be recovered" in confirm.text()
+    confirm.button(QMessageBox.StandardButton.Cancel).click()
+    qtbot.wait(50)
+    assert saved.is_file()
+    box = offer()
+    box.button(QMessageBox.StandardButton.Discard).click()
+    qtbot.waitUntil(lambda: (c := window.findChild(QMessageBox, "recovery_discard_box"))
+                    is not None and c.isVisible(), timeout=5000)
+    window.findChild(QMessageBox, "recovery_discard_box").button(
+        QMessageBox.StandardButton.Discard).click()
+    qtbot.waitUntil(lambda: not saved.is_file(), timeout=5000)
+    _settle(qtbot, window)
+    assert not boxes

@@ -607,19 +607,55 @@ class PlanningController(QObject):
             return
         box = QMessageBox(QMessageBox.Icon.Question, "Recover the plan?",
                           f"{rec.text} Restore it?", QMessageBox.StandardButton.Yes
-                          | QMessageBox.StandardButton.Discard, self.win)
+                          | QMessageBox.StandardButton.Discard
+                          | QMessageBox.StandardButton.Cancel, self.win)
         box.setObjectName("recovery_box")
+        box.button(QMessageBox.StandardButton.Cancel).setText("Keep for later")
+        box.setDefaultButton(QMessageBox.StandardButton.Yes)
+        box.setEscapeButton(QMessageBox.StandardButton.Cancel)  # closing it loses nothing
 
         def done(_code: int) -> None:
-            if box.clickedButton() is box.button(QMessageBox.StandardButton.Yes):
-                self.restore_recovery(rec)
-            else:
-                from fluoroplan.io.planfile import discard_recovery
-
-                discard_recovery(series_uid=key)
+            clicked = box.clickedButton()
             box.deleteLater()
+            if clicked is box.button(QMessageBox.StandardButton.Yes):
+                self.restore_recovery(rec)
+            elif clicked is box.button(QMessageBox.StandardButton.Discard):
+                self._confirm_discard_recovery(rec, key)
+            else:
+                self.win.statusBar().showMessage(
+                    "The autosaved plan is kept; it is offered again when this CT is opened",
+                    8000)
 
         box.finished.connect(done)
+        box.open()
+
+    def _confirm_discard_recovery(self, rec, key: str) -> None:
+        """Discarding an autosaved plan loses it: ask first (Cancel keeps it)."""
+        n = len(rec.plan.trajectories)
+        box = QMessageBox(
+            QMessageBox.Icon.Warning, "Discard the autosaved plan?",
+            f"{rec.text}\n\nDiscard it? Its {n} trajector{'y' if n == 1 else 'ies'} cannot be "
+            "recovered afterwards.",
+            QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel, self.win)
+        box.setObjectName("recovery_discard_box")
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+
+        def answered(_code: int) -> None:
+            sure = box.clickedButton() is box.button(QMessageBox.StandardButton.Discard)
+            box.deleteLater()
+            if not sure:
+                self.win.statusBar().showMessage("The autosaved plan is kept", 6000)
+                return
+            from fluoroplan.io.planfile import discard_recovery
+
+            try:
+                discard_recovery(series_uid=key)
+            except OSError as exc:
+                self.win.report_error(exc, "discarding the autosaved plan")
+            else:
+                self.win.statusBar().showMessage("Discarded the autosaved plan", 6000)
+
+        box.finished.connect(answered)
         box.open()
 
     def restore_recovery(self, rec) -> None:
