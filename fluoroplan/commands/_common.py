@@ -48,13 +48,29 @@ def load_volume(path: str, series: str | None = None, quiet: bool = False):
     return load_ct(path, series_uid=series, progress=progress)
 
 
+def _metal_hu(text: str) -> float:
+    """``--metal-hu``: a finite threshold between dense bone and the largest CT number."""
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of HU (e.g. 2200)") from None
+    if not math.isfinite(value) or not 1000.0 <= value <= 30000.0:
+        raise argparse.ArgumentTypeError(
+            f"{text} HU cannot separate metal from bone: give a threshold between 1000 and "
+            "30000 HU (default 2200; titanium is often clipped at 3071)")
+    return value
+
+
 def add_analysis_arguments(parser) -> None:
     """The input and analysis options shared by ``analyze`` and ``plan``."""
     parser.add_argument("path", help="DICOM folder or file, or a NIfTI volume")
     parser.add_argument("--levels", metavar="LEVEL",
                         help="label of the most cranial vertebra fully in view (e.g. L1); "
                         "overrides the automatic level labels")
-    parser.add_argument("--metal-hu", type=float, metavar="HU",
+    parser.add_argument("--metal-hu", type=_metal_hu, metavar="HU",
                         help="metal threshold in HU (default 2200; titanium is often clipped at "
                         "3071)")
     parser.add_argument("--labels", metavar="LABELMAP",

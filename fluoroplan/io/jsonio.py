@@ -64,17 +64,46 @@ def _umask() -> int:
     return mask
 
 
+MAX_JSON_INT_DIGITS = 18
+"""No fluoroplan file holds an integer longer than this (a 401-digit number is damage)."""
+
+
+class _Unreadable(ValueError):
+    """A JSON value no fluoroplan file holds."""
+
+
+def _no_constant(name: str):
+    raise _Unreadable(f"{name} is not a number a fluoroplan file holds")
+
+
+def _bounded_int(text: str) -> int:
+    digits = text.lstrip("-")
+    if len(digits) > MAX_JSON_INT_DIGITS:
+        raise _Unreadable(f"an integer of {len(digits)} digits")
+    return int(text)
+
+
 def read_json(path: str | os.PathLike, schema: str | None = None) -> dict:
     """Read a fluoroplan JSON file, checking its ``schema`` when given."""
     path = Path(path)
     if not path.is_file():
         raise BadFileError(f"{path} does not exist. Check the path to the file.")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        text = path.read_text(encoding="utf-8")
+    except PermissionError:
+        raise BadFileError(f"{path} cannot be read (no permission). Ask for read access to "
+                           "it or copy it somewhere readable.") from None
+    try:
+        data = json.loads(text, parse_constant=_no_constant, parse_int=_bounded_int)
+    except (UnicodeDecodeError, json.JSONDecodeError, _Unreadable) as err:
         raise BadFileError(
             f"{path.name} is damaged and cannot be read ({err}). Nothing was loaded from it; "
             "use a backup or the autosaved copy."
+        ) from None
+    except RecursionError:
+        raise BadFileError(
+            f"{path.name} is damaged and cannot be read (its values are nested deeper than any "
+            "fluoroplan file). Nothing was loaded from it; use a backup or the autosaved copy."
         ) from None
     if not isinstance(data, dict):
         raise BadFileError(f"{path.name} is not a fluoroplan file (no JSON object inside).")
