@@ -38,6 +38,7 @@ from fluoroplan.io.errors import (
     DecodeError,
     EmptyFolder,
     InconsistentGeometry,
+    InconsistentSlices,
     LoadError,
     MissingSlices,
     MixedOrientations,
@@ -45,14 +46,19 @@ from fluoroplan.io.errors import (
     NotCT,
     SeriesNotFound,
     TooFewSlices,
+    TooLarge,
     UnsupportedOrientation,
 )
+from fluoroplan.io.limits import MAX_GRID, MEMORY_SHARE, available_memory
 from fluoroplan.io.progress import CancelToken, ProgressCallback, Stage, no_progress
 from fluoroplan.io.volume import CTVolume
 
 __all__ = ["SeriesInfo", "default_series", "load_ct", "load_series", "scan"]
 
 MIN_SLICES = 3
+# Plausible CT pixel spacing and extent (mm); headers beyond them are refused as wrong.
+PIXEL_SPACING_RANGE_MM = (0.05, 10.0)
+MAX_EXTENT_MM = 3000.0
 AIR_HU = -1024
 PATIENT_POSITIONS = ("HFS", "HFP", "FFS", "FFP")
 
@@ -517,6 +523,12 @@ class _Geometry:
     tilt_deg: float
     uneven: bool
     resample: bool
+    # (kept, other) frames that share one SOP Instance UID and position: their pixels are
+    # compared when the series is read, and the series refused if they differ.
+    duplicates: tuple[tuple[_Frame, _Frame], ...] = ()
+    # frames whose rescale differs from the series' most common one: read, they must agree
+    # with their neighbouring slices.
+    odd_rescale: tuple[_Frame, ...] = ()
 
     @property
     def n_out(self) -> int:
@@ -570,13 +582,177 @@ def _short(reason: str, exc: LoadError) -> LoadError:
 
 def _unique(frames: Sequence[_Frame]) -> list[_Frame]:
     """Drop repeated instances (e.g. a compressed and an uncompressed copy of one image)."""
-    seen, unique = set(), []
+    return _split_duplicates(frames)[0]
+
+
+def _split_duplicates(frames: Sequence[_Frame]) -> tuple[list[_Frame], list[tuple[_Frame, _Frame]]]:
+    """(frames with each SOP Instance UID once, [(kept, repeated copy), ...])."""
+    seen: dict[str, _Frame] = {}
+    unique, repeats = [], []
     for f in frames:
         if f.sop_uid and f.sop_uid in seen:
+            repeats.append((seen[f.sop_uid], f))
             continue
-        seen.add(f.sop_uid)
+        seen[f.sop_uid] = f
         unique.append(f)
-    return unique
+    return unique, repeats
+
+
+def _label(frame: _Frame) -> str:
+    """How a message names one image: its file (and frame), e.g. ``image IM00042.dcm``."""
+    name = Path(frame.pixels.path).name
+    if frame.pixels.frames > 1:
+        return f"frame {frame.index + 1} of {name}"
+    return f"image {name}"
+
+
+def _encoding(frame: _Frame) -> tuple[int, int, bool]:
+    px = frame.pixels
+    return (px.bits_allocated, px.bits_stored, px.signed)
+
+
+def _describe_encoding(key: tuple[int, int, bool]) -> str:
+    allocated, stored, signed = key
+    return f"{'signed' if signed else 'unsigned'} {allocated}-bit values ({stored} bits stored)"
+
+
+def _others(n: int) -> str:
+    return f"the other {n} image{'s' if n != 1 else ''}"
+
+
+def _check_slices_agree(frames: Sequence[_Frame], name: str) -> tuple[_Frame, ...]:
+    """Refuse a series whose images disagree on pixel encoding or carry an unusable rescale.
+
+    Returns the frames whose (valid) rescale differs from the series' most common one.
+    """
+    from collections import Counter
+
+    for f in frames:
+        slope, intercept = f.slope, f.intercept
+        if not (math.isfinite(slope) and slope > 0 and slope < 1e4):
+            raise _short(
+                "invalid rescale slope",
+                InconsistentSlices(
+                    f"The {_label(f)} of the {name} has RescaleSlope {slope:g}: its pixel values "
+                    "cannot be converted to CT numbers (HU = stored value x slope + intercept "
+                    "needs a positive slope). The file's header is damaged; export the series "
+                    "again from the scanner or PACS."
+                ),
+            )
+        if not (math.isfinite(intercept) and abs(intercept) < 1e5):
+            raise _short(
+                "invalid rescale intercept",
+                InconsistentSlices(
+                    f"The {_label(f)} of the {name} has RescaleIntercept {intercept:g}: its pixel "
+                    "values cannot be converted to CT numbers (HU). The file's header is "
+                    "damaged; export the series again from the scanner or PACS."
+                ),
+            )
+    counts = Counter(_encoding(f) for f in frames)
+    if len(counts) > 1:
+        common, n_common = counts.most_common(1)[0]
+        odd = [f for f in frames if _encoding(f) != common]
+        more = f" (and {len(odd) - 1} more)" if len(odd) > 1 else ""
+        raise _short(
+            "images encoded differently",
+            InconsistentSlices(
+                f"The {_label(odd[0])}{more} of the {name} stores "
+                f"{_describe_encoding(_encoding(odd[0]))} where {_others(n_common)} store "
+                f"{_describe_encoding(common)}, so its CT numbers would be read wrongly and "
+                "the series is not loaded. Export the series again from the scanner or PACS, "
+                "or remove that file."
+            ),
+        )
+    rescales = Counter((f.slope, f.intercept) for f in frames)
+    if len(rescales) == 1:
+        return ()
+    common = rescales.most_common(1)[0][0]
+    if rescales[common] <= len(frames) // 2:
+        return ()  # no majority: a scanner that sets the rescale per image
+    return tuple(f for f in frames if (f.slope, f.intercept) != common)
+
+
+def _check_positions_on_line(
+    frames: Sequence[_Frame], depth: np.ndarray, shift: np.ndarray, spacing_ij, name: str
+) -> None:
+    """Refuse images lying off the straight line the slice origins of the series follow.
+
+    Gantry tilt moves every slice's origin in-plane steadily with depth (a straight line);
+    a single image shifted sideways is a damaged or foreign header, not tilt.
+    """
+    n = len(frames)
+    tol = max(0.3 * min(spacing_ij), 0.1)
+    keep = np.ones(n, bool)
+    design = np.stack([np.ones(n), depth], axis=1)
+    for _ in range(min(n - 2, 5)):
+        coef, *_ = np.linalg.lstsq(design[keep], shift[keep], rcond=None)
+        resid = np.linalg.norm(shift - design @ coef, axis=1)
+        if resid[keep].max() <= tol:
+            break
+        keep[np.flatnonzero(keep)[int(np.argmax(resid[keep]))]] = False
+    else:
+        coef, *_ = np.linalg.lstsq(design[keep], shift[keep], rcond=None)
+        resid = np.linalg.norm(shift - design @ coef, axis=1)
+    off = np.flatnonzero(resid > tol)
+    if len(off) == 0:
+        return
+    if len(off) > max(2, n // 10) or resid[keep].max() > tol:
+        k = int(np.argmax(resid))
+        raise _short(
+            "slice positions scattered",
+            InconsistentSlices(
+                f"The slice positions of the {name} do not lie on a straight line (the "
+                f"{_label(frames[k])} is {resid[k]:.1f} mm off it, {len(off)} images in all): "
+                "neither a straight nor a gantry-tilted acquisition places slices so. The "
+                "positions in the headers are damaged or the folder mixes series; export the "
+                "series again."
+            ),
+        )
+    k = int(off[np.argmax(resid[off])])
+    more = f" ({len(off)} images in all)" if len(off) > 1 else ""
+    raise _short(
+        "an image out of line",
+        InconsistentSlices(
+            f"The {_label(frames[k])} of the {name} lies {resid[k]:.1f} mm sideways from the "
+            f"line the other slices follow{more}. A gantry tilt shifts every slice steadily, "
+            "not one: its position in the header is wrong or it belongs to another series. "
+            "Remove that file or export the series again."
+        ),
+    )
+
+
+def _check_size(geo: "_Geometry", name: str) -> None:
+    """Refuse a volume larger than ``MAX_GRID`` before anything is allocated."""
+    nk, nj, ni = geo.output_shape()
+    if ni > MAX_GRID[0] or nj > MAX_GRID[1] or nk > MAX_GRID[2]:
+        gib = nk * nj * ni * 2 / 2**30
+        raise _short(
+            "too large",
+            TooLarge(
+                f"The {name} would make a volume of {ni} x {nj} x {nk} voxels ({gib:,.1f} GiB); "
+                f"fluoroplan loads at most {MAX_GRID[0]} x {MAX_GRID[1]} x {MAX_GRID[2]}. The "
+                "image size or slice positions in the headers are probably wrong; export the "
+                "series again, or choose a series of normal size."
+            ),
+        )
+
+
+def _check_memory(geo: "_Geometry", name: str) -> None:
+    nk, nj, ni = geo.output_shape()
+    need = nk * nj * ni * 2
+    if geo.resample:
+        px = geo.frames[0].pixels
+        need += len(geo.frames) * px.rows * px.columns * 2
+    free = available_memory()
+    if free is not None and need > MEMORY_SHARE * free:
+        raise _short(
+            "not enough memory",
+            TooLarge(
+                f"Loading the {name} needs {need / 2**30:.1f} GiB of memory and this computer "
+                f"has {free / 2**30:.1f} GiB free. Close other programs, or load the series on "
+                "a workstation with more memory."
+            ),
+        )
 
 
 def _finest_common_gap(gaps: np.ndarray, fallback: float) -> float:
@@ -589,8 +765,9 @@ def _finest_common_gap(gaps: np.ndarray, fallback: float) -> float:
 def _plan_geometry(frames: Sequence[_Frame], header: dict) -> _Geometry:
     """Sort, validate and describe the frames of one series; raise a LoadError if unusable."""
     name = _name(header)
-    frames = _unique(frames)
-    # Same instance twice (e.g. a compressed and an uncompressed copy): keep one.
+    # Same instance twice (e.g. a compressed and an uncompressed copy): keep one, and compare
+    # the copies' pixels when the series is read.
+    frames, repeats = _split_duplicates(frames)
     if len(frames) < MIN_SLICES:
         raise _short(
             f"only {len(frames)} image{'s' if len(frames) != 1 else ''}",
@@ -610,6 +787,32 @@ def _plan_geometry(frames: Sequence[_Frame], header: dict) -> _Geometry:
                 "placed in the patient. Choose another series or export the original images."
             ),
         )
+    for kept, other in repeats:
+        if other.ipp is None or kept.ipp is None or (
+            np.abs(np.subtract(other.ipp, kept.ipp)).max() > 0.01
+            or (other.pixels.rows, other.pixels.columns) != (kept.pixels.rows, kept.pixels.columns)
+        ):
+            raise _short(
+                "one image UID used twice",
+                InconsistentSlices(
+                    f"Two files of the {name} carry the same SOP Instance UID "
+                    f"({kept.sop_uid.split('#')[0]}) but differ in position or size: "
+                    f"{Path(kept.pixels.path).name} and {Path(other.pixels.path).name}. One of "
+                    "them is a damaged or foreign copy; remove it or export the series again."
+                ),
+            )
+    for f in frames:
+        lo, hi = PIXEL_SPACING_RANGE_MM
+        if not all(lo <= v <= hi for v in f.pixel_spacing):
+            raise _short(
+                "implausible pixel spacing",
+                InconsistentSlices(
+                    f"The {_label(f)} of the {name} gives a pixel spacing of "
+                    f"{f.pixel_spacing[0]:g} x {f.pixel_spacing[1]:g} mm; a CT's pixels are "
+                    f"{lo:g}-{hi:g} mm. The header is damaged; export the series again."
+                ),
+            )
+    odd_rescale = _check_slices_agree(frames, name)
     iops = np.array([f.iop for f in frames], float)
     if np.abs(iops - iops[0]).max() > 1e-3:
         labels = sorted({orientation_label(np.cross(v[:3], v[3:])) for v in iops})
@@ -677,13 +880,33 @@ def _plan_geometry(frames: Sequence[_Frame], header: dict) -> _Geometry:
     rel = ipps - ipps[0]
     shift = np.stack([rel @ row, rel @ col], axis=1)
     depth_rel = depth - depth[0]
+    median = float(np.median(gaps))
+    for k, lone in ((0, frames[0]), (len(gaps) - 1, frames[-1])):  # an end image far away
+        if gaps[k] > max(50.0, 20.0 * median):
+            raise _short(
+                "an image far from the others",
+                InconsistentSlices(
+                    f"In the {name} the {_label(lone)} lies {gaps[k]:.0f} mm beyond the other "
+                    f"slices, which are {median:.2f} mm apart: the position in its header is "
+                    "wrong, or it belongs to another scan. Remove that file or export the "
+                    "series again."
+                ),
+            )
+    if depth_rel[-1] > MAX_EXTENT_MM:
+        raise _short(
+            "implausible extent",
+            InconsistentSlices(
+                f"The slices of the {name} span {depth_rel[-1]:.0f} mm, longer than any body "
+                "scan: the positions in the headers are damaged. Export the series again."
+            ),
+        )
+    _check_positions_on_line(frames, depth_rel, shift, spacing_ij, name)
     drift = np.abs(shift - shift[0]).max(axis=0)
     tilted = bool(drift[0] > 0.1 * spacing_ij[0] or drift[1] > 0.1 * spacing_ij[1])
     tilt_deg = 0.0
     if tilted:
         lateral = float(np.hypot(*(shift[-1] - shift[0])))
         tilt_deg = math.degrees(math.atan2(lateral, depth_rel[-1]))
-    median = float(np.median(gaps))
     tol = max(0.02, 0.02 * median)
     irregular = np.abs(gaps - median) > tol
     uneven = False
@@ -716,7 +939,7 @@ def _plan_geometry(frames: Sequence[_Frame], header: dict) -> _Geometry:
         spacing = float(depth_rel[-1] / (n_out - 1))
     else:
         spacing = float(depth_rel[-1] / (len(frames) - 1))
-    return _Geometry(
+    geo = _Geometry(
         frames=tuple(frames),
         row_dir=row,
         col_dir=col,
@@ -728,7 +951,11 @@ def _plan_geometry(frames: Sequence[_Frame], header: dict) -> _Geometry:
         tilt_deg=tilt_deg,
         uneven=uneven,
         resample=resample,
+        duplicates=tuple(repeats),
+        odd_rescale=odd_rescale,
     )
+    _check_size(geo, name)
+    return geo
 
 
 # ---------------------------------------------------------------------------------------------
@@ -833,8 +1060,14 @@ def _problem_for(kind: str, reason: str, header: dict) -> LoadError:
             f"{header.get('modality') or 'not given'}. fluoroplan plans on CT only; choose a "
             "CT series."
         )
+    if kind == "damaged images":
+        return NoSeriesFound(
+            f"The {name} has no readable image: {reason}. Export the series again from the "
+            "scanner or PACS."
+        )
+    verb = "" if reason.startswith("holds") else "is "
     return NoSeriesFound(
-        f"The {name} is {reason}, so it cannot be used to plan. Choose the axial CT series."
+        f"The {name} {verb}{reason}, so it cannot be used to plan. Choose the axial CT series."
     )
 
 
@@ -844,6 +1077,19 @@ def _build_series(instances: Sequence[_Instance], skipped: Sequence[tuple[str, s
         header["colour"] = True
     frames = tuple(f for i in instances for f in i.frames)
     kind, reason = _kind(instances, header)
+    if kind == "non-image object" and not skipped and all(
+        i.sop_class in CT_CLASSES for i in instances
+    ):  # a CT image object always holds pixel data: these files were cut before it
+        skipped = [(i.path, "truncated: the file ends before its pixel data") for i in instances]
+    if kind == "non-image object" and skipped:
+        names = ", ".join(Path(p).name for p, _ in skipped[:3]) + (
+            "..." if len(skipped) > 3 else ""
+        )
+        kind = "damaged images"
+        reason = (
+            f"{len(skipped)} of its file(s) are damaged or truncated ({names}; "
+            f"{skipped[0][1]})"
+        )
     problem: LoadError | None = None
     orientation, spacing, tilt = "", None, 0.0
     if frames:
@@ -1209,6 +1455,78 @@ def _resample(geo: _Geometry, stack: np.ndarray, progress: Stage) -> np.ndarray:
     return out
 
 
+def _compare_duplicates(geo: _Geometry, stack: np.ndarray) -> int:
+    """Read every repeated copy of an image and refuse the series if its pixels differ.
+
+    ``stack[k]`` holds the HU of ``geo.frames[k]`` (the copy kept). Returns the number of
+    identical copies dropped.
+    """
+    if not geo.duplicates:
+        return 0
+    index = {id(f): k for k, f in enumerate(geo.frames)}
+    buf = np.empty(stack.shape[1:], np.int16)
+    quiet = Stage(None, 0.0, 1.0)
+    for kept, other in geo.duplicates:
+        _read_frames([other], buf[None], quiet)
+        k = index[id(kept)]
+        differ = int(np.count_nonzero(buf != stack[k]))
+        if differ:
+            raise _short(
+                "one image UID used twice",
+                InconsistentSlices(
+                    f"Two files carry the same SOP Instance UID ({kept.sop_uid.split('#')[0]}) "
+                    f"at one position but hold different images ({differ} of {buf.size} pixels "
+                    f"differ): {Path(kept.pixels.path).name} and {Path(other.pixels.path).name}. "
+                    "fluoroplan cannot tell which one is right; remove the wrong copy or export "
+                    "the series again."
+                ),
+            )
+    return len(geo.duplicates)
+
+
+def _slice_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute HU difference of two slices (every 4th pixel: a quick, robust sample)."""
+    return float(np.mean(np.abs(a[::4, ::4].astype(np.float32) - b[::4, ::4])))
+
+
+def _check_odd_rescale(geo: _Geometry, stack: np.ndarray) -> str | None:
+    """Refuse images whose own rescale makes them disagree with their neighbouring slices.
+
+    DICOM lets every image carry its own RescaleSlope/Intercept, so a different rescale is
+    legal; a wrong one shows as a slice whose CT numbers jump against both neighbours (air and
+    soft tissue move by hundreds of HU). Neighbouring slices of one scan differ by a few tens
+    of HU on average; a slice that differs from both by more than max(150 HU, 5 x the series'
+    typical difference) is refused. Returns a note for an accepted different rescale.
+    """
+    if not geo.odd_rescale:
+        return None
+    n = len(geo.frames)
+    step = max(1, (n - 1) // 60)
+    typical = float(
+        np.median([_slice_difference(stack[k], stack[k + 1]) for k in range(0, n - 1, step)])
+    )
+    limit = max(150.0, 5.0 * typical)
+    index = {id(f): k for k, f in enumerate(geo.frames)}
+    for f in geo.odd_rescale:
+        k = index[id(f)]
+        diffs = [_slice_difference(stack[k], stack[m]) for m in (k - 1, k + 1) if 0 <= m < n]
+        if diffs and min(diffs) > limit:
+            raise _short(
+                "an image with a wrong rescale",
+                InconsistentSlices(
+                    f"The {_label(f)} has its own rescale (slope {f.slope:g}, intercept "
+                    f"{f.intercept:g}, unlike the rest of the series) and its CT numbers then "
+                    f"differ from the neighbouring slices by {min(diffs):.0f} HU on average "
+                    f"(neighbouring slices differ by {typical:.0f} HU): its header is wrong. "
+                    "Remove that file or export the series again."
+                ),
+            )
+    return (
+        f"{len(geo.odd_rescale)} image(s) carry a rescale different from the rest of the series; "
+        "their CT numbers agree with the neighbouring slices, so they were used as recorded."
+    )
+
+
 def load_series(
     info_or_paths: SeriesInfo | str | os.PathLike | Iterable[str | os.PathLike],
     progress: ProgressCallback | None = None,
@@ -1235,17 +1553,21 @@ def load_series(
         raise info._problem
     header = info._header
     geo = _plan_geometry(info._frames, header)
+    _check_memory(geo, _name(header))
     notes: list[str] = []
     if geo.resample:
         stack = np.empty(
             (len(geo.frames), geo.frames[0].pixels.rows, geo.frames[0].pixels.columns), np.int16
         )
         clipped = _read_frames(geo.frames, stack, Stage(read, 0.0, 0.7))
-        hu = _resample(geo, stack, Stage(read, 0.7, 1.0))
-        del stack
     else:
-        hu = np.empty(geo.output_shape(), np.int16)
+        stack = hu = np.empty(geo.output_shape(), np.int16)
         clipped = _read_frames(geo.frames, hu, Stage(read, 0.0, 1.0))
+    _compare_duplicates(geo, stack)
+    rescale_note = _check_odd_rescale(geo, stack)
+    if geo.resample:
+        hu = _resample(geo, stack, Stage(read, 0.7, 1.0))
+    del stack
     gaps = np.diff(geo.depth_mm)
     if geo.tilt_deg:
         declared = header.get("gantry_tilt") or 0.0
@@ -1264,6 +1586,8 @@ def load_series(
         notes.append(
             f"{clipped} slice(s) held values beyond the int16 HU range; they were clipped."
         )
+    if rescale_note:
+        notes.append(rescale_note)
     position = header.get("patient_position", "")
     if not position:
         position = "HFS"

@@ -48,6 +48,15 @@ class InconsistentGeometry(LoadError):
     """Slices of one series differ in rows/columns or pixel spacing."""
 
 
+class InconsistentSlices(InconsistentGeometry):
+    """One image disagrees with the rest of its series (pixel encoding, rescale, position, or
+    two different images under one SOP Instance UID)."""
+
+
+class TooLarge(LoadError):
+    """The volume a series describes is beyond what fluoroplan (or this machine) can hold."""
+
+
 class UnsupportedOrientation(LoadError):
     """The orientation cannot be turned into a volume (e.g. degenerate direction cosines)."""
 

@@ -7,16 +7,145 @@ head first supine (HFS) is assumed and a note says so.
 
 from __future__ import annotations
 
+import gzip
+import math
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from fluoroplan.io.errors import DecodeError, LoadError
+from fluoroplan.io.errors import DecodeError, LoadError, TooLarge
+from fluoroplan.io.limits import MAX_GRID, MEMORY_SHARE, available_memory
 from fluoroplan.io.progress import CancelToken, ProgressCallback, no_progress
 from fluoroplan.io.volume import CTVolume
 
 __all__ = ["load_nifti"]
+
+_CHUNK = 1 << 22
+
+
+def _open_stream(path: Path):
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+
+
+def _check_complete(path: Path, cancel: CancelToken | None) -> tuple[int, ...]:
+    """Read the NIfTI header and make sure the file holds every voxel it announces.
+
+    ITK reads a truncated ``.nii.gz`` without complaint and fills the missing slices with 0,
+    so the length (and, for gzip, the checksum) is verified here first, and the size the
+    header implies is checked before anything is allocated. Returns the header's dimensions.
+    """
+    try:
+        with _open_stream(path) as fp:
+            head = fp.read(540)
+            if len(head) < 348:
+                raise DecodeError(
+                    f"The NIfTI file {path.name} is too short to hold a NIfTI header "
+                    f"({len(head)} bytes). The file is damaged or incomplete; copy it again."
+                )
+            version = None
+            for order in "<>":
+                if struct.unpack(order + "i", head[:4])[0] == 348:
+                    version, fmt = 1, order
+                elif len(head) >= 540 and struct.unpack(order + "i", head[:4])[0] == 540:
+                    version, fmt = 2, order
+                if version:
+                    break
+            if version is None:
+                raise DecodeError(
+                    f"{path.name} is not a NIfTI file (its header does not start with the "
+                    "NIfTI header size). Choose a .nii/.nii.gz CT or a DICOM folder."
+                )
+            if version == 1:
+                dims = struct.unpack(fmt + "8h", head[40:56])
+                datatype, bitpix = struct.unpack(fmt + "2h", head[70:74])
+                vox_offset = struct.unpack(fmt + "f", head[108:112])[0]
+            else:
+                dims = struct.unpack(fmt + "8q", head[16:80])
+                datatype, bitpix = struct.unpack(fmt + "2h", head[12:16])
+                vox_offset = struct.unpack(fmt + "q", head[168:176])[0]
+            ndim = dims[0]
+            if not 1 <= ndim <= 7 or any(d < 1 for d in dims[1 : ndim + 1]) or bitpix <= 0:
+                raise DecodeError(
+                    f"The NIfTI header of {path.name} is damaged (dimensions {dims[1:ndim + 1]}, "
+                    f"{bitpix} bits per voxel). Copy or convert the file again."
+                )
+            shape = tuple(int(d) for d in dims[1 : ndim + 1])
+            grid = (shape + (1, 1, 1))[:3]
+            voxels = int(np.prod(shape, dtype=object))
+            if any(g > m for g, m in zip(grid, MAX_GRID)) or voxels > int(np.prod(MAX_GRID)):
+                raise TooLarge(
+                    f"The NIfTI file {path.name} announces a volume of "
+                    f"{' x '.join(map(str, shape))} voxels; fluoroplan loads at most "
+                    f"{MAX_GRID[0]} x {MAX_GRID[1]} x {MAX_GRID[2]}. The header is probably "
+                    "damaged; convert the CT again."
+                )
+            need = voxels * (bitpix // 8 + 2)
+            free = available_memory()
+            if free is not None and need > MEMORY_SHARE * free:
+                raise TooLarge(
+                    f"Loading {path.name} needs {need / 2**30:.1f} GiB of memory and this "
+                    f"computer has {free / 2**30:.1f} GiB free. Close other programs, or use a "
+                    "workstation with more memory."
+                )
+            start = int(max(vox_offset, 348)) if math.isfinite(vox_offset) else 348
+            expected = start + voxels * bitpix // 8
+            # ITK turns NaN into 0 when it reads a NIfTI file, so float voxels are checked here.
+            floating = {16: "f4", 64: "f8"}.get(int(datatype))
+            per_slice = grid[0] * grid[1]
+            bad, bad_slices, n_slices = 0, set(), grid[2]
+            got = len(head)
+            pending = b""
+            if got > start:
+                pending = head[start:]
+            else:
+                pending = fp.read(start - got)
+                got += len(pending)
+                pending = b""
+            index = 0  # voxels checked so far
+            while True:
+                if cancel is not None:
+                    cancel.check()
+                block = fp.read(_CHUNK)
+                got += len(block)
+                if floating:
+                    data = pending + block
+                    size = int(floating[1])
+                    whole = len(data) - len(data) % size
+                    values = np.frombuffer(data[:whole], dtype=fmt + floating)
+                    where = np.flatnonzero(~np.isfinite(values))
+                    if len(where):
+                        bad += len(where)
+                        bad_slices.update(((where + index) // per_slice).tolist())
+                    index += len(values)
+                    pending = data[whole:]
+                if not block:
+                    break
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+        if isinstance(exc, DecodeError):
+            raise
+        raise DecodeError(
+            f"The NIfTI file {path.name} is incomplete or damaged ({exc.__class__.__name__}: "
+            f"{exc}); its slices cannot all be read. Copy the file again from its source."
+        ) from None
+    if bad:
+        first = min(bad_slices)
+        raise DecodeError(
+            f"The NIfTI file {path.name} holds {bad:,} voxels that are not numbers (NaN or "
+            f"infinite) in {len(bad_slices)} of its {n_slices} slices (first: slice {first}); "
+            "a CT has a number in every voxel. Convert the CT again (the converter probably "
+            "failed)."
+        )
+    if got < expected:
+        raise DecodeError(
+            f"The NIfTI file {path.name} is truncated: its header announces "
+            f"{' x '.join(map(str, shape))} voxels ({expected:,} bytes) but it holds "
+            f"{got:,} bytes, so {100 * (1 - got / expected):.0f}% of the volume is missing. "
+            "Copy the file again from its source."
+        )
+    return shape
 
 
 def load_nifti(
@@ -35,6 +164,7 @@ def load_nifti(
     if cancel is not None:
         cancel.check()
     progress(0.0, f"Reading {path.name}")
+    _check_complete(path, cancel)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
