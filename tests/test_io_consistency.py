@@ -236,3 +236,39 @@ def test_nifti_claiming_a_huge_volume_is_refused_before_reading(tmp_path):
     path.write_bytes(bytes(raw))
     with pytest.raises(TooLarge, match="30000 x 30000 x 30000 voxels"):
         load_ct(path)
+
+
+# --- through the command ------------------------------------------------------------------------
+@pytest.mark.parametrize("damage", ["pixel-representation", "same-uid-other-pixels", "sideways"])
+def test_analyze_and_plan_refuse_the_damaged_phantom_series(tmp_path, damage):
+    """The issue's cases on the generated spine CT: rc 2, the file named on stderr, no JSON."""
+    import subprocess
+    import sys
+
+    from phantom_fixtures import small_phantom
+
+    from fluoroplan.resources.phantom import write_phantom
+
+    write_phantom(tmp_path / "case", small_phantom())
+    folder = tmp_path / "case" / "dicom"
+    files = sorted(folder.glob("*.dcm"))
+    victim = files[len(files) // 2]
+    ds = pydicom.dcmread(victim)
+    if damage == "pixel-representation":
+        ds.PixelRepresentation = 0
+    elif damage == "same-uid-other-pixels":
+        arr = ds.pixel_array.copy()
+        arr[: arr.shape[0] // 4] += 300
+        ds.PixelData = arr.tobytes()
+        victim = folder / "AAAA.dcm"
+    else:
+        x, y, z = (float(v) for v in ds.ImagePositionPatient)
+        ds.ImagePositionPatient = [x + 50.0, y, z]
+    ds.save_as(victim)
+    for command in ("analyze", "plan"):
+        out = tmp_path / f"{command}.json"
+        r = subprocess.run([sys.executable, "-m", "fluoroplan.cli", command, str(folder), "--quiet",
+                            "--json", str(out)], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert "Traceback" not in r.stderr and victim.name in r.stderr
+        assert not out.exists()
