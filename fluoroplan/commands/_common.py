@@ -78,3 +78,89 @@ def add_analysis_arguments(parser) -> None:
                         "file or folder, 3D Slicer .seg.nrrd) instead of fluoroplan's own")
     add_series_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+
+class OutputProblems:
+    """The outputs of one command: checked before the work, rescued if writing fails after.
+
+    ``check(path, what)`` refuses, before any long computation, an output whose folder does not
+    exist or cannot be written. ``write(path, what, writer)`` calls ``writer(path)``; if that
+    fails (disk full, permission, a folder appearing in the way), the result is written beside
+    it - in the working folder, the home folder or the temporary folder, the first that works -
+    and the problem is remembered, so the computed plan is never lost. ``report()`` prints the
+    problems to stderr and returns the exit code (2 if anything had to be rescued).
+    """
+
+    def __init__(self, command: str):
+        self.command = command
+        self.problems: list[str] = []
+
+    @staticmethod
+    def check(path: str | None, what: str) -> None:
+        import os
+        from pathlib import Path
+
+        from fluoroplan.io.errors import FluoroplanError
+
+        if not path:
+            return
+        p = Path(path)
+        if p.is_dir():
+            raise FluoroplanError(
+                f"{path} is a folder: give a file name for the {what} (e.g. {p / p.name}"
+                f"{''.join(p.suffixes) or ''}), not a folder.")
+        parent = p.parent
+        if not parent.exists():
+            raise FluoroplanError(
+                f"The folder {parent} for the {what} does not exist: create it first, or choose "
+                "another path.")
+        if not parent.is_dir():
+            raise FluoroplanError(
+                f"{parent} is a file, not a folder, so the {what} cannot be written to {path}: "
+                "choose another path.")
+        if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+            raise FluoroplanError(
+                f"fluoroplan may not write the {what} to {path} (no write permission): choose a "
+                "folder you can write to, or ask for the permission.")
+
+    def write(self, path: str, what: str, writer):
+        """``writer(path)``; on failure the result goes to a rescue file (returned)."""
+        import os
+        import tempfile
+        import time
+        from pathlib import Path
+
+        try:
+            return writer(path), path
+        except OSError as exc:
+            first = exc
+        p = Path(path)
+        suffix = "".join(p.suffixes[-2:]) if p.name.endswith(".mrk.json") else p.suffix
+        stem = p.name[: len(p.name) - len(suffix)] if suffix else p.name
+        name = f"{stem}.rescued-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}{suffix}"
+        reason = first.strerror or str(first)
+        for folder in (Path.cwd(), Path.home(), Path(tempfile.gettempdir())):
+            alt = folder / name
+            if alt.resolve() == p.resolve():
+                continue
+            try:
+                result = writer(str(alt))
+            except OSError:
+                continue
+            self.problems.append(
+                f"could not write the {what} to {path} ({reason}); it was written to {alt} "
+                "instead: move it where it belongs, or free the space / fix the permission and "
+                "run again.")
+            return result, str(alt)
+        self.problems.append(
+            f"could not write the {what} to {path} ({reason}), nor to the working, home or "
+            "temporary folder: free some disk space or choose a folder you can write to, and "
+            "run again.")
+        return None, None
+
+    def report(self) -> int:
+        import sys
+
+        for problem in self.problems:
+            print(f"fluoroplan {self.command}: {problem}", file=sys.stderr)
+        return 2 if self.problems else 0

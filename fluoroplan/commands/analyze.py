@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import time
 
-from fluoroplan.commands._common import add_analysis_arguments, load_volume, terminal_progress
+from fluoroplan.commands._common import (
+    OutputProblems,
+    add_analysis_arguments,
+    load_volume,
+    terminal_progress,
+)
 
 
 def register(sub) -> None:
@@ -37,14 +42,16 @@ def analyze_path(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from fluoroplan.io.jsonio import write_json_atomic
 
+    outputs = OutputProblems("analyze")
+    outputs.check(args.json, "analysis JSON")
     analysis, load_s = analyze_path(args)
     doc = analysis.to_json()
     doc["timings_s"] = {"load": round(load_s, 3), **doc["timings_s"]}
-    write_json_atomic(args.json, doc)
+    _, where = outputs.write(args.json, "analysis JSON", lambda path: write_json_atomic(path, doc))
     loose = [s["id"] for s in doc["screws"] if s["loose"]]
     print(f"{len(doc['vertebrae'])} vertebrae ({', '.join(v['label'] for v in doc['vertebrae'])}), "
           f"{len(doc['screws'])} screws ({len(loose)} loose: {', '.join(loose) or 'none'}), "
-          f"{len(doc['rods'])} rods, {len(doc['cages'])} cages -> {args.json}")
+          f"{len(doc['rods'])} rods, {len(doc['cages'])} cages -> {where or 'not written'}")
     for w in doc["warnings"]:
         print(f"note: {w}")
-    return 0
+    return outputs.report()

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from fluoroplan.commands._common import add_series_argument, load_volume
+from fluoroplan.commands._common import OutputProblems, add_series_argument, load_volume
 
 
 def register(sub) -> None:
@@ -102,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
     if not 16 <= args.size <= 4096:
         raise ValueError(f"--size must be 16..4096 pixels, got {args.size}")
 
+    outputs = OutputProblems("drr")
+    outputs.check(args.out, "image")
     ct = load_volume(args.path, args.series)
     if min(ct.shape_ijk) < 2:
         raise ValueError(f"the CT is {ct.shape_ijk[0]}x{ct.shape_ijk[1]}x{ct.shape_ijk[2]} "
@@ -137,14 +139,14 @@ def run(args: argparse.Namespace) -> int:
         invert=args.invert,
         trajectories=[traj] if traj is not None else None,
     )
-    write_png(args.out, drr.image)
+    _, where = outputs.write(args.out, "image", lambda path: write_png(path, drr.image))
     block = pose_json(pose)
     print(json.dumps(block))
     print(f"{pose.dicom_text}; {pose.text}")
     reach = check_reachable(pose)
     if not reach.reachable:
         print(f"warning: the C-arm cannot reach this pose: {reach.reason}", file=sys.stderr)
-    print(
-        f"wrote {args.out} ({drr.image.shape[1]}x{drr.image.shape[0]}, pyramid level {drr.level})"
-    )
-    return 0
+    if where:
+        print(f"wrote {where} ({drr.image.shape[1]}x{drr.image.shape[0]}, pyramid level "
+              f"{drr.level})")
+    return outputs.report()

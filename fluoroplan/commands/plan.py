@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from fluoroplan.commands._common import add_analysis_arguments, terminal_progress
+from fluoroplan.commands._common import OutputProblems, add_analysis_arguments, terminal_progress
 
 
 def register(sub) -> None:
@@ -46,6 +46,10 @@ def run(args: argparse.Namespace) -> int:
                          "--markups OUT.mrk.json")
     if args.anonymize and not args.pdf:
         raise ValueError("--anonymize applies to the PDF report: add --pdf OUT.pdf")
+    outputs = OutputProblems("plan")
+    outputs.check(args.json, "plan JSON")
+    outputs.check(args.pdf, "PDF report")
+    outputs.check(args.markups, "3D Slicer markups")
     if args.from_plan:
         from fluoroplan.commands._common import load_volume
 
@@ -64,10 +68,11 @@ def run(args: argparse.Namespace) -> int:
         extra = {"timings_s": {"load": round(load_s, 3), **doc["timings_s"]},
                  "warnings": doc["warnings"]}
         plan = replace(plan, analysis={**plan.analysis, **extra})
+    json_path = args.json
     if args.json:
-        save_plan(plan, args.json)
+        _, json_path = outputs.write(args.json, "plan JSON", lambda path: save_plan(plan, path))
     print(f"{len(plan.targets)} target(s), {len(plan.trajectories)} trajectory(ies)"
-          + (f" -> {args.json}" if args.json else ""))
+          + (f" -> {json_path}" if json_path else ""))
     for t in plan.trajectories:
         print(f"  {t.id}: {t.status}, depth {t.depth_mm:.0f} mm, {t.needle.length_mm:.0f} mm "
               f"needle; bull's-eye: {t.views['bullseye']['text']}")
@@ -76,15 +81,21 @@ def run(args: argparse.Namespace) -> int:
     if args.markups:
         from fluoroplan.io.slicer_markups import write_markups
 
-        write_markups(plan, args.markups)
-        print(f"3D Slicer markups -> {args.markups}")
+        _, where = outputs.write(args.markups, "3D Slicer markups",
+                                 lambda path: write_markups(plan, path))
+        if where:
+            print(f"3D Slicer markups -> {where}")
     if args.pdf:
         from fluoroplan.planner.report import write_plan_pdf
 
-        info = write_plan_pdf(plan, volume, args.pdf, anonymize=args.anonymize,
-                              progress=None if args.quiet else terminal_progress("report "))
-        print(f"PDF report ({info.pages} pages{', anonymised' if args.anonymize else ''}) -> "
-              f"{args.pdf} in {info.seconds:.1f} s")
-        for note in info.notes:
-            print(f"  note: {note}")
-    return 0
+        info, where = outputs.write(
+            args.pdf, "PDF report",
+            lambda path: write_plan_pdf(plan, volume, path, anonymize=args.anonymize,
+                                        progress=None if args.quiet else terminal_progress(
+                                            "report ")))
+        if info is not None:
+            print(f"PDF report ({info.pages} pages{', anonymised' if args.anonymize else ''}) "
+                  f"-> {where} in {info.seconds:.1f} s")
+            for note in info.notes:
+                print(f"  note: {note}")
+    return outputs.report()

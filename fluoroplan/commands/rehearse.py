@@ -17,7 +17,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from fluoroplan.commands._common import add_series_argument, load_volume, terminal_progress
+from fluoroplan.commands._common import (
+    OutputProblems,
+    add_series_argument,
+    load_volume,
+    terminal_progress,
+)
 
 
 def register(sub) -> None:
@@ -96,10 +101,14 @@ def run_summary(args: argparse.Namespace) -> int:
     from fluoroplan.planner.rehearsal import load_attempt
     from fluoroplan.planner.rehearsal_summary import write_summary_pdf
 
+    outputs = OutputProblems("rehearse summary")
+    outputs.check(args.pdf, "summary sheet")
     attempts = [load_attempt(a) for a in args.attempts]
-    out = write_summary_pdf(attempts, args.pdf, title=args.title)
-    print(f"{len(attempts)} attempt(s) -> {out}")
-    return 0
+    _, out = outputs.write(args.pdf, "summary sheet",
+                           lambda path: write_summary_pdf(attempts, path, title=args.title))
+    if out:
+        print(f"{len(attempts)} attempt(s) -> {out}")
+    return outputs.report()
 
 
 def run_mark_reference(args: argparse.Namespace) -> int:
@@ -108,10 +117,13 @@ def run_mark_reference(args: argparse.Namespace) -> int:
 
     plan = read_json(args.plan, PLAN_SCHEMA)
     marked = mark_reference(plan, args.trajectory_id)
+    outputs = OutputProblems("rehearse mark-reference")
     out = args.output or args.plan
-    write_json_atomic(out, marked)
-    print(f"{args.trajectory_id} is the reference of its target -> {out}")
-    return 0
+    outputs.check(out, "marked plan")
+    _, out = outputs.write(out, "marked plan", lambda path: write_json_atomic(path, marked))
+    if out:
+        print(f"{args.trajectory_id} is the reference of its target -> {out}")
+    return outputs.report()
 
 
 def run_gui(args: argparse.Namespace) -> int:
