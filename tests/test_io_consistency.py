@@ -177,7 +177,7 @@ def test_a_volume_beyond_the_limit_is_refused_before_allocation(tmp_path):
 
 def test_a_volume_beyond_free_memory_is_refused(tmp_path, monkeypatch):
     write_series(phantom(), AXIAL, tmp_path)
-    monkeypatch.setattr("fluoroplan.io.dicom.available_memory", lambda: 10_000)
+    monkeypatch.setattr("fluoroplan.io.limits.available_memory", lambda: 10_000)
     with pytest.raises(TooLarge, match=r"needs 0.0 GiB of memory and this computer has"):
         load_ct(tmp_path)
 

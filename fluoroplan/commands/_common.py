@@ -107,8 +107,8 @@ class OutputProblems:
         p = Path(path)
         if p.is_dir():
             raise FluoroplanError(
-                f"{path} is a folder: give a file name for the {what} (e.g. {p / p.name}"
-                f"{''.join(p.suffixes) or ''}), not a folder.")
+                f"{path} is a folder: give the {what} a file name (in that folder or another), "
+                "not a folder.")
         parent = p.parent
         if not parent.exists():
             raise FluoroplanError(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +50,7 @@ from fluoroplan.io.errors import (
     TooLarge,
     UnsupportedOrientation,
 )
-from fluoroplan.io.limits import MAX_GRID, MEMORY_SHARE, available_memory
+from fluoroplan.io.limits import check_volume_size
 from fluoroplan.io.progress import CancelToken, ProgressCallback, Stage, no_progress
 from fluoroplan.io.volume import CTVolume
 
@@ -625,8 +626,6 @@ def _check_slices_agree(frames: Sequence[_Frame], name: str) -> tuple[_Frame, ..
 
     Returns the frames whose (valid) rescale differs from the series' most common one.
     """
-    from collections import Counter
-
     for f in frames:
         slope, intercept = f.slope, f.intercept
         if not (math.isfinite(slope) and slope > 0 and slope < 1e4):
@@ -721,38 +720,18 @@ def _check_positions_on_line(
     )
 
 
-def _check_size(geo: "_Geometry", name: str) -> None:
-    """Refuse a volume larger than ``MAX_GRID`` before anything is allocated."""
-    nk, nj, ni = geo.output_shape()
-    if ni > MAX_GRID[0] or nj > MAX_GRID[1] or nk > MAX_GRID[2]:
-        gib = nk * nj * ni * 2 / 2**30
-        raise _short(
-            "too large",
-            TooLarge(
-                f"The {name} would make a volume of {ni} x {nj} x {nk} voxels ({gib:,.1f} GiB); "
-                f"fluoroplan loads at most {MAX_GRID[0]} x {MAX_GRID[1]} x {MAX_GRID[2]}. The "
-                "image size or slice positions in the headers are probably wrong; export the "
-                "series again, or choose a series of normal size."
-            ),
-        )
-
-
-def _check_memory(geo: "_Geometry", name: str) -> None:
+def _check_size(geo: _Geometry, name: str, memory: bool) -> None:
+    """Refuse a volume beyond ``MAX_GRID`` (and, with ``memory``, beyond the free memory)
+    before anything is allocated; the resampled case also holds the original slices."""
     nk, nj, ni = geo.output_shape()
     need = nk * nj * ni * 2
     if geo.resample:
         px = geo.frames[0].pixels
         need += len(geo.frames) * px.rows * px.columns * 2
-    free = available_memory()
-    if free is not None and need > MEMORY_SHARE * free:
-        raise _short(
-            "not enough memory",
-            TooLarge(
-                f"Loading the {name} needs {need / 2**30:.1f} GiB of memory and this computer "
-                f"has {free / 2**30:.1f} GiB free. Close other programs, or load the series on "
-                "a workstation with more memory."
-            ),
-        )
+    try:
+        check_volume_size((ni, nj, nk), need if memory else 0, f"the {name}")
+    except TooLarge as exc:
+        raise _short("too large", exc) from None
 
 
 def _finest_common_gap(gaps: np.ndarray, fallback: float) -> float:
@@ -954,7 +933,7 @@ def _plan_geometry(frames: Sequence[_Frame], header: dict) -> _Geometry:
         duplicates=tuple(repeats),
         odd_rescale=odd_rescale,
     )
-    _check_size(geo, name)
+    _check_size(geo, name, memory=False)  # the series table: the grid limit only
     return geo
 
 
@@ -1553,7 +1532,7 @@ def load_series(
         raise info._problem
     header = info._header
     geo = _plan_geometry(info._frames, header)
-    _check_memory(geo, _name(header))
+    _check_size(geo, _name(header), memory=True)  # free memory now, just before allocating
     notes: list[str] = []
     if geo.resample:
         stack = np.empty(

@@ -6,7 +6,7 @@ the size a series implies and refuse it beyond ``MAX_GRID`` or beyond the memory
 
 from __future__ import annotations
 
-__all__ = ["MAX_GRID", "available_memory"]
+__all__ = ["MAX_GRID", "available_memory", "check_volume_size"]
 
 # Largest volume loaded (voxels along i, j, k).
 MAX_GRID = (2048, 2048, 4000)
@@ -24,3 +24,27 @@ def available_memory() -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def check_volume_size(grid_ijk, need_bytes: int, what: str) -> None:
+    """Refuse, before allocating, a volume of ``grid_ijk`` voxels beyond ``MAX_GRID`` or
+    needing ``need_bytes`` beyond the memory share free now. ``what`` names it for the user
+    (e.g. "the series 2 'Spine'", "the NIfTI file ct.nii.gz")."""
+    from fluoroplan.io.errors import TooLarge
+
+    grid = [int(v) for v in grid_ijk]
+    if any(g > m for g, m in zip(grid, MAX_GRID, strict=True)):
+        gib = grid[0] * grid[1] * grid[2] * 2 / 2**30
+        raise TooLarge(
+            f"{what[:1].upper()}{what[1:]} would make a volume of {grid[0]} x {grid[1]} x "
+            f"{grid[2]} voxels ({gib:,.1f} GiB); fluoroplan loads at most {MAX_GRID[0]} x "
+            f"{MAX_GRID[1]} x {MAX_GRID[2]}. The image size or slice positions in its header are "
+            "probably wrong; export or convert the CT again, or choose a series of normal size."
+        )
+    free = available_memory()
+    if free is not None and need_bytes > MEMORY_SHARE * free:
+        raise TooLarge(
+            f"Loading {what} needs {need_bytes / 2**30:.1f} GiB of memory and this computer has "
+            f"{free / 2**30:.1f} GiB free. Close other programs, or load it on a workstation "
+            "with more memory."
+        )

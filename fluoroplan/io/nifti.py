@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fluoroplan.io.errors import DecodeError, LoadError, TooLarge
-from fluoroplan.io.limits import MAX_GRID, MEMORY_SHARE, available_memory
+from fluoroplan.io.errors import DecodeError, LoadError
+from fluoroplan.io.limits import check_volume_size
 from fluoroplan.io.progress import CancelToken, ProgressCallback, no_progress
 from fluoroplan.io.volume import CTVolume
 
@@ -75,21 +75,13 @@ def _check_complete(path: Path, cancel: CancelToken | None) -> tuple[int, ...]:
             shape = tuple(int(d) for d in dims[1 : ndim + 1])
             grid = (shape + (1, 1, 1))[:3]
             voxels = int(np.prod(shape, dtype=object))
-            if any(g > m for g, m in zip(grid, MAX_GRID)) or voxels > int(np.prod(MAX_GRID)):
-                raise TooLarge(
-                    f"The NIfTI file {path.name} announces a volume of "
-                    f"{' x '.join(map(str, shape))} voxels; fluoroplan loads at most "
-                    f"{MAX_GRID[0]} x {MAX_GRID[1]} x {MAX_GRID[2]}. The header is probably "
-                    "damaged; convert the CT again."
+            if ndim > 3 and voxels > grid[0] * grid[1] * grid[2]:
+                raise LoadError(
+                    f"The NIfTI file {path.name} holds {ndim} dimensions "
+                    f"({' x '.join(map(str, shape))}), not a single 3-D CT volume. Choose a 3-D CT."
                 )
-            need = voxels * (bitpix // 8 + 2)
-            free = available_memory()
-            if free is not None and need > MEMORY_SHARE * free:
-                raise TooLarge(
-                    f"Loading {path.name} needs {need / 2**30:.1f} GiB of memory and this "
-                    f"computer has {free / 2**30:.1f} GiB free. Close other programs, or use a "
-                    "workstation with more memory."
-                )
+            # ITK's image plus fluoroplan's int16 copy
+            check_volume_size(grid, voxels * (bitpix // 8 + 2), f"the NIfTI file {path.name}")
             start = int(max(vox_offset, 348)) if math.isfinite(vox_offset) else 348
             expected = start + voxels * bitpix // 8
             # ITK turns NaN into 0 when it reads a NIfTI file, so float voxels are checked here.
@@ -97,13 +89,9 @@ def _check_complete(path: Path, cancel: CancelToken | None) -> tuple[int, ...]:
             per_slice = grid[0] * grid[1]
             bad, bad_slices, n_slices = 0, set(), grid[2]
             got = len(head)
-            pending = b""
-            if got > start:
-                pending = head[start:]
-            else:
-                pending = fp.read(start - got)
-                got += len(pending)
-                pending = b""
+            pending = head[start:]  # voxel bytes already read with the header
+            if got < start:  # header extensions: skip them
+                got += len(fp.read(start - got))
             index = 0  # voxels checked so far
             while True:
                 if cancel is not None:
@@ -124,8 +112,6 @@ def _check_complete(path: Path, cancel: CancelToken | None) -> tuple[int, ...]:
                 if not block:
                     break
     except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
-        if isinstance(exc, DecodeError):
-            raise
         raise DecodeError(
             f"The NIfTI file {path.name} is incomplete or damaged ({exc.__class__.__name__}: "
             f"{exc}); its slices cannot all be read. Copy the file again from its source."
