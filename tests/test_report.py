@@ -196,18 +196,23 @@ def test_cli_pdf_anonymize_and_markups(tmp_path):
     assert main(["plan", str(dicom), "--from-plan", str(saved), "--json", str(j), "--pdf",
                  str(pdf), "--anonymize", "--markups", str(mrk), "--quiet"]) == 0
     doc = json.loads(j.read_text())
-    assert doc == json.loads(saved.read_text())  # re-saved unchanged
+    orig = json.loads(saved.read_text())
+    # re-saved as a teaching copy (test_anonymize_export): the same plan, no identity
+    assert doc["trajectories"] == orig["trajectories"] and doc["series"]["teaching_copy"]
+    assert doc["series"]["series_instance_uid"] != orig["series"]["series_instance_uid"]
     text = _pdftotext(pdf)
     assert NAME not in text and PID not in text and NAME.encode() not in pdf.read_bytes()
     assert "ANONYMISED" in text
     assert len(json.loads(mrk.read_text())["markups"]) == 2 + len(doc["analysis"]["screws"]) + 1
     named = tmp_path / "named.pdf"
-    assert main(["plan", str(dicom), "--from-plan", str(j), "--pdf", str(named), "--quiet"]) == 0
+    assert main(["plan", str(dicom), "--from-plan", str(saved), "--pdf", str(named),
+                 "--quiet"]) == 0
     text = " ".join(_pdftotext(named).split())
     assert NAME in text
     for t in doc["trajectories"]:
         assert f"depth {t['depth_mm']:.2f} mm" in text
-    assert main(["plan", str(dicom), "--anonymize", "--json", str(j)]) == 2  # needs --pdf
+    # the teaching copy belongs to no CT
+    assert main(["plan", str(dicom), "--from-plan", str(j), "--pdf", str(named), "--quiet"]) == 2
     # a plan of another CT is refused with exit code 2, naming both series
     other = json.loads(saved.read_text())
     other["series"]["series_instance_uid"] = "1.2.3.999"

@@ -1,8 +1,10 @@
-"""``fluoroplan plan PATH --json PLAN.json [--pdf OUT.pdf [--anonymize]] [--markups OUT.mrk.json]``:
+"""``fluoroplan plan PATH --json PLAN.json [--pdf OUT.pdf] [--markups OUT.mrk.json] [--anonymize]``:
 analyse and propose needle trajectories; optionally write the PDF report and 3D Slicer markups.
 
 ``--from-plan PLAN.json`` skips the analysis and planning and renders a saved plan (refused
-when it was made on another CT)."""
+when it was made on another CT). ``--anonymize`` makes every file written a teaching copy
+(:mod:`fluoroplan.planner.anonymize`: no patient, UIDs, series description or file name,
+fingerprint, planner or times); such a plan JSON cannot be reopened against a CT."""
 
 from __future__ import annotations
 
@@ -23,7 +25,9 @@ def register(sub) -> None:
     p.add_argument("--json", metavar="PLAN.json", help="where to write the plan")
     p.add_argument("--pdf", metavar="OUT.pdf", help="also write the A4 PDF report")
     p.add_argument("--anonymize", action="store_true",
-                   help="teaching export: no patient name, ID or birth date in the PDF")
+                   help="teaching export: every file written (JSON, PDF, markups) without "
+                   "patient, UIDs, series description or file name, CT fingerprint, planner "
+                   "or times; such a plan cannot be reopened against the CT")
     p.add_argument("--markups", metavar="OUT.mrk.json",
                    help="also write trajectories, screws and targets as 3D Slicer markups")
     p.add_argument("--from-plan", metavar="PLAN.json",
@@ -44,8 +48,6 @@ def run(args: argparse.Namespace) -> int:
     if not (args.json or args.pdf or args.markups):
         raise ValueError("say what to write: --json PLAN.json, --pdf OUT.pdf and/or "
                          "--markups OUT.mrk.json")
-    if args.anonymize and not args.pdf:
-        raise ValueError("--anonymize applies to the PDF report: add --pdf OUT.pdf")
     outputs = OutputProblems("plan")
     outputs.check(args.json, "plan JSON")
     outputs.check(args.pdf, "PDF report")
@@ -68,11 +70,20 @@ def run(args: argparse.Namespace) -> int:
         extra = {"timings_s": {"load": round(load_s, 3), **doc["timings_s"]},
                  "warnings": doc["warnings"]}
         plan = replace(plan, analysis={**plan.analysis, **extra})
+    # the files' plan: a teaching copy under --anonymize (the PDF makes its own from the plan,
+    # which it first checks against the CT)
+    written = plan
+    if args.anonymize:
+        from fluoroplan.planner.anonymize import teaching_plan
+
+        written = teaching_plan(plan)
     json_path = args.json
     if args.json:
-        _, json_path = outputs.write(args.json, "plan JSON", lambda path: save_plan(plan, path))
+        _, json_path = outputs.write(args.json, "plan JSON",
+                                     lambda path: save_plan(written, path))
     print(f"{len(plan.targets)} target(s), {len(plan.trajectories)} trajectory(ies)"
-          + (f" -> {json_path}" if json_path else ""))
+          + (f" -> {json_path}" if json_path else "")
+          + (" (anonymised teaching copy)" if json_path and args.anonymize else ""))
     for t in plan.trajectories:
         print(f"  {t.id}: {t.status}, depth {t.depth_mm:.0f} mm, {t.needle.length_mm:.0f} mm "
               f"needle; bull's-eye: {t.views['bullseye']['text']}")
@@ -82,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         from fluoroplan.io.slicer_markups import write_markups
 
         _, where = outputs.write(args.markups, "3D Slicer markups",
-                                 lambda path: write_markups(plan, path))
+                                 lambda path: write_markups(written, path))
         if where:
             print(f"3D Slicer markups -> {where}")
     if args.pdf:

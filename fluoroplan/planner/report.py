@@ -27,6 +27,7 @@ from fluoroplan.geometry.carm import pose_from_json, table_from_lps
 from fluoroplan.geometry.drr import AttenuationVolume, fluoroscopy_display, render_drr
 from fluoroplan.io.planfile import check_series, plan_document
 from fluoroplan.io.progress import ProgressCallback, no_progress
+from fluoroplan.planner.anonymize import WITHHELD, teaching_document, teaching_volume
 from fluoroplan.planner.model import format_check_value
 
 __all__ = ["ReportInfo", "reformat_plane", "write_plan_pdf"]
@@ -537,16 +538,19 @@ def _cover(doc: _Doc, plan_doc: dict, volume, anonymize: bool, notes: list[str])
     series = plan_doc["series"]
     desc = ids.get("series_description") or series.get("series_description") or "-"
     study = f"Study date {ids.get('study_date') or '-'}  |  " if not anonymize else ""
-    doc.para(L, f"{study}Series: {desc}  |  CT patient position: "
-             f"{series.get('patient_position')}  |  procedure position: "
-             f"{plan_doc.get('procedure_position', 'HFP')}  |  CT fingerprint "
-             f"{series.get('fingerprint')}",
+    doc.para(L, f"{study}Series: {desc if not anonymize else WITHHELD}  |  CT patient "
+             f"position: {series.get('patient_position')}  |  procedure position: "
+             f"{plan_doc.get('procedure_position', 'HFP')}"
+             + (f"  |  CT fingerprint {series.get('fingerprint')}" if not anonymize else ""),
              W, 10)
     if not anonymize:
         doc.para(L, f"Study UID {series.get('study_instance_uid')}  |  Series UID "
                  f"{series.get('series_instance_uid')}", W, 7.5)
-    doc.para(L, f"Planned by {plan_doc['planner'] if not anonymize else '(withheld)'}; created "
-             f"{plan_doc['created']}, last modified {plan_doc['modified']}", W, 10)
+        doc.para(L, f"Planned by {plan_doc['planner']}; created {plan_doc['created']}, last "
+                 f"modified {plan_doc['modified']}", W, 10)
+    else:
+        doc.para(L, f"Planner, dates, UIDs and CT fingerprint {WITHHELD}: an anonymised "
+                 "teaching copy.", W, 10)
     doc.y += 3
 
     doc.need(12)
@@ -782,8 +786,11 @@ def write_plan_pdf(plan, volume, path: str | os.PathLike, anonymize: bool = Fals
     volume : CTVolume
         The CT the plan was made on (refused otherwise: ``WrongSeriesError``).
     anonymize : bool
-        Teaching export: no patient name, ID, birth date, UIDs or planner anywhere (text and
-        PDF metadata).
+        Teaching export: the plan and the CT's identity go through
+        :mod:`fluoroplan.planner.anonymize` (the function ``plan --anonymize`` writes its JSON
+        with): no patient name, ID, birth date, series description or file name, UIDs, CT
+        fingerprint, planner or times anywhere (text, PDF metadata with reportlab's fixed
+        invariant dates, images).
     progress : callable(fraction, message), optional
     """
     t0 = time.perf_counter()
@@ -791,6 +798,9 @@ def write_plan_pdf(plan, volume, path: str | os.PathLike, anonymize: bool = Fals
     path = Path(path)
     check_series(plan, volume)
     doc_json = plan_document(plan)
+    if anonymize:  # what plan --anonymize writes as JSON; the CT keeps only its voxels
+        doc_json = teaching_document(doc_json)
+        volume = teaching_volume(volume)
     trajs = doc_json["trajectories"]
     screws = doc_json["analysis"].get("screws") or []
     # C-arm words and the room axes of the reformats are those of the procedure (prone by
