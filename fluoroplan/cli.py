@@ -25,8 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
     from fluoroplan.io.errors import FluoroplanError
 
+    # Library warnings (numpy floating-point, pydicom's odd values) are not for the user: every
+    # problem that matters is checked and reported as one sentence; refusals go to stderr.
+    warnings.simplefilter("ignore")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -104,3 +104,44 @@ def test_metal_threshold_must_be_a_sane_number(cases, value):
     res = _cli("analyze", root / "a", "--json", root / "an.json", "--metal-hu", value)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "--metal-hu" in res.stderr and ("HU" in res.stderr)
+
+
+def test_plan_that_cannot_be_written_is_kept_beside_and_said(cases, tmp_path, monkeypatch,
+                                                              capsys):
+    """Issue 13, point 5: a write that fails after the work (disk full) never loses the plan:
+    it is written to a rescue file in the working folder, the command names it and exits 2."""
+    import fluoroplan.io.planfile as planfile
+    from fluoroplan.cli import main
+
+    root, tid = cases
+    target = tmp_path / "out" / "plan.json"
+    target.parent.mkdir()
+    real = planfile.save_plan
+
+    def full_disk(plan, path):
+        if str(path) == str(target):
+            raise OSError(28, "No space left on device")
+        return real(plan, path)
+
+    monkeypatch.setattr(planfile, "save_plan", full_disk)
+    monkeypatch.chdir(tmp_path)
+    rc = main(["plan", str(root / "a"), "--from-plan", str(root / "plan_a.json"), "--json",
+               str(target), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert not target.exists()
+    (rescued,) = tmp_path.glob("plan.rescued-*.json")
+    assert "No space left on device" in err and str(rescued) in err
+    kept = json.loads(rescued.read_text())
+    assert [t["id"] for t in kept["trajectories"]] == [tid]
+
+
+def test_output_folder_missing_or_a_file_is_refused_before_the_work(cases, tmp_path):
+    root, _ = cases
+    (tmp_path / "afile").write_text("x")
+    for target, said in ((tmp_path / "nowhere" / "p.json", "does not exist"),
+                         (tmp_path / "afile" / "p.json", "is a file, not a folder"),
+                         (tmp_path, "is a folder")):
+        res = _cli("plan", root / "a", "--from-plan", root / "plan_a.json", "--json", target)
+        assert res.returncode == 2 and said in res.stderr, res.stderr
+        assert "Traceback" not in res.stderr

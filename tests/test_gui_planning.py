@@ -469,7 +469,9 @@ def test_relabel_levels_is_undoable(qtbot, window, case_dir):
 
 
 def test_plan_of_another_ct_and_damaged_files_are_refused(qtbot, window, case_dir, other_dir,
-                                                          tmp_path, boxes, phantom):
+                                                          tmp_path, boxes, phantom, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
     from fluoroplan.app.main_window import MainWindow
 
     _open(qtbot, window, other_dir)
@@ -481,7 +483,28 @@ def test_plan_of_another_ct_and_damaged_files_are_refused(qtbot, window, case_di
     pl.place_point(target.point_lps)
     _settle(qtbot, window)
     other_plan = tmp_path / "other.json"
-    assert pl.save_to(str(other_plan))
+    # a plan that cannot be written there (a folder in the way) is offered "save elsewhere"
+    # at once, and saved there; nothing of it is lost
+    blocked = tmp_path / "blocked.json"
+    blocked.mkdir()
+    asked = []
+
+    def warn(parent, title, text, *args, **kwargs):
+        asked.append((title, text, args))
+        return QMessageBox.StandardButton.Save
+
+    fake = QMessageBox.warning
+    monkeypatch.setattr(QMessageBox, "warning", staticmethod(warn))
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *a, **k: (str(other_plan), "")))
+    assert pl.save_to(str(blocked))
+    monkeypatch.setattr(QMessageBox, "warning", staticmethod(fake))
+    (title, text, args), = asked
+    assert "saving the plan" in title and "blocked.json" in text
+    assert "still open and unchanged" in text and "another folder" in text
+    assert args and args[0] & QMessageBox.StandardButton.Save
+    assert other_plan.is_file() and pl.doc.path == str(other_plan)
+    assert not window.windowTitle().startswith("*")
 
     second = MainWindow(settings=QSettings(str(tmp_path / "s2.ini"), QSettings.Format.IniFormat))
     qtbot.addWidget(second)

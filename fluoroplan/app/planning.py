@@ -486,6 +486,16 @@ class PlanningController(QObject):
 
     def error(self, exc: BaseException, doing: str) -> None:
         """A dialog saying what went wrong and what to do; the window carries on."""
+        title, text = self._describe(exc, doing)
+        self.win.statusBar().showMessage(text.splitlines()[0], 10000)
+        if self.win.interactive:
+            QMessageBox.warning(self.win, title, text)
+        else:
+            log.error("%s: %s", title, text)
+
+    @staticmethod
+    def _describe(exc: BaseException, doing: str) -> tuple[str, str]:
+        """(title, text) of the dialog for ``exc``."""
         if isinstance(exc, FluoroplanError):
             title, text = f"Problem {doing}", str(exc)
         elif isinstance(exc, OSError):
@@ -501,11 +511,7 @@ class PlanningController(QObject):
             text = (f"Unexpected error while {doing} ({type(exc).__name__}"
                     f"{': ' + short if short else ''}). The plan is unchanged; the details were "
                     "written to the log, please report them.")
-        self.win.statusBar().showMessage(text.splitlines()[0], 10000)
-        if self.win.interactive:
-            QMessageBox.warning(self.win, title, text)
-        else:
-            log.error("%s: %s", title, text)
+        return title, text
 
     # --- document events ----------------------------------------------------------------------
     def _on_doc(self, event: str, detail) -> None:
@@ -1280,14 +1286,31 @@ class PlanningController(QObject):
         try:
             save_plan(self.doc.plan, path)
         except (FluoroplanError, OSError) as exc:
-            self.error(exc, "saving the plan")
-            return False
+            return self._save_failed(exc)
         self.stack.setClean()
         self.doc.set_path(str(path))
         self.win.settings.setValue("plan_folder", str(Path(path).parent))
         self.win.statusBar().showMessage(f"Saved the plan to {path}", 8000)
         self._update_title()
         return True
+
+    def _save_failed(self, exc: BaseException) -> bool:
+        """The plan could not be written: say why and offer to save it elsewhere at once. The
+        plan stays open, unchanged and in its recovery copy whatever the answer."""
+        title, text = self._describe(exc, "saving the plan")
+        text += ("\n\nThe plan is still open and unchanged, and its recovery copy is kept. "
+                 "Save it under another name or in another folder now?")
+        self.win.statusBar().showMessage(text.splitlines()[0], 10000)
+        self.autosave()  # the recovery copy holds this very plan
+        if not self.win.interactive:
+            log.error("%s: %s", title, text)
+            return False
+        buttons = QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Cancel
+        answer = QMessageBox.warning(self.win, title, text, buttons,
+                                     QMessageBox.StandardButton.Save)
+        if answer == QMessageBox.StandardButton.Save:
+            return self.save_as()
+        return False
 
     def export_pdf(self, path: str | None = None, anonymize: bool = False) -> bool:
         """Write the plan's PDF report (worker thread); ``pdf_written(path)`` when done."""

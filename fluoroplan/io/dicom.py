@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -306,8 +307,10 @@ def _read_dataset(path: str):
     except InvalidDicomError:
         if not _looks_like_dicom_without_preamble(path):
             raise _Skip("not a DICOM file", damaged=False) from None
-    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise _Skip(f"unreadable header ({exc.__class__.__name__})", damaged=True) from None
+    except PermissionError:
+        raise _Skip("no permission to read it", damaged=True) from None
+    except Exception as exc:  # noqa: BLE001 - struct.error, BytesLengthException, bad VRs...
+        raise _Skip(f"unreadable header ({_why(exc)})", damaged=True) from None
     try:
         with open(path, "rb") as fp:
             ds = pydicom.dcmread(
@@ -315,7 +318,13 @@ def _read_dataset(path: str):
             )
             return ds, fp.tell(), os.fstat(fp.fileno()).st_size
     except Exception as exc:  # noqa: BLE001 - any parser failure means "skip this file"
-        raise _Skip(f"unreadable header ({exc.__class__.__name__})", damaged=True) from None
+        raise _Skip(f"unreadable header ({_why(exc)})", damaged=True) from None
+
+
+def _why(exc: BaseException) -> str:
+    """A short reason for a parser failure: the exception's class and the start of its text."""
+    text = " ".join(str(exc).split())[:80]
+    return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__
 
 
 def _pixel_element(path: str, offset: int, size: int, ts: str) -> tuple[int, int] | None:
@@ -436,20 +445,37 @@ def _read_instance(path: str, headers: dict[str, dict] | None = None) -> _Instan
     except _Skip as skip:
         skip.series_uid = series_uid
         raise
+    if element is None and not series_uid and sop_class in CT_CLASSES:
+        # A CT image without pixel data or a series: cut (or damaged) inside its header.
+        raise _Skip("truncated: the file ends inside its header, before the pixel data",
+                    damaged=True)
     if element is None or sop_class == MEDIA_DIRECTORY:
         return _Instance(path, series_uid, sop_class, header, [], False, image_type)
 
-    rows, cols = int(_fast(ds, "Rows", 0)), int(_fast(ds, "Columns", 0))
-    n_frames = max(int(_first(_fast(ds, "NumberOfFrames"), 1) or 1), 1)
-    bits_allocated = int(_fast(ds, "BitsAllocated", 16))
-    bits_stored = int(_fast(ds, "BitsStored", bits_allocated))
-    signed = int(_fast(ds, "PixelRepresentation", 0)) == 1
-    samples = int(_fast(ds, "SamplesPerPixel", 1))
+    def count(keyword: str, default: int, low: int, high: int) -> int:
+        value = _first(_fast(ds, keyword), default)
+        if not (math.isfinite(value) and low <= value <= high and value == int(value)):
+            raw = _fast(ds, keyword)
+            said = "missing" if raw is None else f"{str(raw)[:40]!r}"
+            raise _Skip(
+                f"damaged header: {keyword} is {said}, not a whole number from {low} to {high}",
+                damaged=True,
+                series_uid=series_uid,
+            )
+        return int(value)
+
+    rows, cols = count("Rows", 0, 1, 65535), count("Columns", 0, 1, 65535)
+    n_frames = count("NumberOfFrames", 1, 0, 2**31 - 1) or 1
+    bits_allocated = count("BitsAllocated", 16, 1, 64)
+    bits_stored = count("BitsStored", bits_allocated, 1, 64)
+    signed = count("PixelRepresentation", 0, 0, 1) == 1
+    samples = count("SamplesPerPixel", 1, 1, 4)
     start, length = element
     native = ts in _NATIVE_SYNTAXES and bits_allocated == 16 and samples == 1
     if native and length < rows * cols * n_frames * 2:
         raise _Skip(
-            f"truncated: {length} bytes of pixel data for {n_frames} frame(s) of {rows}x{cols}",
+            f"truncated or a lying header: {length} bytes of pixel data for {n_frames} "
+            f"frame(s) of {rows}x{cols}",
             damaged=True,
             series_uid=series_uid,
         )
@@ -483,7 +509,8 @@ def _read_instance(path: str, headers: dict[str, dict] | None = None) -> _Instan
         if shared_seq:
             base.update(_frame_geometry(shared_seq[0]))
         per_frame = _get(ds, "PerFrameFunctionalGroupsSequence") or []
-    instance = int(_first(_fast(ds, "InstanceNumber"), 0))
+    number = _first(_fast(ds, "InstanceNumber"), 0)
+    instance = int(number) if math.isfinite(number) and abs(number) < 1e12 else 0
     frames = []
     for f in range(n_frames):
         g = dict(base)
@@ -1086,6 +1113,15 @@ def _build_series(instances: Sequence[_Instance], skipped: Sequence[tuple[str, s
             tilt = round(geo.tilt_deg, 2)
     else:
         problem = _problem_for(kind, reason, header)
+    if problem is not None and skipped and kind != "damaged images":
+        # The refusal may follow from the files left out (a gap, too few slices): name them.
+        names = ", ".join(Path(p).name for p, _ in skipped[:3]) + (
+            "..." if len(skipped) > 3 else ""
+        )
+        problem.args = (
+            f"{problem} ({len(skipped)} file(s) of this folder could not be read and were left "
+            f"out: {names}: {skipped[0][1]}.)",
+        )
     rows = frames[0].pixels.rows if frames else 0
     cols = frames[0].pixels.columns if frames else 0
     return SeriesInfo(
@@ -1113,6 +1149,15 @@ def _build_series(instances: Sequence[_Instance], skipped: Sequence[tuple[str, s
     )
 
 
+def _regular(path: str) -> bool:
+    """True for a regular file (after symbolic links); pipes, devices, sockets and broken or
+    looping links are not read: a named pipe would block the scan forever."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
 def _gather_files(paths) -> tuple[list[str], str]:
     """All regular files under ``paths`` (a folder, a file, or several), and a label for them."""
     if isinstance(paths, (str, os.PathLike)):
@@ -1121,11 +1166,30 @@ def _gather_files(paths) -> tuple[list[str], str]:
     if not paths:
         raise NoSeriesFound("No files were given. Choose the folder that holds the CT images.")
     files: list[str] = []
+    unreadable: list[OSError] = []
+    others = 0
     for p in paths:
         if p.is_dir():
-            for root, dirs, names in os.walk(p):
+            if not os.access(p, os.R_OK | os.X_OK):
+                raise EmptyFolder(
+                    f"The folder {p} cannot be read (no permission to list it). Ask for read "
+                    "access to it, or copy the CT images to a folder you can read."
+                )
+            for root, dirs, names in os.walk(p, onerror=unreadable.append):
                 dirs.sort()
-                files.extend(os.path.join(root, n) for n in sorted(names) if not n.startswith("."))
+                for n in sorted(names):
+                    if n.startswith("."):
+                        continue
+                    full = os.path.join(root, n)
+                    if _regular(full):
+                        files.append(full)
+                    else:
+                        others += 1
+        elif p.exists() and not p.is_file():
+            raise NoSeriesFound(
+                f"{p} is not a regular file (a pipe, device or socket) and cannot hold CT "
+                "images. Choose the folder that holds the CT images."
+            )
         elif p.is_file():
             files.append(str(p))
         else:
@@ -1135,9 +1199,17 @@ def _gather_files(paths) -> tuple[list[str], str]:
             )
     label = str(paths[0]) if len(paths) == 1 else f"the {len(paths)} selected paths"
     if not files:
+        if unreadable:
+            where = unreadable[0].filename or label
+            raise EmptyFolder(
+                f"The folder {where} cannot be read ({unreadable[0].strerror or unreadable[0]}), "
+                f"and no readable files were found in {label}. Ask for read access, or copy the "
+                "CT images to a folder you can read."
+            )
+        extra = f" (only {others} pipe(s), device(s) or broken link(s))" if others else ""
         raise EmptyFolder(
-            f"The folder {label} contains no files. Choose the folder that holds the CT images "
-            "(the .dcm files or the DICOM export of the study)."
+            f"The folder {label} contains no files{extra}. Choose the folder that holds the CT "
+            "images (the .dcm files or the DICOM export of the study)."
         )
     return files, label
 

@@ -144,6 +144,7 @@ def load_nifti(
     Values are rounded and clipped to int16 (a note says so if clipping was needed).
     """
     import SimpleITK as sitk
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK warnings never reach the terminal
 
     progress = progress or no_progress
     path = Path(path)

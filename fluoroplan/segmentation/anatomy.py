@@ -74,6 +74,8 @@ from fluoroplan.segmentation.vertebrae import (
     measure_body,
 )
 
+sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK warnings never reach the terminal
+
 GRID_MM = 2.0
 """Block size of the working grid for finding and separating vertebrae."""
 GRID_BONE_HU = 140.0

@@ -78,6 +78,7 @@ def _value_of_level(level: str) -> int:
 # --------------------------------------------------------------------------------------------
 def _read_sitk(path: Path) -> tuple[np.ndarray, np.ndarray]:
     import SimpleITK as sitk
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK warnings never reach the terminal
 
     try:
         im = sitk.ReadImage(str(path))
