@@ -100,6 +100,35 @@ def test_one_slice_shifted_sideways_is_not_gantry_tilt(tmp_path):
     assert "IM00004.dcm" in msg and "50.0 mm sideways" in msg
 
 
+@pytest.mark.parametrize("dz", [0.5, -1.0, 4.0])  # 4.0: beyond its neighbour, 2.5 mm away
+def test_one_slice_off_the_regular_spacing_is_named_not_resampled(tmp_path, dz):
+    """The fuzzer's finding: one slice's position moved along the normal was taken for uneven
+    spacing and resampled (its pixels put at the wrong depth, the grid halved)."""
+    write_series(phantom(), AXIAL, tmp_path)
+
+    def move(ds):
+        x, y, z = (float(v) for v in ds.ImagePositionPatient)
+        ds.ImagePositionPatient = [x, y, z + dz]
+
+    _edit_one(tmp_path, "IM00004.dcm", move)
+    msg = _refusal(tmp_path)
+    assert "IM00004.dcm" in msg and "off the regular 2.50 mm spacing" in msg
+
+
+def test_truly_uneven_spacing_is_still_resampled(tmp_path):
+    """Two spacings (thin then thick slices, as some protocols acquire) are no lie."""
+    from fluoroplan.io.dicom_write import new_study_uids
+
+    hu = phantom()
+    study = new_study_uids()
+    for n in range(hu.shape[0]):
+        a = AXIAL.copy()
+        a[2, 3] = 100.0 + (2.5 * n if n < 4 else 10.0 + 5.0 * (n - 4))
+        write_series(hu[n:n + 1], a, tmp_path, study=study, file_names=[f"s{n}.dcm"])
+    vol = load_ct(tmp_path)
+    assert any("Uneven slice spacing" in n for n in vol.notes)
+
+
 def test_gantry_tilt_still_loads(tmp_path):
     t = math.radians(15.0)
     affine = make_affine((1, 0, 0), (0, math.cos(t), -math.sin(t)), (0, 0, 3.0), (-25, -30, 0))

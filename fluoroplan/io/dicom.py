@@ -761,6 +761,26 @@ def _check_size(geo: _Geometry, name: str, memory: bool) -> None:
         raise _short("too large", exc) from None
 
 
+def _displaced_slice(depth: np.ndarray, median: float, tol: float) -> tuple[int, float] | None:
+    """(index, mm off the grid) of the one slice whose removal leaves a regular series (with at
+    most one empty slot, where it belongs) and which lies off that series' grid; else None."""
+    if len(depth) < 6:
+        return None
+    for k in range(1, len(depth) - 1):  # an end slice may end a scan at its own gap
+        rest = np.delete(depth, k)
+        gaps = np.diff(rest)
+        steps = np.round(gaps / median)
+        if np.any(np.abs(gaps - steps * median) > tol) or np.any(steps < 1):
+            continue
+        if np.sum(steps > 1) > 1 or np.any(steps > 2):
+            continue
+        grid = rest[0] + median * np.round((depth[k] - rest[0]) / median)
+        off = float(abs(depth[k] - grid))
+        if off > tol:
+            return k, off
+    return None
+
+
 def _finest_common_gap(gaps: np.ndarray, fallback: float) -> float:
     """The smallest slice gap that recurs (so a single overlap slice does not set the grid)."""
     tol = max(0.02, 0.02 * fallback)
@@ -915,6 +935,21 @@ def _plan_geometry(frames: Sequence[_Frame], header: dict) -> _Geometry:
         tilt_deg = math.degrees(math.atan2(lateral, depth_rel[-1]))
     tol = max(0.02, 0.02 * median)
     irregular = np.abs(gaps - median) > tol
+    lone = _displaced_slice(depth, median, tol) if 0 < irregular.sum() <= 3 else None
+    if lone is not None:
+        # One slice off the regular spacing all the others keep (with a gap where it belongs):
+        # its recorded position is wrong, or it is of another acquisition. Resampling would put
+        # its pixels at the wrong depth; say which file it is instead.
+        k, off = lone
+        raise _short(
+            "one slice off the spacing",
+            InconsistentSlices(
+                f"In the {name} the {_label(frames[k])} lies {off:.2f} mm off the regular "
+                f"{median:.2f} mm spacing of all the other slices: the position in its header "
+                "is wrong, or it belongs to another acquisition. Remove that file or export "
+                "the series again."
+            ),
+        )
     uneven = False
     if irregular.any():
         ratio = gaps[irregular] / median
