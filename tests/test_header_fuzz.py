@@ -26,7 +26,7 @@ SEED = 13
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Path:
-    from fluoroplan.commands.demo import demo_case
+    from fluoroplan.resources.demo import demo_case
 
     return demo_case(tmp_path_factory.mktemp("fuzzdemo"))
 

@@ -393,7 +393,7 @@ def run_case(base: Path, work: Path, seed: int, index: int, names: list[str], co
 
 
 def demo_series(cache: Path) -> Path:
-    from fluoroplan.commands.demo import demo_case
+    from fluoroplan.resources.demo import demo_case
 
     return demo_case(cache)
 

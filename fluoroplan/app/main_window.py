@@ -35,6 +35,7 @@ from fluoroplan.app.view3d import View3D, extract_surfaces
 from fluoroplan.io.errors import Cancelled, FluoroplanError
 from fluoroplan.io.progress import Stage
 from fluoroplan.io.volume import CTVolume
+from fluoroplan.resources.demo import demo_case
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +87,6 @@ def _load_one(info, progress, cancel):
 
 
 def _demo(root: Path, progress, cancel):
-    from fluoroplan.commands.demo import demo_case
-
     dicom = demo_case(root, progress=Stage(progress, 0.0, 0.6, cancel))
     kind, volume, text = _scan_then_load(dicom, Stage(progress, 0.6, 1.0, cancel), cancel)
     return kind, volume, f"demo case: {text}", str(dicom)

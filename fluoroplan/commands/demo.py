@@ -38,19 +38,6 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def demo_case(out: Path, seed: int = 0, regenerate: bool = False, progress=None) -> Path:
-    """Write (once) the demo phantom as DICOM under ``out/case``; return the DICOM folder."""
-    from fluoroplan.resources.phantom import make_phantom, write_phantom
-
-    case = out / "case"
-    dicom = case / "dicom"
-    stamp = case / "truth.json"
-    if regenerate or not stamp.exists() or not any(dicom.glob("*.dcm")):
-        phantom = make_phantom(seed=seed, progress=progress)
-        write_phantom(case, phantom)
-    return dicom
-
-
 def write_results(out: Path, dicom: Path, volume, series_rows: str, seconds: dict,
                   analysis=None, plan=None) -> list[Path]:
     """The demo's results as files: what was loaded, what was found, the plan and its views."""
@@ -108,6 +95,7 @@ def write_views(out: Path, volume, plan) -> list[Path]:
 def run(args: argparse.Namespace) -> int:
     from fluoroplan.commands.series import format_table
     from fluoroplan.io import default_series, load_series, scan
+    from fluoroplan.resources.demo import demo_case
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -154,7 +154,7 @@ def run_gui(args: argparse.Namespace) -> int:
     try:
         if args.demo:
             from fluoroplan.app.main_window import demo_root
-            from fluoroplan.commands.demo import demo_case
+            from fluoroplan.resources.demo import demo_case
 
             app.application()  # the per-user folder is named after the application
             path = demo_case(demo_root(), progress=terminal_progress("demo "))
