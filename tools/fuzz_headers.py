@@ -175,8 +175,6 @@ def _lie(kind: str, current: str | None, rng: random.Random, k: int, n_files: in
         if choice == 2:
             return "1\\0\\0\\0\\0\\1"  # coronal
         return "0.9\\0\\0\\0\\0.9\\0"  # not unit length
-    if kind in ("size",):
-        return None
     if kind == "frames":
         return rng.choice(["2", "300", "100000000", "0", "inf"])
     if kind == "number" and nums:

@@ -761,12 +761,18 @@ def _check_size(geo: _Geometry, name: str, memory: bool) -> None:
         raise _short("too large", exc) from None
 
 
-def _displaced_slice(depth: np.ndarray, median: float, tol: float) -> tuple[int, float] | None:
+def _displaced_slice(depth: np.ndarray, irregular: np.ndarray, median: float,
+                     tol: float) -> tuple[int, float] | None:
     """(index, mm off the grid) of the one slice whose removal leaves a regular series (with at
-    most one empty slot, where it belongs) and which lies off that series' grid; else None."""
+    most one empty slot, where it belongs) and which lies off that series' grid; else None.
+    Only the slices beside an irregular gap can be it; an end slice may end a scan at its own
+    gap."""
     if len(depth) < 6:
         return None
-    for k in range(1, len(depth) - 1):  # an end slice may end a scan at its own gap
+    odd = np.flatnonzero(irregular)
+    for k in sorted({int(i) for i in odd} | {int(i) + 1 for i in odd}):
+        if not 0 < k < len(depth) - 1:
+            continue
         rest = np.delete(depth, k)
         gaps = np.diff(rest)
         steps = np.round(gaps / median)
@@ -935,7 +941,7 @@ def _plan_geometry(frames: Sequence[_Frame], header: dict) -> _Geometry:
         tilt_deg = math.degrees(math.atan2(lateral, depth_rel[-1]))
     tol = max(0.02, 0.02 * median)
     irregular = np.abs(gaps - median) > tol
-    lone = _displaced_slice(depth, median, tol) if 0 < irregular.sum() <= 3 else None
+    lone = _displaced_slice(depth, irregular, median, tol) if 0 < irregular.sum() <= 3 else None
     if lone is not None:
         # One slice off the regular spacing all the others keep (with a gap where it belongs):
         # its recorded position is wrong, or it is of another acquisition. Resampling would put
