@@ -18,7 +18,7 @@ from pathlib import Path
 
 def main() -> int:
     from fluoroplan.planner.propose import plan_case
-    from fluoroplan.planner.report import write_plan_pdf
+    from fluoroplan.report.pdf import write_plan_pdf
     from fluoroplan.resources.phantom import make_phantom
 
     ph = make_phantom(0)

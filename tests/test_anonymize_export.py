@@ -26,7 +26,7 @@ from phantom_fixtures import small_phantom
 
 from fluoroplan.io.dicom import load_ct
 from fluoroplan.io.planfile import WrongSeriesError, load_plan
-from fluoroplan.planner.anonymize import teaching_document, teaching_plan, teaching_volume
+from fluoroplan.report.teaching import teaching_document, teaching_plan, teaching_volume
 from fluoroplan.resources.phantom import make_phantom, write_phantom
 
 pytestmark = pytest.mark.skipif(shutil.which("pdftotext") is None
@@ -222,7 +222,7 @@ def test_the_pdf_function_the_workstation_calls_anonymises_alike(tmp_path):
     teaching copy: a volume with planted identity and a plan with a planted planner, series
     description and UIDs leave nothing in the PDF."""
     from fluoroplan.planner.propose import plan_case
-    from fluoroplan.planner.report import write_plan_pdf
+    from fluoroplan.report.pdf import write_plan_pdf
 
     ph = small_phantom()
     ids = {**ph.volume.identifiers, "series_description": "Spine 2mm ZZTOPSECRET ANNA",

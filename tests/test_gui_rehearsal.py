@@ -21,16 +21,16 @@ from PySide6.QtGui import QImage  # noqa: E402
 from PySide6.QtWidgets import QFileDialog  # noqa: E402
 
 from fluoroplan.app.qtcompat import emit  # noqa: E402
-from fluoroplan.planner import rehearsal_score as rs  # noqa: E402
 from fluoroplan.planner.case import PlanningCase  # noqa: E402
 from fluoroplan.planner.model import Plan  # noqa: E402
 from fluoroplan.planner.propose import propose  # noqa: E402
-from fluoroplan.planner.rehearsal import (  # noqa: E402
+from fluoroplan.planner.targets import targets_from_analysis  # noqa: E402
+from fluoroplan.rehearsal import score as rs  # noqa: E402
+from fluoroplan.rehearsal.session import (  # noqa: E402
     RehearsalSession,
     load_attempt,
     mark_reference,
 )
-from fluoroplan.planner.targets import targets_from_analysis  # noqa: E402
 from fluoroplan.resources.phantom import make_phantom  # noqa: E402
 
 pytestmark = pytest.mark.gui

@@ -13,11 +13,12 @@ import pytest
 from phantom_fixtures import small_phantom
 
 from fluoroplan.geometry.carm import CArmPose
-from fluoroplan.planner import rehearsal_score as rs
 from fluoroplan.planner.case import PlanningCase
 from fluoroplan.planner.model import Plan
 from fluoroplan.planner.propose import propose
-from fluoroplan.planner.rehearsal import (
+from fluoroplan.planner.targets import targets_from_analysis
+from fluoroplan.rehearsal import score as rs
+from fluoroplan.rehearsal.session import (
     REHEARSAL_SCHEMA,
     NeedleInBone,
     RehearsalError,
@@ -28,8 +29,7 @@ from fluoroplan.planner.rehearsal import (
     replay,
     score_attempt,
 )
-from fluoroplan.planner.rehearsal_summary import write_summary_pdf
-from fluoroplan.planner.targets import targets_from_analysis
+from fluoroplan.rehearsal.summary import write_summary_pdf
 
 
 @pytest.fixture(scope="module")

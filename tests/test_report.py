@@ -19,7 +19,7 @@ from scipy import ndimage
 from fluoroplan.cli import main
 from fluoroplan.io.planfile import WrongSeriesError, save_plan
 from fluoroplan.planner.model import format_check_value
-from fluoroplan.planner.report import write_plan_pdf
+from fluoroplan.report.pdf import write_plan_pdf
 from fluoroplan.resources.phantom import write_phantom
 
 pytestmark = pytest.mark.skipif(shutil.which("pdftotext") is None or

@@ -209,7 +209,7 @@ def test_at_least_round_trips_through_the_plan_file(far_plan, tmp_path):
 
 @pytest.mark.skipif(shutil.which("pdftotext") is None, reason="pdftotext not installed")
 def test_at_least_shown_in_the_pdf(far_plan, phantom, tmp_path):
-    from fluoroplan.planner.report import write_plan_pdf
+    from fluoroplan.report.pdf import write_plan_pdf
 
     info = write_plan_pdf(far_plan, phantom.volume, tmp_path / "plan.pdf")
     text = subprocess.run(["pdftotext", "-layout", str(info.path), "-"], capture_output=True,

@@ -644,7 +644,7 @@ class MainWindow(QMainWindow):
         """The plan being made, as the rehearsal's expert reference: for each of its targets the
         selected trajectory (else the plan's first one for that target) is marked
         ``"reference": true``. None when the plan has no trajectory."""
-        from fluoroplan.planner.rehearsal import mark_reference
+        from fluoroplan.rehearsal.session import mark_reference
 
         doc = self.planning.doc
         if doc.plan is None or not doc.plan.trajectories:

@@ -57,7 +57,7 @@ OTHER_NEEDLE_RGB = (0.0, 0.78, 1.0)
 
 
 def _write_pdf(plan, volume, path, anonymize, progress, cancel):
-    from fluoroplan.planner.report import write_plan_pdf
+    from fluoroplan.report.pdf import write_plan_pdf
 
     return write_plan_pdf(plan, volume, path, anonymize=anonymize, progress=progress)
 

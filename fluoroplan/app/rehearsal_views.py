@@ -1,7 +1,7 @@
 """Widgets of the rehearsal window: the fluoro monitor (last image hold of the last shot), the
 axial reformat on which the trainee picks the needle's entry and target, and the score dialog.
 
-They show what the rehearsal engine (:mod:`fluoroplan.planner.rehearsal`) computed; none of
+They show what the rehearsal engine (:mod:`fluoroplan.rehearsal.session`) computed; none of
 them computes anything of the attempt.
 """
 

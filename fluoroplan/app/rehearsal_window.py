@@ -7,7 +7,7 @@ needle's entry and target on an axial reformat, advances and withdraws the needl
 on progression (lateral) shots, and ends the attempt to see the score. The expert plan stays
 hidden until the attempt has ended.
 
-All the simulation and scoring is :class:`fluoroplan.planner.rehearsal.RehearsalSession`; this
+All the simulation and scoring is :class:`fluoroplan.rehearsal.session.RehearsalSession`; this
 window only drives it and shows its state. Keys (window-wide):
 
 - Left/Right: rotation -1/+1 deg (Shift: 5 deg); Down/Up: angulation -1/+1 deg (Shift: 5 deg)
@@ -67,7 +67,7 @@ def _lps_words(p) -> str:
 def _build_session(case, target, plan_json, trainee, progress, cancel):
     """Worker: the session (the expert reference is computed here) and a first render that
     builds the attenuation volume, so the first shot is quick. Not counted: no shot event."""
-    from fluoroplan.planner.rehearsal import RehearsalSession
+    from fluoroplan.rehearsal.session import RehearsalSession
 
     progress(0.1, f"Preparing the rehearsal of {target.description or target.id}")
     session = RehearsalSession(case, target, plan_json=plan_json, trainee=trainee)
@@ -590,7 +590,7 @@ class RehearsalWindow(QMainWindow):
 
     def _depth_now(self) -> str:
         """The depth read-out the new shot allows (only a progression view shows depth)."""
-        from fluoroplan.planner.rehearsal import RehearsalError
+        from fluoroplan.rehearsal.session import RehearsalError
 
         s = self.session
         if s.state.entry_lps is None or s.state.depth_mm <= 0.0:
@@ -611,7 +611,7 @@ class RehearsalWindow(QMainWindow):
             return
         ph = s.phase
         if ph is None or ph.name != phase_name:
-            from fluoroplan.planner.rehearsal import RehearsalError
+            from fluoroplan.rehearsal.session import RehearsalError
 
             want = ph.label if ph is not None else "nothing (Task 1 is done)"
             self.report_error(RehearsalError(f"the view to declare now is the {want}"),
@@ -810,7 +810,7 @@ class RehearsalWindow(QMainWindow):
     # --- errors -----------------------------------------------------------------------------
     def report_error(self, exc: BaseException, doing: str) -> None:
         """A dialog that says what went wrong and what to do; the window goes on."""
-        from fluoroplan.planner.rehearsal import NeedleInBone, RehearsalError
+        from fluoroplan.rehearsal.session import NeedleInBone, RehearsalError
 
         if isinstance(exc, NeedleInBone):
             title = "The needle is in bone"
@@ -872,7 +872,7 @@ class RehearsalWindow(QMainWindow):
 
     def export_summary(self, pdf_path, attempts: list[dict] | None = None) -> Path | None:
         """Write the summary sheet of ``attempts`` (default: those ended in this window)."""
-        from fluoroplan.planner.rehearsal_summary import write_summary_pdf
+        from fluoroplan.rehearsal.summary import write_summary_pdf
 
         attempts = list(self.finished_attempts if attempts is None else attempts)
         if not attempts:
@@ -890,7 +890,7 @@ class RehearsalWindow(QMainWindow):
         return out
 
     def _summary_dialog(self) -> None:
-        from fluoroplan.planner.rehearsal import load_attempt
+        from fluoroplan.rehearsal.session import load_attempt
 
         names, _ = QFileDialog.getOpenFileNames(
             self, "Attempts to add to the summary (cancel: only those ended here)", "",
@@ -912,7 +912,7 @@ class RehearsalWindow(QMainWindow):
     # --- replay -----------------------------------------------------------------------------
     def open_attempt(self, path_or_json) -> bool:
         """Open a saved attempt and replay it here (step through its states)."""
-        from fluoroplan.planner.rehearsal import RehearsalSetup, load_attempt, replay
+        from fluoroplan.rehearsal.session import RehearsalSetup, load_attempt, replay
 
         try:
             attempt = (load_attempt(path_or_json) if isinstance(path_or_json, (str, Path))
@@ -971,7 +971,7 @@ class RehearsalWindow(QMainWindow):
 
     def _show_replay_state(self) -> None:
         from fluoroplan.geometry.carm import pose_from_json
-        from fluoroplan.planner.rehearsal_score import Score
+        from fluoroplan.rehearsal.score import Score
 
         rd = self.replay_data
         i = rd["index"]
@@ -1026,7 +1026,7 @@ class RehearsalWindow(QMainWindow):
         if self.session is not None:
             return self.session.renderer
         if not hasattr(self, "_own_renderer"):
-            from fluoroplan.planner.rehearsal import DrrRenderer
+            from fluoroplan.rehearsal.session import DrrRenderer
 
             self._own_renderer = DrrRenderer(self.volume)
         return self._own_renderer

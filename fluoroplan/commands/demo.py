@@ -62,7 +62,7 @@ def write_results(out: Path, dicom: Path, volume, series_rows: str, seconds: dic
         written.append(write_json_atomic(out / "analysis.json", doc))
     if plan is not None:
         from fluoroplan.io.planfile import save_plan
-        from fluoroplan.planner.report import write_plan_pdf
+        from fluoroplan.report.pdf import write_plan_pdf
 
         save_plan(plan, out / "plan.json")
         written.append(out / "plan.json")

@@ -3,7 +3,7 @@ analyse and propose needle trajectories; optionally write the PDF report and 3D 
 
 ``--from-plan PLAN.json`` skips the analysis and planning and renders a saved plan (refused
 when it was made on another CT). ``--anonymize`` makes every file written a teaching copy
-(:mod:`fluoroplan.planner.anonymize`: no patient, UIDs, series description or file name,
+(:mod:`fluoroplan.report.teaching`: no patient, UIDs, series description or file name,
 fingerprint, planner or times); such a plan JSON cannot be reopened against a CT."""
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     # which it first checks against the CT)
     written = plan
     if args.anonymize:
-        from fluoroplan.planner.anonymize import teaching_plan
+        from fluoroplan.report.teaching import teaching_plan
 
         written = teaching_plan(plan)
     json_path = args.json
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         if where:
             print(f"3D Slicer markups -> {where}")
     if args.pdf:
-        from fluoroplan.planner.report import write_plan_pdf
+        from fluoroplan.report.pdf import write_plan_pdf
 
         info, where = outputs.write(
             args.pdf, "PDF report",

@@ -77,7 +77,7 @@ def _no_action(parser: argparse.ArgumentParser) -> int:
 
 
 def run_score(args: argparse.Namespace) -> int:
-    from fluoroplan.planner.rehearsal import load_attempt, score_attempt
+    from fluoroplan.rehearsal.session import load_attempt, score_attempt
 
     attempt = load_attempt(args.attempt)
     score = score_attempt(attempt)
@@ -98,8 +98,8 @@ def run_score(args: argparse.Namespace) -> int:
 
 
 def run_summary(args: argparse.Namespace) -> int:
-    from fluoroplan.planner.rehearsal import load_attempt
-    from fluoroplan.planner.rehearsal_summary import write_summary_pdf
+    from fluoroplan.rehearsal.session import load_attempt
+    from fluoroplan.rehearsal.summary import write_summary_pdf
 
     outputs = OutputProblems("rehearse summary")
     outputs.check(args.pdf, "summary sheet")
@@ -113,7 +113,7 @@ def run_summary(args: argparse.Namespace) -> int:
 
 def run_mark_reference(args: argparse.Namespace) -> int:
     from fluoroplan.io.jsonio import PLAN_SCHEMA, read_json, write_json_atomic
-    from fluoroplan.planner.rehearsal import mark_reference
+    from fluoroplan.rehearsal.session import mark_reference
 
     plan = read_json(args.plan, PLAN_SCHEMA)
     marked = mark_reference(plan, args.trajectory_id)

@@ -159,10 +159,10 @@ def check_series(plan: Plan, volume, source: str = "The plan") -> None:
     The series UID must match, and so must the fingerprint (geometry and voxels) when both are
     known: a series re-exported with new UIDs but the same voxels is still refused by UID, a
     series whose voxels changed under the same UID by fingerprint. An anonymised teaching copy
-    (:mod:`fluoroplan.planner.anonymize`) is refused whatever the CT, saying so.
+    (:mod:`fluoroplan.report.teaching`) is refused whatever the CT, saying so.
     """
     s = plan.series
-    if s.get("teaching_copy"):  # fluoroplan.planner.anonymize.TEACHING_COPY
+    if s.get("teaching_copy"):  # fluoroplan.report.teaching.TEACHING_COPY
         raise WrongSeriesError(
             f"{source} is an anonymised teaching copy: its UIDs and CT fingerprint were "
             "removed, so it belongs to no CT and cannot be opened against one. Open the "

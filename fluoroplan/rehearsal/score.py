@@ -26,7 +26,7 @@ costs all 20), most severe first, until the 20 points are spent; a warning costs
 listed. A needle never inserted loses the 20 points (its safety cannot be judged).
 
 Scoring is a pure function of the replayed state and the checks, so a saved attempt scores
-the same when re-scored (:func:`fluoroplan.planner.rehearsal.score_attempt`).
+the same when re-scored (:func:`fluoroplan.rehearsal.session.score_attempt`).
 """
 
 from __future__ import annotations

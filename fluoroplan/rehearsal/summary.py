@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fluoroplan.planner.rehearsal import REHEARSAL_SCHEMA, RehearsalError
+from fluoroplan.rehearsal.session import REHEARSAL_SCHEMA, RehearsalError
 
 COLUMNS = ("#", "Trainee", "Date", "Case", "Target", "Score", "Shots", "Angle error",
            "End-point error")

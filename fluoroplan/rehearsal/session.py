@@ -24,7 +24,7 @@ Flow of an attempt (one case, one target):
    shows (:meth:`~RehearsalSession.needle_px`); on a progression (lateral) view
    :meth:`~RehearsalSession.depth_reading` gives the tip's depth in the vertebral body.
 3. :meth:`~RehearsalSession.end` runs every planner check on the trainee's entry and final tip
-   (``build_trajectory``) and scores the attempt (:mod:`fluoroplan.planner.rehearsal_score`
+   (``build_trajectory``) and scores the attempt (:mod:`fluoroplan.rehearsal.score`
    documents the 100-point scale).
 
 Dose proxy: every shot is one fluoroscopy exposure of ``shot_s`` seconds (default 1 s), added
@@ -69,7 +69,7 @@ from fluoroplan.geometry.conventions import DEFAULT_CARM_LIMITS, CArmLimits
 from fluoroplan.io.errors import FluoroplanError
 from fluoroplan.planner.case import BONE_HU, PlanningCase
 from fluoroplan.planner.model import Target, Trajectory
-from fluoroplan.planner.rehearsal_score import Score, score
+from fluoroplan.rehearsal.score import Score, score
 
 REHEARSAL_SCHEMA = "fluoroplan.rehearsal/1"
 DEFAULT_TOLERANCE_DEG = 2.0

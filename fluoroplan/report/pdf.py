@@ -27,8 +27,8 @@ from fluoroplan.geometry.carm import pose_from_json, table_from_lps
 from fluoroplan.geometry.drr import AttenuationVolume, fluoroscopy_display, render_drr
 from fluoroplan.io.planfile import check_series, plan_document
 from fluoroplan.io.progress import ProgressCallback, no_progress
-from fluoroplan.planner.anonymize import WITHHELD, teaching_document, teaching_volume
 from fluoroplan.planner.model import format_check_value
+from fluoroplan.report.teaching import WITHHELD, teaching_document, teaching_volume
 
 __all__ = ["ReportInfo", "reformat_plane", "write_plan_pdf"]
 
@@ -787,7 +787,7 @@ def write_plan_pdf(plan, volume, path: str | os.PathLike, anonymize: bool = Fals
         The CT the plan was made on (refused otherwise: ``WrongSeriesError``).
     anonymize : bool
         Teaching export: the plan and the CT's identity go through
-        :mod:`fluoroplan.planner.anonymize` (the function ``plan --anonymize`` writes its JSON
+        :mod:`fluoroplan.report.teaching` (the function ``plan --anonymize`` writes its JSON
         with): no patient name, ID, birth date, series description or file name, UIDs, CT
         fingerprint, planner or times anywhere (text, PDF metadata with reportlab's fixed
         invariant dates, images).
