@@ -131,7 +131,7 @@ def path_through(case, tip, through, level: str):
     starts on the skin; its checks run (``recheck``)."""
     import numpy as np
 
-    from fluoroplan.planner.model import Target
+    from fluoroplan.model.plan import Target
     from fluoroplan.planner.propose import manual_trajectory, recheck
 
     n = np.asarray(tip, float) - np.asarray(through, float)

@@ -13,8 +13,8 @@ import pytest
 from phantom_fixtures import truth_labels
 
 from fluoroplan.io.planfile import save_plan
+from fluoroplan.model.plan import Plan
 from fluoroplan.planner.case import PlanningCase
-from fluoroplan.planner.model import Plan
 from fluoroplan.planner.propose import manual_trajectory, recheck
 from fluoroplan.resources.phantom import make_phantom, write_phantom
 

@@ -190,8 +190,8 @@ def test_autosaved_plan_is_offered_and_restored(qtbot, window, case_dir, phantom
 
     from fluoroplan.io import default_series, load_series, scan
     from fluoroplan.io.planfile import autosave, find_recovery
+    from fluoroplan.model.plan import Plan
     from fluoroplan.planner.case import PlanningCase
-    from fluoroplan.planner.model import Plan
     from fluoroplan.planner.propose import manual_trajectory
     from fluoroplan.planner.targets import targets_from_analysis
 
@@ -235,8 +235,8 @@ def test_the_per_case_discard_asks_first_and_closing_keeps_the_autosave(qtbot, w
     question keep it (issue 13: closing the offer used to delete it)."""
     from fluoroplan.io import default_series, load_series, scan
     from fluoroplan.io.planfile import autosave
+    from fluoroplan.model.plan import Plan
     from fluoroplan.planner.case import PlanningCase
-    from fluoroplan.planner.model import Plan
     from fluoroplan.planner.propose import manual_trajectory
     from fluoroplan.planner.targets import targets_from_analysis
 

@@ -29,8 +29,8 @@ def crashed_plan(phantom, case_dir):
     """What a crashed session left: an unsaved plan of the phantom's series with two
     trajectories (not yet written). Returns (plan, volume)."""
     from fluoroplan.io import default_series, load_series, scan
+    from fluoroplan.model.plan import Plan
     from fluoroplan.planner.case import PlanningCase
-    from fluoroplan.planner.model import Plan
     from fluoroplan.planner.propose import manual_trajectory
     from fluoroplan.planner.targets import targets_from_analysis
 

@@ -21,8 +21,9 @@ from PySide6.QtGui import QImage  # noqa: E402
 from PySide6.QtWidgets import QFileDialog  # noqa: E402
 
 from fluoroplan.app.qtcompat import emit  # noqa: E402
+from fluoroplan.io.plan_json import plan_to_json  # noqa: E402
+from fluoroplan.model.plan import Plan  # noqa: E402
 from fluoroplan.planner.case import PlanningCase  # noqa: E402
-from fluoroplan.planner.model import Plan  # noqa: E402
 from fluoroplan.planner.propose import propose  # noqa: E402
 from fluoroplan.planner.targets import targets_from_analysis  # noqa: E402
 from fluoroplan.rehearsal import score as rs  # noqa: E402
@@ -57,7 +58,7 @@ def plan_json(case):
     expert = propose(case, target, "extrapedicular-cranial", "left")
     assert expert.status != "fail"
     plan = Plan(series={}, targets=(target,), trajectories=(expert,))
-    return mark_reference(json.loads(json.dumps(plan.to_json())), expert.id)
+    return mark_reference(json.loads(json.dumps(plan_to_json(plan))), expert.id)
 
 
 @pytest.fixture

@@ -278,7 +278,7 @@ def test_checks_table_shows_the_new_checks_and_names_the_bone_in_the_way(qtbot, 
     assert "L2's left transverse process" in table.item(row, 0).toolTip()
 
     # a value beyond the search range reads "> 10 mm" in the table, never a number
-    from fluoroplan.planner.model import Check
+    from fluoroplan.model.plan import Check
 
     fill_checks(table, [Check("lung / pleura clearance", None, 5.0, "pass", "mm",
                               "no lung within the range searched", at_least=10.0)])

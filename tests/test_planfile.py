@@ -18,6 +18,7 @@ import pytest
 from phantom_fixtures import small_phantom
 
 from fluoroplan.io.errors import FluoroplanError
+from fluoroplan.io.plan_json import check_to_json, plan_to_json
 from fluoroplan.io.planfile import (
     BadFileError,
     UnsupportedVersionError,
@@ -31,7 +32,7 @@ from fluoroplan.io.planfile import (
     plan_document,
     save_plan,
 )
-from fluoroplan.planner.model import Plan
+from fluoroplan.model.plan import Plan
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -73,7 +74,7 @@ def test_round_trip_unchanged(plan, tmp_path):
     for a, b in zip(plan.trajectories, loaded.trajectories, strict=True):
         assert np.allclose(a.entry_lps, b.entry_lps, atol=6e-4)
         assert abs(a.depth_mm - b.depth_mm) < 0.01
-        assert [c.to_json() for c in a.checks] == [c.to_json() for c in b.checks]
+        assert [check_to_json(c) for c in a.checks] == [check_to_json(c) for c in b.checks]
         assert a.views == b.views
 
 
@@ -218,7 +219,7 @@ def test_cli_plan_file_loads(tmp_path):
     """The CLI's plan JSON is the same schema: `fluoroplan plan` output opens unchanged."""
     from fluoroplan.io.jsonio import write_json_atomic
 
-    doc = _plan().to_json()  # what `fluoroplan plan --json` writes (through write_json_atomic)
+    doc = plan_to_json(_plan())  # what `fluoroplan plan --json` writes (through write_json_atomic)
     write_json_atomic(tmp_path / "cli.json", doc)
     loaded = load_plan(tmp_path / "cli.json")
     assert len(loaded.trajectories) == len(doc["trajectories"])

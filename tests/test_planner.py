@@ -10,9 +10,10 @@ import pytest
 from phantom_fixtures import full_phantom, lumen_depth_mm
 
 from fluoroplan.geometry.carm import detector_dir_from_angles
+from fluoroplan.io.plan_json import no_safe_to_json, plan_to_json, trajectory_to_json
+from fluoroplan.model.plan import Needle, NoSafeTrajectory, Trajectory
 from fluoroplan.planner.approaches import MAX_PARALLEL_TILT_DEG
 from fluoroplan.planner.case import PlanningCase
-from fluoroplan.planner.model import Needle, NoSafeTrajectory, Trajectory
 from fluoroplan.planner.propose import plan_case, propose
 from fluoroplan.planner.targets import manual_target, targets_from_analysis
 
@@ -114,7 +115,7 @@ def test_parallel_runs_along_its_screw(plan, phantom):
 
 def test_bullseye_pose_agrees_with_direction(plan):
     for t in plan.trajectories:
-        js = t.to_json()
+        js = trajectory_to_json(t)
         be = js["bullseye"]
         d = np.array(be["detector_dir_lps"])
         np.testing.assert_allclose(d, -t.direction_lps, atol=1e-5)
@@ -127,7 +128,7 @@ def test_bullseye_pose_agrees_with_direction(plan):
 
 
 def test_plan_json_keys_and_roundtrip(plan):
-    js = json.loads(json.dumps(plan.to_json()))
+    js = json.loads(json.dumps(plan_to_json(plan)))
     assert js["schema"] == "fluoroplan.plan/1"
     t = js["trajectories"][0]
     for k in ("id", "target", "level", "side", "approach", "entry_lps", "target_lps",
@@ -155,7 +156,7 @@ def test_unreachable_target_gives_no_safe_trajectory(phantom):
     assert isinstance(res, NoSafeTrajectory)
     assert res.failed_check in ("spinal canal clearance",
                                 "medial pedicle wall before the posterior wall")
-    assert res.to_json()["result"] == "no safe trajectory"
+    assert no_safe_to_json(res)["result"] == "no safe trajectory"
 
 
 def test_depth_and_needle_choice(plan):
@@ -205,7 +206,7 @@ def test_supine_ct_is_planned_for_a_prone_procedure():
     ph = full_phantom(patient_position="HFS")
     plan = plan_case(ph.volume, ph.truth)
     case = PlanningCase(ph.volume, ph.truth)
-    assert plan.procedure_position == "HFP" and plan.to_json()["procedure_position"] == "HFP"
+    assert plan.procedure_position == "HFP" and plan_to_json(plan)["procedure_position"] == "HFP"
     # the parallel path of this case runs close beside the canal (its best candidate used to run
     # 16 mm inside the lumen and pass): planned clear of it, or refused saying what blocks it
     par = [t for t in plan.trajectories if t.approach == "transpedicular-parallel"]

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from phantom_fixtures import small_phantom
 
+from fluoroplan.geometry.conventions import NEEDLE_LENGTHS_MM, NEEDLE_MIN_OUTSIDE_SKIN_MM
 from fluoroplan.planner.case import PlanningCase
-from fluoroplan.planner.model import NEEDLE_LENGTHS_MM, NEEDLE_MIN_OUTSIDE_SKIN_MM
 from fluoroplan.planner.propose import manual_trajectory, recheck
 from fluoroplan.planner.targets import targets_from_analysis
 

@@ -13,8 +13,9 @@ import pytest
 from phantom_fixtures import small_phantom
 
 from fluoroplan.geometry.carm import CArmPose
+from fluoroplan.io.plan_json import plan_to_json
+from fluoroplan.model.plan import Plan
 from fluoroplan.planner.case import PlanningCase
-from fluoroplan.planner.model import Plan
 from fluoroplan.planner.propose import propose
 from fluoroplan.planner.targets import targets_from_analysis
 from fluoroplan.rehearsal import score as rs
@@ -57,7 +58,7 @@ def expert(case, screw_target):
 @pytest.fixture(scope="module")
 def plan_json(expert, screw_target):
     plan = Plan(series={}, targets=(screw_target,), trajectories=(expert,))
-    return mark_reference(json.loads(json.dumps(plan.to_json())), expert.id)
+    return mark_reference(json.loads(json.dumps(plan_to_json(plan))), expert.id)
 
 
 class Counter:
@@ -110,7 +111,7 @@ def _safe_error(s, working_off_deg: float, tip_shift_mm: float):
     beside it, in the first of a few directions (tilt about either cross axis, shift to either
     side) whose needle passes every check on this case (measured, not assumed), so that the
     attempt's only faults are the errors built here."""
-    from fluoroplan.planner.model import Target
+    from fluoroplan.model.plan import Target
     from fluoroplan.planner.propose import manual_trajectory, recheck
 
     ref = s.reference

@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from fluoroplan.cli import main
 from fluoroplan.io.planfile import WrongSeriesError, save_plan
-from fluoroplan.planner.model import format_check_value
+from fluoroplan.model.plan import format_check_value
 from fluoroplan.report.pdf import write_plan_pdf
 from fluoroplan.resources.phantom import write_phantom
 

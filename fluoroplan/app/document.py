@@ -23,7 +23,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from fluoroplan.planner.model import Plan, Target, Trajectory
+from fluoroplan.model.plan import Plan, Target, Trajectory
 
 
 def _now() -> str:

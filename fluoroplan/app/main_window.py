@@ -33,6 +33,7 @@ from fluoroplan.app.slice_view import PRESETS, SliceView, ViewerState
 from fluoroplan.app.tasks import Task
 from fluoroplan.app.view3d import View3D, extract_surfaces
 from fluoroplan.io.errors import Cancelled, FluoroplanError
+from fluoroplan.io.plan_json import plan_to_json
 from fluoroplan.io.progress import Stage
 from fluoroplan.io.volume import CTVolume
 from fluoroplan.resources.demo import demo_case
@@ -655,7 +656,7 @@ class MainWindow(QMainWindow):
         selected = doc.selected
         if selected is not None:
             chosen[(selected.target.kind, selected.target.ref)] = selected.id
-        plan_json = doc.plan.to_json()
+        plan_json = plan_to_json(doc.plan)
         for traj_id in chosen.values():
             plan_json = mark_reference(plan_json, traj_id)
         return plan_json

@@ -265,7 +265,7 @@ class ProposalsPanel(QWidget):
         self.accept_button.setEnabled(not busy and self.selected() is not None)
 
     def set_results(self, results) -> None:
-        from fluoroplan.planner.model import Trajectory
+        from fluoroplan.model.plan import Trajectory
 
         self.results = list(results)
         self.table.setRowCount(0)
@@ -291,7 +291,7 @@ class ProposalsPanel(QWidget):
         self._show_checks()
 
     def selected(self):
-        from fluoroplan.planner.model import Trajectory
+        from fluoroplan.model.plan import Trajectory
 
         rows = {i.row() for i in self.table.selectedIndexes()}
         if len(rows) != 1:

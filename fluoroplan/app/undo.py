@@ -9,7 +9,7 @@ from __future__ import annotations
 from PySide6.QtGui import QUndoCommand
 
 from fluoroplan.app.document import PlanDocument
-from fluoroplan.planner.model import Trajectory
+from fluoroplan.model.plan import Trajectory
 
 
 class AddTrajectory(QUndoCommand):

@@ -6,9 +6,7 @@ shows ``str(error)`` in a dialog; the CLI prints it to stderr and exits with cod
 
 from __future__ import annotations
 
-
-class FluoroplanError(Exception):
-    """Base of every error fluoroplan reports to a user (never shown as a traceback)."""
+from fluoroplan.errors import FluoroplanError
 
 
 class LoadError(FluoroplanError):

@@ -2,7 +2,7 @@
 recovery.
 
 A plan file is the ``fluoroplan.plan/1`` JSON document that ``fluoroplan plan --json`` writes
-(:meth:`fluoroplan.planner.model.Plan.to_json`): the series and study UIDs, a fingerprint of
+(:func:`fluoroplan.io.plan_json.plan_to_json`): the series and study UIDs, a fingerprint of
 the CT, the analysis the plan relied on (levels, screws) and every trajectory with its user
 edits (``edited``). Writes are atomic (temp file in the same folder + rename), so a crash
 leaves either the old file or the new one, never half of one.
@@ -19,8 +19,6 @@ per-series file in the recovery folder (``$FLUOROPLAN_RECOVERY_DIR``, else
 ``$XDG_DATA_HOME/fluoroplan/recovery``, else ``~/.local/share/fluoroplan/recovery``).
 :func:`find_recovery` / :func:`find_recoveries` find what a crashed session left;
 :func:`discard_recovery` removes it (saving a plan does so too).
-
-This module imports the planner's model lazily (``io`` sits below the planner).
 """
 
 from __future__ import annotations
@@ -32,12 +30,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from fluoroplan.io.jsonio import PLAN_SCHEMA, BadFileError, _plain, read_json, write_json_atomic
-
-if TYPE_CHECKING:
-    from fluoroplan.planner.model import Plan
+from fluoroplan.io.plan_json import PlanFormatError, plan_from_json, plan_to_json
+from fluoroplan.model.plan import Plan
 
 __all__ = [
     "AUTOSAVE_SCHEMA",
@@ -85,10 +81,8 @@ def plan_document(plan: Plan) -> dict:
     computes: saving, loading and saving again gives the same document. The PDF report and the
     GUI print these numbers.
     """
-    from fluoroplan.planner.model import Plan
-
-    first = _plain(plan.to_json())
-    return _plain(Plan.from_json(first).to_json())
+    first = _plain(plan_to_json(plan))
+    return _plain(plan_to_json(plan_from_json(first)))
 
 
 def plan_from_document(doc: dict, source: str = "the plan") -> Plan:
@@ -97,13 +91,11 @@ def plan_from_document(doc: dict, source: str = "the plan") -> Plan:
     Raises :class:`BadFileError` (or a subclass) naming ``source`` and the bad field; nothing
     is returned unless the whole document is valid.
     """
-    from fluoroplan.planner.model import Plan, PlanFormatError
-
     if not isinstance(doc, dict):
         raise BadFileError(f"{source} is not a fluoroplan plan (no JSON object inside).")
     doc = _migrate(doc, source)
     try:
-        return Plan.from_json(doc)
+        return plan_from_json(doc)
     except PlanFormatError as err:
         raise BadFileError(
             f"{source} is damaged: {err}. Nothing was loaded from it; use a backup or the "

@@ -89,7 +89,7 @@ def _length(value_mm: float, what: str) -> dict:
 
 
 def markups_document(plan) -> dict:
-    """The markups JSON of a plan (a :class:`~fluoroplan.planner.model.Plan`)."""
+    """The markups JSON of a plan (a :class:`~fluoroplan.model.plan.Plan`)."""
     nodes = []
     for n, t in enumerate(plan.trajectories, start=1):
         name = f"T{n} {t.id}"

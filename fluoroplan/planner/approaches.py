@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fluoroplan.model.plan import Target
 from fluoroplan.planner.case import PlanningCase, ScrewGeom, VertebraGeom
-from fluoroplan.planner.model import Target
 
 
 @dataclass(frozen=True, eq=False)

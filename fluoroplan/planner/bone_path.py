@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fluoroplan.model.plan import Check, Trajectory
 from fluoroplan.planner.case import BONE_HU, PlanningCase, VertebraGeom
-from fluoroplan.planner.model import Check, Trajectory
 
 STEP_MM = 0.5
 """Sampling step along the path."""

@@ -17,9 +17,9 @@ from fluoroplan.geometry.carm import (
     working_view,
 )
 from fluoroplan.geometry.conventions import NEEDLE_MIN_OUTSIDE_SKIN_MM, breach_grade
+from fluoroplan.model.plan import Check, Trajectory
 from fluoroplan.planner.bone_path import bone_checks, target_values
 from fluoroplan.planner.case import AIR_HU, BONE_HU, PlanningCase, VertebraGeom, dist_to_segment
-from fluoroplan.planner.model import Check, Trajectory
 
 # limits (mm unless stated)
 METAL_CLEARANCE_WARN = 2.0

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from fluoroplan.io.progress import CancelToken, ProgressCallback, no_progress
+from fluoroplan.model.plan import Needle, NoSafeTrajectory, Plan, Target, Trajectory
 from fluoroplan.planner.approaches import Candidate, applicable, generate
 from fluoroplan.planner.case import PROCEDURE_POSITION, PlanningCase
 from fluoroplan.planner.checks import run_checks, views_for
-from fluoroplan.planner.model import Needle, NoSafeTrajectory, Plan, Target, Trajectory
 from fluoroplan.planner.targets import targets_from_analysis
 from fluoroplan.planner.visibility import CHECK_PREFIX as VISIBILITY_PREFIX
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fluoroplan.model.plan import Target
 from fluoroplan.planner.case import PlanningCase
-from fluoroplan.planner.model import Target
 
 SUBSIDENCE_MM = 2.0
 """A cage sunk this far past an endplate is subsided."""

@@ -41,7 +41,7 @@ import numpy as np
 from fluoroplan.geometry.carm import CArmPose, check_reachable
 from fluoroplan.geometry.conventions import TITANIUM_MIN_HU
 from fluoroplan.geometry.projection import Projection
-from fluoroplan.planner.model import Check, Trajectory
+from fluoroplan.model.plan import Check, Trajectory
 
 SATURATION_MM = 2.0
 """Titanium path length (mm) on a ray at or above which the fluoroscopic image is saturated."""

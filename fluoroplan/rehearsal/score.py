@@ -147,7 +147,7 @@ def endpoint_loss(tip_error_mm: float | None) -> list[tuple[float, str]]:
 
 
 def safety_loss(checks: list[dict] | None) -> list[tuple[float, str]]:
-    """Lost safety points of check blocks (``Check.to_json()``: name, status, value, unit)."""
+    """Lost safety points of check blocks (``check_to_json``: name, status, value, unit)."""
     if checks is None:
         return [(SAFETY_POINTS, "needle not inserted: its safety cannot be judged")]
     failed = [c for c in checks if c["status"] == "fail"]
@@ -166,7 +166,7 @@ def safety_loss(checks: list[dict] | None) -> list[tuple[float, str]]:
 
 
 def _value(c: dict) -> str:
-    from fluoroplan.planner.model import format_check_value
+    from fluoroplan.model.plan import format_check_value
 
     return format_check_value(c.get("value"), c.get("unit", ""), c.get("at_least"), 1, "None")
 
@@ -197,7 +197,7 @@ def score(
     tip_error_mm : float or None
         Distance from the final tip to the expert target (None: no needle placed).
     checks : list of dict or None
-        The planner's checks of the trainee trajectory (``Check.to_json()``), None when no
+        The planner's checks of the trainee trajectory (``check_to_json``), None when no
         needle was inserted.
     """
     parts = {

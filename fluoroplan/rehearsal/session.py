@@ -67,8 +67,9 @@ from fluoroplan.geometry.carm import (
 )
 from fluoroplan.geometry.conventions import DEFAULT_CARM_LIMITS, CArmLimits
 from fluoroplan.io.errors import FluoroplanError
+from fluoroplan.io.plan_json import check_to_json, target_to_json, trajectory_to_json
+from fluoroplan.model.plan import Target, Trajectory
 from fluoroplan.planner.case import BONE_HU, PlanningCase
-from fluoroplan.planner.model import Target, Trajectory
 from fluoroplan.rehearsal.score import Score, score
 
 REHEARSAL_SCHEMA = "fluoroplan.rehearsal/1"
@@ -128,7 +129,7 @@ def mark_reference(plan_json: dict, trajectory_id: str) -> dict:
 
 
 def target_from_json(block: dict) -> Target:
-    """A :class:`Target` from its ``to_json()`` block."""
+    """A :class:`Target` from its JSON block (:func:`~fluoroplan.io.plan_json.target_to_json`)."""
     return Target(
         kind=block["kind"], ref=block["ref"], level=block.get("level", ""),
         side=block.get("side"), point_lps=np.asarray(block["point_lps"], float),
@@ -201,7 +202,7 @@ class RehearsalSetup:
     patient_position: str
     phases: tuple[Phase, ...]
     reference: dict  # id, source, approach, side, entry/target/contact/direction (LPS)
-    target: dict  # Target.to_json()
+    target: dict  # target_to_json(Target)
     isocenter_lps: np.ndarray
     tolerance_deg: float = DEFAULT_TOLERANCE_DEG
     limits: CArmLimits = DEFAULT_CARM_LIMITS
@@ -548,7 +549,7 @@ class RehearsalSession:
             patient_position=case.patient_position,
             phases=_phases(case, reference, chain),
             reference=_reference_json(reference, source),
-            target=target.to_json(),
+            target=target_to_json(target),
             isocenter_lps=np.asarray(iso, float),
             tolerance_deg=float(tolerance_deg), limits=limits, shot_s=float(shot_s),
             chain=chain, needle_length_mm=float(reference.needle.length_mm),
@@ -763,7 +764,7 @@ class RehearsalSession:
         self.trajectory = trainee_trajectory(self.case, self.setup, self.state)
         self.ended_at = _now_iso()
         self._emit({"type": "end"})
-        checks = None if self.trajectory is None else [c.to_json() for c in
+        checks = None if self.trajectory is None else [check_to_json(c) for c in
                                                       self.trajectory.checks]
         self.score = score_state(self.setup, self.state, checks)
         return self.score
@@ -789,7 +790,7 @@ class RehearsalSession:
             "settings": self.setup.to_json(),
             "events": [dict(e) for e in self.events],
             "final_state": self.state.to_json(),
-            "trainee_trajectory": None if self.trajectory is None else self.trajectory.to_json(),
+            "trainee_trajectory": None if self.trajectory is None else trajectory_to_json(self.trajectory),
             "score": None if self.score is None else self.score.to_json(),
         }
 
@@ -833,7 +834,7 @@ def score_attempt(attempt_json: dict, case: PlanningCase | None = None) -> Score
             raise RehearsalError(
                 f"this attempt was made on another CT (fingerprint {want}, this one {have})")
         traj = trainee_trajectory(case, setup, states[0])
-        checks = None if traj is None else [c.to_json() for c in traj.checks]
+        checks = None if traj is None else [check_to_json(c) for c in traj.checks]
     else:
         saved = attempt_json.get("trainee_trajectory")
         checks = None if saved is None else list(saved["checks"])

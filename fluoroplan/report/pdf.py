@@ -27,7 +27,7 @@ from fluoroplan.geometry.carm import pose_from_json, table_from_lps
 from fluoroplan.geometry.drr import AttenuationVolume, fluoroscopy_display, render_drr
 from fluoroplan.io.planfile import check_series, plan_document
 from fluoroplan.io.progress import ProgressCallback, no_progress
-from fluoroplan.planner.model import format_check_value
+from fluoroplan.model.plan import format_check_value
 from fluoroplan.report.teaching import WITHHELD, teaching_document, teaching_volume
 
 __all__ = ["ReportInfo", "reformat_plane", "write_plan_pdf"]

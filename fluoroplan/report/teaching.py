@@ -45,6 +45,9 @@ import copy
 import uuid
 from dataclasses import replace
 
+from fluoroplan.io.plan_json import plan_from_json
+from fluoroplan.io.planfile import plan_document
+
 __all__ = ["TEACHING_COPY", "WITHHELD", "is_teaching_copy", "new_uid", "teaching_document",
            "teaching_plan", "teaching_volume"]
 
@@ -86,12 +89,9 @@ def teaching_document(doc: dict) -> dict:
 
 
 def teaching_plan(plan):
-    """The teaching copy of a :class:`~fluoroplan.planner.model.Plan` (what ``plan
+    """The teaching copy of a :class:`~fluoroplan.model.plan.Plan` (what ``plan
     --anonymize`` writes as JSON and markups)."""
-    from fluoroplan.io.planfile import plan_document
-    from fluoroplan.planner.model import Plan
-
-    return Plan.from_json(teaching_document(plan_document(plan)))
+    return plan_from_json(teaching_document(plan_document(plan)))
 
 
 def teaching_volume(volume):
