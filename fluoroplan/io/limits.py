@@ -6,6 +6,8 @@ the size a series implies and refuse it beyond ``MAX_GRID`` or beyond the memory
 
 from __future__ import annotations
 
+from fluoroplan.io.errors import TooLarge
+
 __all__ = ["MAX_GRID", "available_memory", "check_volume_size"]
 
 # Largest volume loaded (voxels along i, j, k).
@@ -30,7 +32,6 @@ def check_volume_size(grid_ijk, need_bytes: int, what: str) -> None:
     """Refuse, before allocating, a volume of ``grid_ijk`` voxels beyond ``MAX_GRID`` or
     needing ``need_bytes`` beyond the memory share free now. ``what`` names it for the user
     (e.g. "the series 2 'Spine'", "the NIfTI file ct.nii.gz")."""
-    from fluoroplan.io.errors import TooLarge
 
     grid = [int(v) for v in grid_ijk]
     if any(g > m for g, m in zip(grid, MAX_GRID, strict=True)):

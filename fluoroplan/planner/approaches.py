@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fluoroplan.geometry.conventions import NEEDLE_OUTER_DIAMETER_MM
 from fluoroplan.model.plan import Target
 from fluoroplan.planner.case import PlanningCase, ScrewGeom, VertebraGeom
 
@@ -104,8 +105,6 @@ MAX_PARALLEL_TILT_DEG = 10.0
 
 
 def case_needle_radius() -> float:
-    from fluoroplan.geometry.conventions import NEEDLE_OUTER_DIAMETER_MM
-
     return NEEDLE_OUTER_DIAMETER_MM / 2
 
 

@@ -18,6 +18,8 @@ import numpy as np
 
 from fluoroplan.model.plan import Check, Trajectory
 from fluoroplan.planner.case import BONE_HU, PlanningCase, VertebraGeom
+from fluoroplan.segmentation.structures import CANAL_LABEL, FORAMEN_LABEL, ILIUM_LABEL, RIB_LABEL
+from fluoroplan.segmentation.vertebrae import SACRUM_BELOW_S1
 
 STEP_MM = 0.5
 """Sampling step along the path."""
@@ -41,14 +43,6 @@ the corridor is warned about."""
 
 
 def _structure_values():
-    from fluoroplan.segmentation.structures import (
-        CANAL_LABEL,
-        FORAMEN_LABEL,
-        ILIUM_LABEL,
-        RIB_LABEL,
-    )
-    from fluoroplan.segmentation.vertebrae import SACRUM_BELOW_S1
-
     return CANAL_LABEL, FORAMEN_LABEL, ILIUM_LABEL, RIB_LABEL, SACRUM_BELOW_S1
 
 

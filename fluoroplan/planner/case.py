@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.spatial import cKDTree
 
+from fluoroplan.segmentation.structures import CANAL_LABEL, FORAMEN_LABEL, labels_for_analysis
+
 PROCEDURE_POSITION = "HFP"
 """Vertebral augmentation is done prone (CONVENTIONS.md); head first unless the user says so."""
 METAL_HU = 2000.0
@@ -284,8 +286,6 @@ class PlanningCase:
     # --- the label volume -----------------------------------------------------------------
     def _build_labels(self) -> None:
         if self.labels is None:
-            from fluoroplan.segmentation.structures import labels_for_analysis
-
             self.labels, values = labels_for_analysis(self.volume, self.analysis, self.metal_hu)
             self.label_values = {**values, **(self.label_values or {})}
         elif self.labels.shape != self.volume.hu.shape:
@@ -367,8 +367,6 @@ class PlanningCase:
 
     # --- canal ----------------------------------------------------------------------------
     def _build_canal(self) -> None:
-        from fluoroplan.segmentation.structures import CANAL_LABEL, FORAMEN_LABEL
-
         self._canal_pts, self._canal_tree = self.label_points(CANAL_LABEL, surface=True)
         self._foramen_pts, self._foramen_tree = self.label_points(FORAMEN_LABEL)
         self._outline: dict[str, tuple | None] = {}
@@ -383,7 +381,6 @@ class PlanningCase:
         """Signed distance (mm) from points to the lumen's boundary: > 0 outside the canal,
         < 0 inside (the depth inside it); +inf when the canal is unknown. ``min_only``: the
         smallest and every negative value are exact, the others at least the smallest."""
-        from fluoroplan.segmentation.structures import CANAL_LABEL
 
         pts_lps = np.atleast_2d(pts_lps)
         if self._canal_tree is None:

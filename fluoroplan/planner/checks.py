@@ -20,6 +20,7 @@ from fluoroplan.geometry.conventions import NEEDLE_MIN_OUTSIDE_SKIN_MM, breach_g
 from fluoroplan.model.plan import Check, Trajectory
 from fluoroplan.planner.bone_path import bone_checks, target_values
 from fluoroplan.planner.case import AIR_HU, BONE_HU, PlanningCase, VertebraGeom, dist_to_segment
+from fluoroplan.planner.visibility import pose_check, visibility_checks
 
 # limits (mm unless stated)
 METAL_CLEARANCE_WARN = 2.0
@@ -280,8 +281,6 @@ def run_checks(
 
     # 10. landmarks hidden by metal, per view (planner/visibility.py)
     if visibility:
-        from fluoroplan.planner.visibility import visibility_checks
-
         checks.extend(visibility_checks(case, traj, poses))
     return tuple(checks)
 
@@ -290,7 +289,6 @@ def visibility_check(case: PlanningCase, traj: Trajectory, pose: CArmPose) -> Ch
     """Landmarks hidden by metal in any one view of ``traj`` (the C-arm pane's free pose):
     which implant hides which landmark, judged on the simulated image
     (:func:`fluoroplan.planner.visibility.pose_check`)."""
-    from fluoroplan.planner.visibility import pose_check
 
     return pose_check(case, traj, pose)
 

@@ -13,7 +13,7 @@ from fluoroplan.model.plan import Needle, NoSafeTrajectory, Plan, Target, Trajec
 from fluoroplan.planner.approaches import Candidate, applicable, generate
 from fluoroplan.planner.case import PROCEDURE_POSITION, PlanningCase
 from fluoroplan.planner.checks import run_checks, views_for
-from fluoroplan.planner.targets import targets_from_analysis
+from fluoroplan.planner.targets import manual_target, targets_from_analysis
 from fluoroplan.planner.visibility import CHECK_PREFIX as VISIBILITY_PREFIX
 
 # cost weights (per mm or per degree) - the report prints each term
@@ -264,7 +264,6 @@ def manual_trajectory(case: PlanningCase, entry_lps, target_lps,
     ValueError
         When the entry and the target are less than 1 mm apart.
     """
-    from fluoroplan.planner.targets import manual_target
 
     entry = np.asarray(entry_lps, float)
     tip = np.asarray(target_lps, float)

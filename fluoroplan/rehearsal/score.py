@@ -34,6 +34,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from fluoroplan.model.plan import format_check_value
+
 BULLSEYE_POINTS = 30.0
 SHOT_POINTS = 15.0
 ENDPOINT_POINTS = 35.0
@@ -166,8 +168,6 @@ def safety_loss(checks: list[dict] | None) -> list[tuple[float, str]]:
 
 
 def _value(c: dict) -> str:
-    from fluoroplan.model.plan import format_check_value
-
     return format_check_value(c.get("value"), c.get("unit", ""), c.get("at_least"), 1, "None")
 
 

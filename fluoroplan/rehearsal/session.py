@@ -66,10 +66,15 @@ from fluoroplan.geometry.carm import (
     progression_pose,
 )
 from fluoroplan.geometry.conventions import DEFAULT_CARM_LIMITS, CArmLimits
+from fluoroplan.geometry.drr import AttenuationVolume, render_drr
+from fluoroplan.geometry.projection import Projection
 from fluoroplan.io.errors import FluoroplanError
+from fluoroplan.io.jsonio import _plain, read_json, write_json_atomic
 from fluoroplan.io.plan_json import check_to_json, target_to_json, trajectory_to_json
 from fluoroplan.model.plan import Target, Trajectory
+from fluoroplan.planner.approaches import applicable
 from fluoroplan.planner.case import BONE_HU, PlanningCase
+from fluoroplan.planner.propose import build_trajectory, propose
 from fluoroplan.rehearsal.score import Score, score
 
 REHEARSAL_SCHEMA = "fluoroplan.rehearsal/1"
@@ -147,8 +152,6 @@ def reference_trajectory(
     proposal that fails no check over the target's applicable approaches, source
     ``"automatic proposal"``.
     """
-    from fluoroplan.planner.approaches import applicable
-    from fluoroplan.planner.propose import build_trajectory, propose
 
     for t in (plan_json or {}).get("trajectories", []):
         if t.get("reference") and (t["target"]["kind"], t["target"]["ref"]) == (
@@ -388,7 +391,6 @@ def trainee_trajectory(
 ) -> Trajectory | None:
     """The trainee's needle as a planner trajectory (entry -> final tip) with every check run;
     None when the needle is not inserted (less than 1 mm)."""
-    from fluoroplan.planner.propose import build_trajectory
 
     if state.entry_lps is None or state.depth_mm < 1.0:
         return None
@@ -437,8 +439,6 @@ class DrrRenderer:
         self._att = None
 
     def __call__(self, pose: CArmPose, isocenter_lps: np.ndarray, needles: list):
-        from fluoroplan.geometry.drr import AttenuationVolume, render_drr
-
         if self._att is None:
             self._att = AttenuationVolume.from_ct(self.volume)
         return render_drr(self._att, pose, isocenter_lps, size=self.size,
@@ -555,7 +555,6 @@ class RehearsalSession:
             chain=chain, needle_length_mm=float(reference.needle.length_mm),
         )
         # through the saved (JSON-plain) form, so the live session and a replay agree exactly
-        from fluoroplan.io.jsonio import _plain
 
         self.setup = RehearsalSetup.from_json(_plain({
             "settings": self.setup.to_json(), "reference": self.setup.reference,
@@ -585,7 +584,6 @@ class RehearsalSession:
     def _emit(self, event: dict, outcome: Callable[[RehearsalState], dict] | None = None) -> dict:
         """Apply an event (JSON-plain, as it will be saved, so a replay is exact), record it
         with the measures ``outcome`` derives from the new state, and notify observers."""
-        from fluoroplan.io.jsonio import _plain
 
         event = _plain({"t_s": round(self._clock() - self._t0, 3), **event})
         self.state = apply_event(self.state, event, self.setup)  # raises before recording
@@ -703,7 +701,6 @@ class RehearsalSession:
     def needle_px(self, size: int = 256) -> dict | None:
         """Where the needle's entry and tip appear on the current view rendered at
         ``size`` x ``size`` (pixel ``(u, v)``), and whether the tip is in the field."""
-        from fluoroplan.geometry.projection import Projection
 
         if self.state.entry_lps is None:
             return None
@@ -795,15 +792,12 @@ class RehearsalSession:
         }
 
     def save(self, path) -> None:
-        from fluoroplan.io.jsonio import write_json_atomic
-
         write_json_atomic(path, self.attempt_json())
 
 
 # --- saved attempts -------------------------------------------------------------------------
 def load_attempt(path) -> dict:
     """Read a saved attempt, checking its schema."""
-    from fluoroplan.io.jsonio import read_json
 
     return read_json(path, REHEARSAL_SCHEMA)
 
