@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from functools import cache
 from importlib import resources
+from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
@@ -65,6 +67,7 @@ def check(doc, name: str, part: str | None = None, where: str = "") -> None:
 def _non_finite(v, path: list):
     if isinstance(v, float) and not math.isfinite(v):
         return path, v
+    items: Iterable[tuple[Any, Any]]
     if isinstance(v, dict):
         items = v.items()
     elif isinstance(v, list):

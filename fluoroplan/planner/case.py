@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 from scipy.spatial import cKDTree
 
+from fluoroplan.io.volume import CTVolume
 from fluoroplan.segmentation.structures import CANAL_LABEL, FORAMEN_LABEL, labels_for_analysis
 
 PROCEDURE_POSITION = "HFP"
@@ -66,7 +68,7 @@ class VertebraGeom:
         d = np.atleast_2d(p_lps) - self.centroid_lps
         return np.stack([d @ self.left_lps, d @ self.posterior_lps, d @ self.axis_lps], axis=-1)
 
-    def from_local(self, lpc: np.ndarray) -> np.ndarray:
+    def from_local(self, lpc: npt.ArrayLike) -> np.ndarray:
         lpc = np.atleast_2d(lpc)
         return (
             self.centroid_lps
@@ -236,7 +238,7 @@ class PlanningCase:
     path crosses are always the CT's own voxels, never a shape stand-in.
     """
 
-    volume: object  # CTVolume (hu [k,j,i] int16, lps_from_ijk)
+    volume: CTVolume  # hu [k,j,i] int16, lps_from_ijk
     analysis: dict
     vertebrae: list[VertebraGeom] = field(default_factory=list)
     screws: list[ScrewGeom] = field(default_factory=list)
@@ -297,11 +299,12 @@ class PlanningCase:
                                  if v.get("label_value") is not None}
         self.label_values = {str(k).upper(): int(v) for k, v in self.label_values.items()}
         self.label_names = {v: k for k, v in self.label_values.items()}
-        self._label_points: dict[int, tuple] = {}
+        self._label_points: dict[tuple[int, bool], tuple] = {}
 
     def label_at(self, pts_lps: np.ndarray) -> np.ndarray:
         """Label value at the nearest voxel of each point (0 outside the CT)."""
         ijk = np.rint(self.volume.ijk_from_lps_points(np.atleast_2d(pts_lps))).astype(int)
+        assert self.labels is not None  # built in __post_init__
         nk, nj, ni = self.labels.shape
         ok = ((ijk >= 0) & (ijk < np.array([ni, nj, nk]))).all(axis=1)
         out = np.zeros(len(ijk), np.int64)
@@ -310,7 +313,7 @@ class PlanningCase:
 
     def label_value(self, level: str) -> int | None:
         """The label value of the vertebra named ``level`` (None when the labels lack it)."""
-        return self.label_values.get(str(level).upper())
+        return (self.label_values or {}).get(str(level).upper())
 
     def label_points(self, value: int, surface: bool = False):
         """(LPS points, KD-tree) of the voxels of one label value, or of the faces between its
@@ -318,6 +321,7 @@ class PlanningCase:
         that a distance to them is a distance to the structure's boundary. Cached."""
         key = (int(value), bool(surface))
         if key not in self._label_points:
+            assert self.labels is not None  # built in __post_init__
             self._label_points[key] = _label_points(self.labels, self.volume, int(value), surface)
         return self._label_points[key]
 
@@ -442,7 +446,7 @@ class PlanningCase:
         and bowel gas are inside the body)."""
         from scipy import ndimage as ndi
 
-        sp = np.asarray(self.volume.spacing_mm, float)  # i, j, k
+        sp = np.asarray(self.volume.spacing_mm, dtype=float)  # i, j, k
         f = np.maximum(1, np.round(3.0 / sp).astype(int))
         hu = self.volume.hu[:: f[2], :: f[1], :: f[0]]
         tissue = hu > BODY_HU
@@ -473,7 +477,7 @@ class PlanningCase:
 
     def inside_volume(self, pts_lps: np.ndarray, margin: float = 0.0) -> np.ndarray:
         ijk = self.volume.ijk_from_lps_points(pts_lps)
-        n = np.asarray(self.volume.shape_ijk, float)
+        n = np.asarray(self.volume.shape_ijk, dtype=float)
         return np.all((ijk >= -0.5 + margin) & (ijk <= n - 0.5 - margin), axis=1)
 
     def skin_entry(self, target_lps: np.ndarray, n_lps: np.ndarray, max_mm: float = 260.0):
