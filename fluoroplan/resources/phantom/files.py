@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from fluoroplan.io.dicom_write import write_series
 from fluoroplan.resources.phantom.model import SCHEMA, Phantom
 
 
 # --- files -----------------------------------------------------------------------------------
 def write_phantom(folder: str | Path, phantom: Phantom, **write_series_kwargs) -> list[Path]:
     """Write ``folder/dicom/IM*.dcm`` (a CT series) and ``folder/truth.json``; return the paths."""
-    from fluoroplan.io.dicom_write import write_series
-
     folder = Path(folder)
     vol = phantom.volume
     kwargs = {"patient_position": vol.patient_position, "patient": vol.patient,
