@@ -20,7 +20,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fluoroplan {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+        command = importlib.import_module(name)
+        p = sub.add_parser(command.NAME, help=command.HELP, description=command.DESCRIPTION)
+        if hasattr(command, "run"):
+            p.set_defaults(func=command.run)
+        command.add_arguments(p)  # may set its own actions' functions (rehearse)
     return parser
 
 

@@ -12,18 +12,18 @@ from fluoroplan.commands._common import (
     terminal_progress,
 )
 
+NAME = "analyze"
+HELP = "find screws (with halos), rods, cages and vertebrae (with levels) in a CT"
+DESCRIPTION = (
+    "Analyse a spine CT: every screw (tip, head, axis, diameter, length, halo, "
+    "loose), rod, cage and vertebra (levels, heights, fracture grade). Writes the "
+    "fluoroplan.analysis/1 JSON."
+)
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "analyze",
-        help="find screws (with halos), rods, cages and vertebrae (with levels) in a CT",
-        description="Analyse a spine CT: every screw (tip, head, axis, diameter, length, halo, "
-        "loose), rod, cage and vertebra (levels, heights, fracture grade). Writes the "
-        "fluoroplan.analysis/1 JSON.",
-    )
+
+def add_arguments(p) -> None:
     add_analysis_arguments(p)
     p.add_argument("--json", required=True, metavar="OUT.json", help="where to write the analysis")
-    p.set_defaults(func=run)
 
 
 def analyze_path(args: argparse.Namespace):

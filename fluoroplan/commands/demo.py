@@ -16,22 +16,23 @@ from fluoroplan.commands._common import terminal_progress
 DEFAULT_OUT = "fluoroplan-demo"
 
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "demo",
-        help="run the main job on the bundled demo case (synthetic instrumented spine CT)",
-        description="Generate the demo case (a synthetic prone instrumented spine CT written as "
-        "a real DICOM series, with a loose screw and a fracture), load it through the real "
-        "loader and run the job on it. With a display the workstation opens on it; without one "
-        "the results are written to files in --out.",
-    )
+NAME = "demo"
+HELP = "run the main job on the bundled demo case (synthetic instrumented spine CT)"
+DESCRIPTION = (
+    "Generate the demo case (a synthetic prone instrumented spine CT written as "
+    "a real DICOM series, with a loose screw and a fracture), load it through the real "
+    "loader and run the job on it. With a display the workstation opens on it; without one "
+    "the results are written to files in --out."
+)
+
+
+def add_arguments(p) -> None:
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default ./{DEFAULT_OUT})")
     p.add_argument("--seed", type=int, default=0, help="phantom seed (default 0)")
     p.add_argument(
         "--regenerate", action="store_true", help="write the demo DICOM again even if present"
     )
     p.add_argument("--no-gui", action="store_true", help="write files even when a display exists")
-    p.set_defaults(func=run)
 
 
 def has_display() -> bool:

@@ -8,17 +8,18 @@ import sys
 
 from fluoroplan.commands._common import OutputProblems, add_series_argument, load_volume
 
+NAME = "drr"
+HELP = "simulate a fluoroscopy image (DRR) of a CT at a C-arm pose"
+DESCRIPTION = (
+    "Render a digitally reconstructed radiograph of the CT at a C-arm pose "
+    "(DICOM patient-relative angles), around the planned target when a plan trajectory "
+    "is given (drawn as a 15-gauge needle), else around the centre of the volume. Prints "
+    "the pose in patient and table terms and in words, and warns when the C-arm cannot "
+    "reach it."
+)
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "drr",
-        help="simulate a fluoroscopy image (DRR) of a CT at a C-arm pose",
-        description="Render a digitally reconstructed radiograph of the CT at a C-arm pose "
-        "(DICOM patient-relative angles), around the planned target when a plan trajectory "
-        "is given (drawn as a 15-gauge needle), else around the centre of the volume. Prints "
-        "the pose in patient and table terms and in words, and warns when the C-arm cannot "
-        "reach it.",
-    )
+
+def add_arguments(p) -> None:
     p.add_argument("path", help="DICOM folder/file or NIfTI file of the CT")
     add_series_argument(p)
     p.add_argument(
@@ -42,7 +43,6 @@ def register(sub) -> None:
                    help="how the patient lies in the angiosuite, for the room-terms sentence and "
                    "table angles (default: the plan's procedure position, else HFP: prone)")
     p.add_argument("--out", required=True, metavar="view.png", help="PNG file to write")
-    p.set_defaults(func=run)
 
 
 def _trajectory(plan_path: str, traj_id: str, volume) -> tuple[dict, dict]:

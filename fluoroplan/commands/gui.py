@@ -5,24 +5,24 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+NAME = "gui"
+HELP = "open the workstation window"
+DESCRIPTION = (
+    "Open the workstation on a CT folder (or NIfTI file), on the demo case, or "
+    "empty, optionally with a saved plan of that CT (--plan). With --screenshot the window loads, "
+    "analyses, opens the plan, renders, saves a PNG of itself and exits. "
+    "Needs a display; without one use `xvfb-run -a fluoroplan gui ...` (or "
+    "QT_QPA_PLATFORM=offscreen for screenshots)."
+)
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "gui",
-        help="open the workstation window",
-        description="Open the workstation on a CT folder (or NIfTI file), on the demo case, or "
-        "empty, optionally with a saved plan of that CT (--plan). With --screenshot the window loads, "
-        "analyses, opens the plan, renders, saves a PNG of itself and exits. "
-        "Needs a display; without one use `xvfb-run -a fluoroplan gui ...` (or "
-        "QT_QPA_PLATFORM=offscreen for screenshots).",
-    )
+
+def add_arguments(p) -> None:
     p.add_argument("path", nargs="?", help="folder of DICOM images, or a .nii/.nii.gz file")
     p.add_argument("--demo", action="store_true", help="open the demo case (written once per user)")
     p.add_argument("--plan", metavar="PLAN.json",
                    help="open this plan (made on the same CT) once the CT is analysed")
     p.add_argument("--screenshot", metavar="FILE.png",
                    help="save a picture of the whole window once loaded, then exit")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,15 +12,16 @@ import argparse
 
 from fluoroplan.commands._common import OutputProblems, add_analysis_arguments, terminal_progress
 
+NAME = "plan"
+HELP = "analyse a CT and propose the best 15-ga trajectory of each approach per target"
+DESCRIPTION = (
+    "Analyse the CT, find the targets (loose screws, fractured bodies, subsided "
+    "cages) and propose, for every target, the best trajectory of each applicable approach "
+    "with its safety checks and C-arm angles. Writes the fluoroplan.plan/1 JSON."
+)
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "plan",
-        help="analyse a CT and propose the best 15-ga trajectory of each approach per target",
-        description="Analyse the CT, find the targets (loose screws, fractured bodies, subsided "
-        "cages) and propose, for every target, the best trajectory of each applicable approach "
-        "with its safety checks and C-arm angles. Writes the fluoroplan.plan/1 JSON.",
-    )
+
+def add_arguments(p) -> None:
     add_analysis_arguments(p)
     p.add_argument("--json", metavar="PLAN.json", help="where to write the plan")
     p.add_argument("--pdf", metavar="OUT.pdf", help="also write the A4 PDF report")
@@ -37,7 +38,6 @@ def register(sub) -> None:
                    help="how the patient will lie in the angiosuite (default HFP: prone, head "
                    "first); C-arm table angles and room words refer to it, whatever position "
                    "the CT was acquired in")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

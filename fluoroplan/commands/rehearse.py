@@ -24,15 +24,16 @@ from fluoroplan.commands._common import (
     terminal_progress,
 )
 
+NAME = "rehearse"
+HELP = "score rehearsal attempts, print their summary sheet, mark a reference trajectory"
+DESCRIPTION = (
+    "Rehearsal mode: trainees rehearse an access on a real case with the expert "
+    "plan hidden. These commands score saved attempts (fluoroplan.rehearsal/1 JSON), write "
+    "the summary sheet and let an instructor mark the expert trajectory."
+)
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "rehearse",
-        help="score rehearsal attempts, print their summary sheet, mark a reference trajectory",
-        description="Rehearsal mode: trainees rehearse an access on a real case with the expert "
-        "plan hidden. These commands score saved attempts (fluoroplan.rehearsal/1 JSON), write "
-        "the summary sheet and let an instructor mark the expert trajectory.",
-    )
+
+def add_arguments(p) -> None:
     rs = p.add_subparsers(dest="rehearse_command", metavar="ACTION")
     sc = rs.add_parser("score", help="replay an attempt and print its score and lost points")
     sc.add_argument("attempt", metavar="ATTEMPT.json")

@@ -7,14 +7,15 @@ import sys
 
 from fluoroplan.commands._common import terminal_progress
 
+NAME = "series"
+HELP = "list the image series found in a folder (the default one is marked *)"
+DESCRIPTION = (
+    "Scan a folder (recursively) or files, group DICOM instances into series "
+    "and list them; the series fluoroplan loads by default is marked with *."
+)
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "series",
-        help="list the image series found in a folder (the default one is marked *)",
-        description="Scan a folder (recursively) or files, group DICOM instances into series "
-        "and list them; the series fluoroplan loads by default is marked with *.",
-    )
+
+def add_arguments(p) -> None:
     p.add_argument("path", nargs="+", help="DICOM folder(s) or files")
     p.add_argument("--uids", action="store_true", help="also print each SeriesInstanceUID")
     p.add_argument(
@@ -23,7 +24,6 @@ def register(sub) -> None:
         help="also read the default series' pixels (every check the planner's loader makes) "
         "and print the volume: grid, voxel size, CT number range and the loader's notes",
     )
-    p.set_defaults(func=run)
 
 
 def format_table(rows: list[dict[str, str]]) -> str:
