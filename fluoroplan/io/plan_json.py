@@ -1,8 +1,9 @@
 """The JSON forms of the plan's objects (``fluoroplan.plan/1``): needle, target, check,
 trajectory, "no safe trajectory" and plan.
 
-``*_to_json`` turn :mod:`fluoroplan.model` objects into JSON-ready dicts; ``*_from_json`` build
-them back from a document, first checked against ``resources/plan.schema.json`` (its form:
+``*_to_json`` turn :mod:`fluoroplan.model.plan` objects into JSON-ready dicts;
+:func:`plan_from_json` (and :func:`check_from_json` for one check) builds them back from a
+document, first checked against ``resources/plan.schema.json`` (its form:
 :mod:`fluoroplan.io.schemas`) and then for consistency: the stored direction, depth, lengths
 and status must follow from the stored points and checks, and every trajectory must name one
 of the plan's targets. Any problem raises :class:`PlanFormatError` naming the field
@@ -11,6 +12,7 @@ of the plan's targets. Any problem raises :class:`PlanFormatError` naming the fi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -30,15 +32,11 @@ __all__ = [
     "PlanFormatError",
     "check_from_json",
     "check_to_json",
-    "needle_from_json",
     "needle_to_json",
-    "no_safe_from_json",
     "no_safe_to_json",
     "plan_from_json",
     "plan_to_json",
-    "target_from_json",
     "target_to_json",
-    "trajectory_from_json",
     "trajectory_to_json",
 ]
 
@@ -71,17 +69,7 @@ def _vec(v) -> np.ndarray:
 
 # --- needle ---------------------------------------------------------------------------------
 def needle_to_json(needle: Needle) -> dict:
-    return {
-        "gauge": needle.gauge,
-        "outer_diameter_mm": needle.outer_diameter_mm,
-        "length_mm": needle.length_mm,
-        "beveled": needle.beveled,
-    }
-
-
-def needle_from_json(d, where: str = "needle") -> Needle:
-    _check(d, "needle", where)
-    return _needle(d, where)
+    return dataclasses.asdict(needle)  # gauge, outer_diameter_mm, length_mm, beveled
 
 
 def _needle(d: dict, where: str) -> Needle:
@@ -102,12 +90,6 @@ def target_to_json(target: Target) -> dict:
         "point_lps": _r(target.point_lps),
         "description": target.description,
     }
-
-
-def target_from_json(d, where: str = "target") -> Target:
-    """The target of a plan document (``region_lps`` is not stored: empty)."""
-    _check(d, "target", where)
-    return _target(d)
 
 
 def _target(d: dict) -> Target:
@@ -180,15 +162,6 @@ def trajectory_to_json(t: Trajectory) -> dict:
     return out
 
 
-def trajectory_from_json(d, targets: dict | None = None,
-                         where: str = "trajectory") -> Trajectory:
-    """A trajectory from its JSON form, checked field by field and for consistency (the
-    stored direction, depth, lengths and status must follow from the stored points and
-    checks). ``targets`` maps ``(kind, ref)`` to the plan's :class:`Target` objects."""
-    _check(d, "trajectory", where)
-    return _trajectory(d, targets, where)
-
-
 def _trajectory(d: dict, targets: dict | None, where: str) -> Trajectory:
     tid = d["id"]
     where = f"{where} ({tid})"
@@ -242,12 +215,6 @@ def no_safe_to_json(u: NoSafeTrajectory) -> dict:
         "failed_check": u.failed_check,
         "reason": u.reason,
     }
-
-
-def no_safe_from_json(d, targets: dict, where: str = "no_safe_trajectory") -> NoSafeTrajectory:
-    """From its JSON form; the best failed attempt is not stored (``None``)."""
-    _check(d, "no_safe_trajectory", where)
-    return _no_safe(d, targets, where)
 
 
 def _no_safe(d: dict, targets: dict, where: str) -> NoSafeTrajectory:

@@ -5,29 +5,3 @@ with no Qt and no files.
 trajectory" result and the plan. Their JSON forms live at the file boundary
 (:mod:`fluoroplan.io.plan_json`, checked against ``resources/plan.schema.json``).
 """
-
-from fluoroplan.model.plan import (
-    APPROACHES,
-    STATUSES,
-    TARGET_KINDS,
-    Check,
-    Needle,
-    NoSafeTrajectory,
-    Plan,
-    Target,
-    Trajectory,
-    format_check_value,
-)
-
-__all__ = [
-    "APPROACHES",
-    "STATUSES",
-    "TARGET_KINDS",
-    "Check",
-    "Needle",
-    "NoSafeTrajectory",
-    "Plan",
-    "Target",
-    "Trajectory",
-    "format_check_value",
-]
