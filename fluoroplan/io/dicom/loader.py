@@ -21,6 +21,7 @@ from fluoroplan.io.dicom.pixels import (
 )
 from fluoroplan.io.dicom.series import SeriesInfo, default_series, scan
 from fluoroplan.io.errors import SeriesNotFound
+from fluoroplan.io.nifti import load_nifti
 from fluoroplan.io.progress import CancelToken, ProgressCallback, Stage
 from fluoroplan.io.volume import CTVolume
 
@@ -155,8 +156,6 @@ def load_ct(
     progress, cancel : see :func:`scan`.
     """
     if isinstance(path, (str, os.PathLike)) and _is_nifti(Path(path)):
-        from fluoroplan.io.nifti import load_nifti
-
         return load_nifti(path, progress=progress, cancel=cancel)
     found = scan(path, Stage(progress, 0.0, 0.3, cancel), cancel)
     if series_uid is None:
