@@ -194,10 +194,10 @@ def _check_slices_agree(frames: Sequence[_Frame], name: str) -> tuple[_Frame, ..
     rescales = Counter((f.slope, f.intercept) for f in frames)
     if len(rescales) == 1:
         return ()
-    common = rescales.most_common(1)[0][0]
-    if rescales[common] <= len(frames) // 2:
+    usual = rescales.most_common(1)[0][0]
+    if rescales[usual] <= len(frames) // 2:
         return ()  # no majority: a scanner that sets the rescale per image
-    return tuple(f for f in frames if (f.slope, f.intercept) != common)
+    return tuple(f for f in frames if (f.slope, f.intercept) != usual)
 
 
 def _check_positions_on_line(
@@ -337,12 +337,14 @@ def _plan_geometry(frames: Sequence[_Frame], header: dict) -> _Geometry:
             )
     for f in frames:
         lo, hi = PIXEL_SPACING_RANGE_MM
-        if not all(lo <= v <= hi for v in f.pixel_spacing):
+        f_ps = f.pixel_spacing
+        assert f_ps is not None  # frames without one were refused above
+        if not all(lo <= v <= hi for v in f_ps):
             raise _short(
                 "implausible pixel spacing",
                 InconsistentSlices(
                     f"The {_label(f)} of the {name} gives a pixel spacing of "
-                    f"{f.pixel_spacing[0]:g} x {f.pixel_spacing[1]:g} mm; a CT's pixels are "
+                    f"{f_ps[0]:g} x {f_ps[1]:g} mm; a CT's pixels are "
                     f"{lo:g}-{hi:g} mm. The header is damaged; export the series again."
                 ),
             )
@@ -443,12 +445,13 @@ def _plan_geometry(frames: Sequence[_Frame], header: dict) -> _Geometry:
         tilt_deg = math.degrees(math.atan2(lateral, depth_rel[-1]))
     tol = max(0.02, 0.02 * median)
     irregular = np.abs(gaps - median) > tol
-    lone = _displaced_slice(depth, irregular, median, tol) if 0 < irregular.sum() <= 3 else None
-    if lone is not None:
+    displaced = (_displaced_slice(depth, irregular, median, tol)
+                 if 0 < irregular.sum() <= 3 else None)
+    if displaced is not None:
         # One slice off the regular spacing all the others keep (with a gap where it belongs):
         # its recorded position is wrong, or it is of another acquisition. Resampling would put
         # its pixels at the wrong depth; say which file it is instead.
-        k, off = lone
+        k, off = displaced
         raise _short(
             "one slice off the spacing",
             InconsistentSlices(

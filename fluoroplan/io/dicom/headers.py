@@ -103,9 +103,9 @@ class _Frame:
 
     pixels: _Pixels
     index: int  # frame index in the file (0 for a single-frame file)
-    ipp: tuple[float, float, float] | None
+    ipp: tuple[float, ...] | None  # three numbers
     iop: tuple[float, ...] | None
-    pixel_spacing: tuple[float, float] | None  # (between rows, between columns) in mm
+    pixel_spacing: tuple[float, ...] | None  # (between rows, between columns) in mm
     slope: float
     intercept: float
     instance: int
@@ -460,7 +460,7 @@ def _read_instance(path: str, headers: dict[str, dict] | None = None) -> _Instan
             "RescaleIntercept",
         )
     }
-    per_frame = []
+    per_frame: list = []
     if n_frames > 1 or "SharedFunctionalGroupsSequence" in ds:
         shared_seq = _get(ds, "SharedFunctionalGroupsSequence")
         if shared_seq:

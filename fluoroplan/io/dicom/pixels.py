@@ -93,7 +93,7 @@ def _read_native(frame: _Frame, out: np.ndarray) -> np.ndarray:
     px = frame.pixels
     with open(px.path, "rb", buffering=0) as fp:
         fp.seek(px.offset + frame.index * px.frame_bytes)
-        got = fp.readinto(memoryview(out).cast("B"))
+        got = fp.readinto(out.data.cast("B"))
     if got != px.frame_bytes:
         raise DecodeError(
             f"The file {Path(px.path).name} ended before its image data did (truncated). "
@@ -112,14 +112,14 @@ def _decode(frame: _Frame, cache: dict) -> np.ndarray:
                 ds = pydicom.dcmread(px.path, force=True)
                 arr = ds.pixel_array
         else:
-            arr = cache.get(px.path)
-            if arr is None:
+            frames = cache.get(px.path)
+            if frames is None:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    arr = pydicom.dcmread(px.path, force=True).pixel_array
+                    frames = pydicom.dcmread(px.path, force=True).pixel_array
                 cache.clear()
-                cache[px.path] = arr
-            arr = arr[frame.index]
+                cache[px.path] = frames
+            arr = frames[frame.index]
     except Exception as exc:  # noqa: BLE001 - any decoder failure becomes a DecodeError
         raise DecodeError(
             f"The image data of {Path(px.path).name} could not be decoded "
