@@ -14,7 +14,8 @@ import numpy.typing as npt
 from scipy.spatial import cKDTree
 
 from fluoroplan.io.volume import CTVolume
-from fluoroplan.segmentation.structures import CANAL_LABEL, FORAMEN_LABEL, labels_for_analysis
+from fluoroplan.segmentation.label_volume import labels_for_analysis
+from fluoroplan.segmentation.structures import CANAL_LABEL, FORAMEN_LABEL
 
 PROCEDURE_POSITION = "HFP"
 """Vertebral augmentation is done prone (CONVENTIONS.md); head first unless the user says so."""
@@ -234,7 +235,7 @@ class PlanningCase:
     canal's lumen, the lumbar foramina, the ilia and the ribs: ``segmentation.structures``);
     ``label_values`` names the vertebrae's values ({"L2": 4}). Without them (a saved analysis,
     a phantom's ground truth) the anatomy is measured again on the CT
-    (:func:`fluoroplan.segmentation.structures.labels_for_analysis`): the canal and the bone a
+    (:func:`fluoroplan.segmentation.label_volume.labels_for_analysis`): the canal and the bone a
     path crosses are always the CT's own voxels, never a shape stand-in.
     """
 

@@ -18,7 +18,8 @@ from fluoroplan.io.volume import CTVolume
 from fluoroplan.segmentation.anatomy import Anatomy, analyze_anatomy
 from fluoroplan.segmentation.errors import NoSpineFound
 from fluoroplan.segmentation.implants import DEFAULT_METAL_HU, Implants, find_implants
-from fluoroplan.segmentation.structures import add_structures
+from fluoroplan.segmentation.label_volume import add_structures
+from fluoroplan.segmentation.labelmaps import anatomy_from_label_map
 from fluoroplan.segmentation.vertebrae import BONE_HU, SACRUM_BELOW_S1
 
 
@@ -144,7 +145,6 @@ def analyze(
     metal = volume.hu >= thr
     implants = None
     if label_map is not None:
-        from fluoroplan.segmentation.labelmaps import anatomy_from_label_map
 
         anatomy = anatomy_from_label_map(volume, label_map, metal_mask=metal,
                                          progress=Stage(progress, 0.0, 0.6, cancel),

@@ -29,6 +29,7 @@ from fluoroplan.geometry.conventions import TITANIUM_MIN_HU
 from fluoroplan.io.progress import CancelToken, ProgressCallback
 from fluoroplan.io.volume import CTVolume
 from fluoroplan.segmentation import levels as lv
+from fluoroplan.segmentation.anatomy import Anatomy, _report
 from fluoroplan.segmentation.errors import LabelMapError, UnknownLevel
 from fluoroplan.segmentation.vertebrae import (
     BONE_HU,
@@ -250,7 +251,6 @@ def anatomy_from_label_map(
     LabelMapError
         Unreadable file, no vertebra labels, or labels that do not overlap the CT.
     """
-    from fluoroplan.segmentation.anatomy import Anatomy, _report
 
     t0 = time.perf_counter()
     times: dict[str, float] = {}

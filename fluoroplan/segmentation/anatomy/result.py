@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from fluoroplan.segmentation import levels as lv
+from fluoroplan.segmentation.structures import structures_json
 from fluoroplan.segmentation.vertebrae import Vertebra
 
 
@@ -32,7 +33,7 @@ class Anatomy:
         Seconds per stage (for the benchmark).
     canal : segmentation.canal.Canal or None
         The spinal canal's lumen as voxels, its foramina and its size per level, once
-        :func:`fluoroplan.segmentation.structures.add_structures` has run (the lumen and the
+        :func:`fluoroplan.segmentation.label_volume.add_structures` has run (the lumen and the
         foramina are then also ``structures.CANAL_LABEL`` / ``FORAMEN_LABEL`` in ``labels``).
     other_bones : segmentation.bones.OtherBones or None
         The ilia and the ribs (``ILIUM_LABEL`` / ``RIB_LABEL`` in ``labels``), likewise.
@@ -67,8 +68,6 @@ class Anatomy:
     def to_json(self) -> dict:
         """Vertebrae (each with its canal's narrowest section once the lumen is known), the
         canal's centreline, the pelvis, the warnings."""
-        from fluoroplan.segmentation.structures import structures_json
-
         return structures_json(self, {
             "vertebrae": [{**v.to_json(), "label_value": int(v.label_value)}
                           for v in self.vertebrae],
