@@ -180,7 +180,7 @@ class AttenuationVolume:
         key = (level, 0 if slice_axis == 0 else 1)
         if key not in self._occupied:
             rows2d = self.layout(level, slice_axis)[0]
-            self._occupied[key] = rows2d.any(axis=1)
+            self._occupied[key] = np.asarray(rows2d.any(axis=1))
         return self._occupied[key]
 
 
@@ -333,7 +333,7 @@ def render_line_integrals(
         inter_t = chunk(*spans[0])
     else:
         with ThreadPoolExecutor(len(spans)) as pool:
-            inter_t = sum(pool.map(lambda ab: chunk(*ab), spans))
+            inter_t = np.asarray(sum(pool.map(lambda ab: chunk(*ab), spans)))
     inter = inter_t.T  # (nb, na)
 
     # warp the intermediate image to the detector (bilinear); weight by the path length (mm)

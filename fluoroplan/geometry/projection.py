@@ -25,7 +25,7 @@ indexed ``img[v, u]``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -57,6 +57,16 @@ class Projection:
 
     pose: CArmPose
     isocenter_lps: np.ndarray
+    # derived in __post_init__ (not constructor arguments, not in the repr)
+    detector_dir_lps: np.ndarray = field(init=False, repr=False)
+    right_lps: np.ndarray = field(init=False, repr=False)
+    down_lps: np.ndarray = field(init=False, repr=False)
+    source_lps: np.ndarray = field(init=False, repr=False)
+    detector_center_lps: np.ndarray = field(init=False, repr=False)
+    shape_px: tuple[int, int] = field(init=False, repr=False)
+    center_px: np.ndarray = field(init=False, repr=False)
+    cam_from_lps: np.ndarray = field(init=False, repr=False)
+    px_from_lps: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         iso = np.asarray(self.isocenter_lps, dtype=float).reshape(3)

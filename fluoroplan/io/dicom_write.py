@@ -15,6 +15,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import (
+    UID,
     CTImageStorage,
     ExplicitVRLittleEndian,
     JPEG2000Lossless,
@@ -41,14 +42,15 @@ def _fmt(values: Sequence[float]) -> list[str]:
 
 
 def _base_dataset(
-    patient: dict, study: dict, sop_class: str, sop_uid: str, ts: str
+    patient: dict, study: dict, sop_class: UID, sop_uid: UID, ts: UID
 ) -> FileDataset:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = sop_uid
     meta.TransferSyntaxUID = ts if ts != JPEGLosslessSV1 else ExplicitVRLittleEndian
-    meta.ImplementationClassUID = "1.2.826.0.1.3680043.8.498.1"
-    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
+    meta.ImplementationClassUID = UID("1.2.826.0.1.3680043.8.498.1")
+    # an in-memory dataset: pydicom accepts None (no file) though its annotation does not
+    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)  # type: ignore[arg-type]
     ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = sop_uid
     ds.PatientName = patient.get("name", "PHANTOM^FLUOROPLAN")
@@ -76,7 +78,7 @@ def _store_pixels(ds, frames_hu: np.ndarray, signed: bool, bits_stored: int) -> 
     """Set pixel module attributes and return the stored integer array."""
     if signed:
         slope, intercept = 1.0, 0.0
-        stored = frames_hu.astype(np.int16)
+        stored: np.ndarray = frames_hu.astype(np.int16)
         lo, hi = -(1 << (bits_stored - 1)), (1 << (bits_stored - 1)) - 1
     else:
         slope, intercept = 1.0, -1024.0
@@ -113,7 +115,7 @@ def _encode_with_gdcm(ds, ts: str) -> None:
     """pydicom cannot encode JPEG Lossless; GDCM (a test-only dependency) can."""
     import tempfile
 
-    import gdcm  # type: ignore[import-not-found]
+    import gdcm
 
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "in.dcm", Path(tmp) / "out.dcm"

@@ -34,6 +34,8 @@ class CTVolume:
     identifiers: dict = field(default_factory=dict)
     patient: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    # derived in __post_init__ (not a constructor argument, not in the repr)
+    _ijk_from_lps: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.hu.ndim != 3:

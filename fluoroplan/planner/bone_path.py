@@ -52,9 +52,8 @@ def target_values(case: PlanningCase, traj: Trajectory) -> set[int]:
     names = [traj.level]
     if traj.target.kind == "cage" and "-" in traj.target.ref:
         names += traj.target.ref.split("-", 1)
-    out = {case.label_value(n) for n in names}
-    out.discard(None)
-    return out
+    values = {case.label_value(n) for n in names}
+    return {v for v in values if v is not None}
 
 
 def vertebra_part(v: VertebraGeom, p_lps: np.ndarray, case: PlanningCase) -> str:
@@ -134,7 +133,7 @@ def bone_checks(case: PlanningCase, traj: Trajectory, path: np.ndarray,
         pass
     thoracic_extra = (vert is not None and vert.thoracic
                       and traj.approach.startswith("extrapedicular"))
-    if thoracic_extra and vert.rib_heads_lps:
+    if thoracic_extra and vert is not None and vert.rib_heads_lps:
         heads = np.array(list(vert.rib_heads_lps.values()), float)
         d = np.min(np.linalg.norm(path[:, None, :] - heads[None, :, :], axis=2), axis=1)
         corridor_ok = d <= CORRIDOR_REACH_MM

@@ -167,7 +167,7 @@ def run_checks(
     #    (lateral view), the needle must stay lateral to the canal's outline on the AP view (its
     #    lateral boundary at the pedicle is the medial pedicle wall)
     outline = case.canal_outline(vert) if vert is not None else None
-    if outline is not None:
+    if outline is not None and vert is not None:
         checks.append(_medial_wall_check(vert, outline, path, r))
 
     # 4. lateral cortex breach (transpedicular approaches): length of the pedicle passage outside bone
@@ -183,9 +183,9 @@ def run_checks(
             in_ped &= d_ax > ts.diameter_mm / 2 + max(ts.halo_mm, 1.0) + 1.5
         if in_ped.any():
             hu = case.hu_at(path[in_ped])
-            outside = (hu < BONE_HU) & (hu > AIR_HU)
+            outside_bone = (hu < BONE_HU) & (hu > AIR_HU)
             lateral = np.abs(loc[in_ped, 0]) > abs(ped_l[0])
-            breach = float(np.sum(outside & lateral) * step)
+            breach = float(np.sum(outside_bone & lateral) * step)
         else:
             breach = 0.0
         st = _status(breach, LATERAL_BREACH_WARN, LATERAL_BREACH_FAIL, False)

@@ -163,7 +163,7 @@ def _seg(a, b, step=0.5):
 def _screw_for(case: PlanningCase, cand: Candidate) -> str | None:
     best, dmin = None, np.inf
     for s in case.screws:
-        d = np.linalg.norm(np.cross(cand.contact_lps - s.head_lps, s.axis_lps))
+        d = float(np.linalg.norm(np.cross(cand.contact_lps - s.head_lps, s.axis_lps)))
         if d < dmin:
             best, dmin = s.id, d
     return best
@@ -319,7 +319,7 @@ def propose(case: PlanningCase, target: Target, approach: str, side: str,
     counts: dict[str, int] = {}
     for q in ranked:
         counts[q.hard_fail] = counts.get(q.hard_fail, 0) + 1
-    worst = max(counts, key=counts.get)
+    worst = max(counts, key=lambda k: counts[k])
     return NoSafeTrajectory(target, approach, worst, blockers_sentence(ranked))
 
 
@@ -340,14 +340,18 @@ def plan_case(volume, analysis: dict, targets: list[Target] | None = None,
     case = PlanningCase(volume, analysis, procedure_position=procedure_position, labels=labels,
                         label_values=label_values)
     targets = targets_from_analysis(case) if targets is None else targets
-    trajs, unsolved = [], []
+    trajs: list[Trajectory] = []
+    unsolved: list[NoSafeTrajectory] = []
     jobs = [(t, a, s) for t in targets for a, s in applicable(case, t)]
     for n, (t, a, s) in enumerate(jobs):
         if cancel is not None:
             cancel.check()
         progress(n / max(len(jobs), 1), f"Planning {t.ref}: {a} ({s})")
         res = propose(case, t, a, s, cancel)
-        (trajs if isinstance(res, Trajectory) else unsolved).append(res)
+        if isinstance(res, Trajectory):
+            trajs.append(res)
+        else:
+            unsolved.append(res)
     progress(1.0, "Planning done")
     kw = {} if planner is None else {"planner": planner}
     series = volume.series_json() if hasattr(volume, "series_json") else {}

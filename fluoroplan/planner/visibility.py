@@ -34,6 +34,7 @@ angulation -8 deg) clears the left rod (L1-L3)"), or says that none within 15 de
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -128,9 +129,10 @@ def _metal_of(case) -> _Metal:
     if len(pts):
         pts = pts[case.hu_at(pts) >= TITANIUM_MIN_HU]
     a = case.analysis
-    geoms: list[tuple[str, str, object]] = []  # key, name, distance function
+    # key, name, distance function (signed distance, mm, of (N, 3) LPS points)
+    geoms: list[tuple[str, str, Callable[..., np.ndarray]]] = []
     for s in case.screws:
-        raw = next((x for x in a.get("screws", []) if str(x.get("id")) == s.id), {})
+        raw: dict = next((x for x in a.get("screws", []) if str(x.get("id")) == s.id), {})
         tulip_h = float(raw.get("tulip_height_mm") or 15.0)
         tulip_r = 0.5 * float(raw.get("tulip_diameter_mm") or 12.0)
         top = s.head_lps - tulip_h * s.axis_lps
@@ -336,7 +338,8 @@ def _assess(case, traj, view: str, pose: CArmPose, metal: _Metal, needed) -> Vie
             along = keys.index(f"screw:{traj.target.ref}")
     proj = _projection(pose, traj)
     lms = landmarks(case, traj, view, -proj.detector_dir_lps)
-    hidden, blockers = {}, {}
+    hidden: dict[str, float] = {}
+    blockers: dict[str, list[tuple[str, float]]] = {}
     img = metal_mm_images(proj, objs) if objs else None
     for name, pts in lms.items():
         if img is None or len(pts) == 0:
