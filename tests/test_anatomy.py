@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fluoroplan.io.analysis_json import vertebra_json
 from fluoroplan.io.errors import FluoroplanError
 from fluoroplan.io.volume import CTVolume
+from fluoroplan.model.anatomy import Vertebra
 from fluoroplan.segmentation import levels as lv
 from fluoroplan.segmentation.anatomy import _canonical, analyze_anatomy
 from fluoroplan.segmentation.errors import NoSpineFound, UnknownLevel
 from fluoroplan.segmentation.vertebrae import (
-    Vertebra,
     genant_grade,
     grade_bounds,
     grade_heights,
@@ -92,7 +93,7 @@ def test_apply_labels_marks_out_of_range_positions_generic():
 
 
 def test_vertebra_json_keys():
-    d = _vertebra(0).to_json()
+    d = vertebra_json(_vertebra(0))
     for key in ("label", "label_confident", "centroid_lps", "heights_mm", "fracture_grade"):
         assert key in d
     assert set(d["heights_mm"]) == {"anterior", "middle", "posterior"}

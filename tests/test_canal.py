@@ -11,6 +11,7 @@ from conftest import shared_data
 from phantom_fixtures import full_phantom, small_phantom
 from scipy import ndimage as ndi
 
+from fluoroplan.io.analysis_json import canal_level_json
 from fluoroplan.resources.phantom import STRUCTURE_CODES
 from fluoroplan.segmentation.anatomy import analyze_anatomy
 from fluoroplan.segmentation.canal import Canal, segment_canal
@@ -181,7 +182,7 @@ def test_no_prior_is_an_anatomy_error():
 
 def test_level_json_is_rounded():
     _, _, canal = _case("1.5mm")
-    j = canal.levels["L3"].to_json()
+    j = canal_level_json(canal.levels["L3"])
     assert set(j) == {"area_mm2", "width_mm", "depth_mm", "narrowest_lps", "closed"}
     assert isinstance(j["closed"], bool) and len(j["narrowest_lps"]) == 3
 

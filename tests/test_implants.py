@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from fluoroplan.io.analysis_json import implants_json
 from fluoroplan.io.errors import Cancelled
 from fluoroplan.io.progress import CancelToken
 from fluoroplan.io.volume import CTVolume
@@ -138,7 +139,7 @@ def test_cage_between_levels(results, key):
 
 def test_json_keys(results):
     _, imp = results["hfp_streaks_cage"]
-    doc = json.loads(json.dumps(imp.to_json()))
+    doc = json.loads(json.dumps(implants_json(imp)))
     screw_keys = {"id", "level", "side", "tip_lps", "head_lps", "axis_lps", "diameter_mm",
                   "length_mm", "halo_mm", "loose"}
     assert all(screw_keys <= set(s) for s in doc["screws"])

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from phantom_fixtures import implants_of_variants
 
+from fluoroplan.io.analysis_json import cement_json, connector_json, implants_json
 from fluoroplan.resources.phantom import make_phantom
 from fluoroplan.segmentation.implants import find_implants
 
@@ -92,7 +93,7 @@ def test_crosslinks_are_connectors(results, key):
         c = min(imp.connectors, key=lambda c: abs(c.center_lps[2] - t["center_lps"][2]))
         rel = np.asarray(t["center_lps"]) - c.ends_lps[0]
         along = float(rel @ c.axis_lps)
-        assert np.linalg.norm(rel - along * c.axis_lps) < 3.0, (c.to_json(), t)  # on its line
+        assert np.linalg.norm(rel - along * c.axis_lps) < 3.0, (connector_json(c), t)  # on its line
         assert 0.0 < along < c.length_mm  # between its ends
         assert _angle_deg(c.axis_lps, t["axis_lps"]) < 5.0
         assert abs(c.length_mm - t["length_mm"]) < 12.0, (c.length_mm, t["length_mm"])
@@ -108,7 +109,7 @@ def test_cement_is_cement_with_its_vertebra(results, key):
     for t in truth:
         screw = t.get("screw", "")
         c = next((c for c in imp.cement if c.level == t["level"] and c.screw == screw), None)
-        assert c is not None, (t, [c.to_json() for c in imp.cement])
+        assert c is not None, (t, [cement_json(c) for c in imp.cement])
         if not screw:  # a vertebroplasty's blob: where the truth's is
             assert np.linalg.norm(c.center_lps - t["center_lps"]) < 5.0
     # never a cage: cages only between two vertebrae
@@ -123,7 +124,7 @@ def test_cement_augmented_screw_not_loose(results):
 
 def test_json_has_connectors_and_cement(results):
     _, imp = results["augmented_xlink_cement"]
-    doc = json.loads(json.dumps(imp.to_json()))
+    doc = json.loads(json.dumps(implants_json(imp)))
     assert {"kind", "between", "center_lps", "ends_lps", "length_mm"} <= set(doc["connectors"][0])
     assert {"level", "screw", "center_lps", "dense_volume_mm3"} <= set(doc["cement"][0])
 

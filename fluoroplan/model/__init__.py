@@ -1,7 +1,13 @@
 """The domain model: what fluoroplan reasons about, as frozen dataclasses in LPS mm and degrees,
 with no Qt and no files.
 
-:mod:`.plan` holds the needle, the target, the safety check, the trajectory, the "no safe
-trajectory" result and the plan. Their JSON forms live at the file boundary
-(:mod:`fluoroplan.io.plan_json`, checked against ``resources/plan.schema.json``).
+- :mod:`.implants`: a screw's halo, screws, rods, cages, cross-links, cement, other metal,
+  and all the implants of a CT (what :mod:`fluoroplan.segmentation` finds);
+- :mod:`.anatomy`: a vertebra with its body planes, pedicles and canal section (found on the
+  CT or read from a TotalSegmentator / Slicer label map: the same objects);
+- :mod:`.plan`: the needle, the target, the safety check, the trajectory, the "no safe
+  trajectory" result and the plan (what :mod:`fluoroplan.planner` makes).
+
+Their JSON forms live at the file boundary: :mod:`fluoroplan.io.analysis_json` and
+:mod:`fluoroplan.io.plan_json`, checked against ``resources/*.schema.json``.
 """

@@ -12,12 +12,14 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from fluoroplan.io.analysis_json import implants_json
 from fluoroplan.io.jsonio import ANALYSIS_SCHEMA
 from fluoroplan.io.progress import CancelToken, ProgressCallback, Stage
 from fluoroplan.io.volume import CTVolume
+from fluoroplan.model.implants import Implants
 from fluoroplan.segmentation.anatomy import Anatomy, analyze_anatomy
 from fluoroplan.segmentation.errors import NoSpineFound
-from fluoroplan.segmentation.implants import DEFAULT_METAL_HU, Implants, find_implants
+from fluoroplan.segmentation.implants import DEFAULT_METAL_HU, find_implants
 from fluoroplan.segmentation.label_volume import add_structures
 from fluoroplan.segmentation.labelmaps import anatomy_from_label_map
 from fluoroplan.segmentation.vertebrae import BONE_HU, SACRUM_BELOW_S1
@@ -38,7 +40,7 @@ class Analysis:
 
     def to_json(self) -> dict:
         """The ``fluoroplan.analysis/1`` document (what ``fluoroplan analyze`` writes)."""
-        imp = self.implants.to_json()
+        imp = implants_json(self.implants)
         anat = self.anatomy.to_json()
         return {
             "schema": ANALYSIS_SCHEMA,

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
+from fluoroplan.model.anatomy import CanalLevel
 from fluoroplan.segmentation.errors import AnatomyError
 
 STEP_MM = 1.0
@@ -94,27 +95,6 @@ COARSE_MM = 2.0
 # --------------------------------------------------------------------------------------------
 # result types
 # --------------------------------------------------------------------------------------------
-@dataclass(frozen=True, eq=False)
-class CanalLevel:
-    """One vertebra's stretch of the canal, measured at its narrowest section (perpendicular to
-    the centreline): area, left-right width, antero-posterior depth, the section's centre, and
-    whether the bony ring is closed there (else the boundary was partly interpolated)."""
-
-    label: str
-    area_mm2: float
-    width_mm: float
-    depth_mm: float
-    narrowest_lps: np.ndarray
-    closed: bool
-
-    def to_json(self) -> dict:
-        return {
-            "area_mm2": round(float(self.area_mm2), 1),
-            "width_mm": round(float(self.width_mm), 2),
-            "depth_mm": round(float(self.depth_mm), 2),
-            "narrowest_lps": [round(float(c), 2) for c in self.narrowest_lps],
-            "closed": bool(self.closed),
-        }
 
 
 @dataclass(frozen=True, eq=False)

@@ -23,13 +23,14 @@ contrast, beside the thread's crests) nothing is seen: the halo is looked for be
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from fluoroplan.geometry.conventions import LOOSENING_HALO_MM
 from fluoroplan.io.volume import CTVolume
+from fluoroplan.model.implants import Halo
 from fluoroplan.segmentation.implants_profiles import (
     CLIP_MARGIN_HU,
     FLUID_HU,
@@ -61,85 +62,6 @@ DIP_SEEN_MM = 0.5
 """...or within this of the first sample blooming leaves to be seen, when that is further out."""
 RIM_MODEL_ERROR = 0.1
 """Relative error of the shaft model's rim (see :func:`_blind_radius`)."""
-
-
-@dataclass(frozen=True, eq=False)
-class Halo:
-    """The radiolucent rim around one screw shaft.
-
-    Attributes
-    ----------
-    median_mm, max_mm : float
-        Halo width from the metal surface to bone: median over the halo stretch (its positions
-        wider than 1 mm) when the screw is loose, else over the in-bone shaft; maximum of the
-        per-position widths.
-    from_mm, to_mm : float
-        The longest stretch where the halo is wider than 1 mm, in mm along the axis from the
-        screw head (both 0 when there is none).
-    in_bone_from_mm, in_bone_to_mm : float
-        The part of the shaft measured inside bone.
-    loose : bool
-        Halo wider than ``LOOSENING_HALO_MM`` over >= 30 % of the in-bone shaft or >= 10 mm.
-    s_mm, width_mm : ndarray
-        Position along the axis from the head and the per-position width (NaN out of bone).
-    bone_hu, threshold_hu : float
-        Bone level around the screw and the threshold at which bone is deemed recovered.
-    volume_mm3 : float
-        Halo volume over the stretch from the measured widths (annulus integral); 0 unless loose.
-    mask : ndarray bool [k, j, i] ; mask_origin_ijk : (i0, j0, k0)
-        The halo voxels (HU below the threshold, outside the metal, within the stretch) in a
-        box of the CT grid starting at ``mask_origin_ijk``; ``mask_volume_mm3`` their volume.
-        Empty unless loose.
-    blind_mm : float
-        How far from the metal surface its blurred rim (blooming, and the voxels' partial
-        volume: a few tenths of a mm) hides everything; the halo is looked for beyond, and a
-        halo narrower than this cannot be told.
-    """
-
-    median_mm: float
-    max_mm: float
-    from_mm: float
-    to_mm: float
-    in_bone_from_mm: float
-    in_bone_to_mm: float
-    loose: bool
-    s_mm: np.ndarray
-    width_mm: np.ndarray
-    bone_hu: float
-    threshold_hu: float
-    volume_mm3: float
-    mask: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), bool))
-    mask_origin_ijk: tuple[int, int, int] = (0, 0, 0)
-    mask_volume_mm3: float = 0.0
-    blind_mm: float = 0.0
-
-    @property
-    def mask_bbox_ijk(self) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-        """Half-open voxel box ``((i0, j0, k0), (i1, j1, k1))`` of :attr:`mask`."""
-        i0, j0, k0 = self.mask_origin_ijk
-        nk, nj, ni = self.mask.shape
-        return (i0, j0, k0), (i0 + ni, j0 + nj, k0 + nk)
-
-    def points_lps(self, volume: CTVolume) -> np.ndarray:
-        """LPS centres of the halo voxels (N, 3)."""
-        kji = np.argwhere(self.mask)
-        ijk = kji[:, ::-1] + np.asarray(self.mask_origin_ijk)
-        return volume.lps_from_ijk_points(ijk)
-
-    def to_json(self) -> dict:
-        lo, hi = self.mask_bbox_ijk
-        return {
-            "median_mm": round(float(self.median_mm), 2), "max_mm": round(float(self.max_mm), 2),
-            "from_mm": round(float(self.from_mm), 1), "to_mm": round(float(self.to_mm), 1),
-            "in_bone_from_mm": round(float(self.in_bone_from_mm), 1),
-            "in_bone_to_mm": round(float(self.in_bone_to_mm), 1),
-            "loose": bool(self.loose), "bone_hu": round(float(self.bone_hu), 1),
-            "threshold_hu": round(float(self.threshold_hu), 1),
-            "volume_mm3": round(float(self.volume_mm3), 1),
-            "mask_volume_mm3": round(float(self.mask_volume_mm3), 1),
-            "blind_mm": round(float(self.blind_mm), 2),
-            "mask_bbox_ijk": [list(lo), list(hi)],
-        }
 
 
 def _longest_stretch(s: np.ndarray, on: np.ndarray, valid: np.ndarray,

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -46,10 +46,16 @@ from scipy.spatial import cKDTree
 from fluoroplan.geometry.conventions import LOOSENING_HALO_MM
 from fluoroplan.io.progress import CancelToken, ProgressCallback
 from fluoroplan.io.volume import CTVolume
-from fluoroplan.segmentation.halo import Halo, measure_halo
-from fluoroplan.segmentation.implants_constructs import (
+from fluoroplan.model.implants import (
+    Cage,
     Cement,
-    Connector,
+    Implants,
+    OtherMetal,
+    Rod,
+    Screw,
+)
+from fluoroplan.segmentation.halo import measure_halo
+from fluoroplan.segmentation.implants_constructs import (
     bridges_rods,
     connector,
     is_cement,
@@ -109,139 +115,6 @@ def _r(v, nd: int = 2) -> list[float]:
 # --------------------------------------------------------------------------------------------
 # results
 # --------------------------------------------------------------------------------------------
-@dataclass(frozen=True, eq=False)
-class Screw:
-    """One pedicle screw (LPS mm; ``axis_lps`` is the unit vector from head to tip)."""
-
-    id: str
-    level: str
-    side: str
-    tip_lps: np.ndarray
-    head_lps: np.ndarray
-    axis_lps: np.ndarray
-    diameter_mm: float
-    length_mm: float
-    halo: Halo
-    core_diameter_mm: float = 0.0
-    tulip: bool = False
-    label_value: int = 0
-
-    @property
-    def halo_mm(self) -> float:
-        return float(self.halo.median_mm)
-
-    @property
-    def loose(self) -> bool:
-        return bool(self.halo.loose)
-
-    def to_json(self) -> dict:
-        return {
-            "id": self.id, "level": self.level, "side": self.side,
-            "tip_lps": _r(self.tip_lps), "head_lps": _r(self.head_lps),
-            "axis_lps": _r(self.axis_lps, 4), "diameter_mm": round(float(self.diameter_mm), 2),
-            "length_mm": round(float(self.length_mm), 1), "halo_mm": round(self.halo_mm, 2),
-            "loose": self.loose, "halo": self.halo.to_json(),
-            "core_diameter_mm": round(float(self.core_diameter_mm), 2), "tulip": bool(self.tulip),
-        }
-
-
-@dataclass(frozen=True, eq=False)
-class Rod:
-    """A rod: centreline polyline (cranial to caudal) and diameter."""
-
-    side: str
-    points_lps: np.ndarray
-    diameter_mm: float
-
-    @property
-    def length_mm(self) -> float:
-        return float(np.linalg.norm(np.diff(self.points_lps, axis=0), axis=1).sum())
-
-    def to_json(self) -> dict:
-        return {"side": self.side, "points_lps": [_r(p) for p in self.points_lps],
-                "diameter_mm": round(float(self.diameter_mm), 2),
-                "length_mm": round(self.length_mm, 1)}
-
-
-@dataclass(frozen=True, eq=False)
-class Cage:
-    """An interbody cage: centre, extent along its principal axes, the vertebrae around it."""
-
-    between: tuple[str, str]
-    center_lps: np.ndarray
-    extent_mm: np.ndarray
-    axes_lps: np.ndarray  # columns: principal axes, longest first
-    volume_mm3: float
-
-    def to_json(self) -> dict:
-        return {"between": list(self.between), "center_lps": _r(self.center_lps),
-                "extent_mm": _r(self.extent_mm, 1),
-                "axes_lps": [_r(self.axes_lps[:, c], 4) for c in range(3)],
-                "metal_volume_mm3": round(float(self.volume_mm3), 1)}
-
-
-@dataclass(frozen=True, eq=False)
-class OtherMetal:
-    """Metal that is not a screw, rod or cage (prosthesis, stent, wires, cross-link ...)."""
-
-    description: str
-    center_lps: np.ndarray
-    extent_mm: np.ndarray
-    volume_mm3: float
-    bbox_ijk: tuple[tuple[int, int, int], tuple[int, int, int]]
-
-    def to_json(self) -> dict:
-        return {"description": self.description, "center_lps": _r(self.center_lps),
-                "extent_mm": _r(self.extent_mm, 1), "volume_mm3": round(float(self.volume_mm3), 1),
-                "bbox_ijk": [list(self.bbox_ijk[0]), list(self.bbox_ijk[1])]}
-
-
-@dataclass(frozen=True, eq=False)
-class Implants:
-    """Everything metal in a CT.
-
-    Attributes
-    ----------
-    screws, rods, cages, other : tuples of the objects, screws cranial to caudal.
-    connectors : cross-links (transverse rod connectors), cranial to caudal.
-    cement : bone cement (vertebroplasty, cement-augmented screws) above the metal threshold;
-        never a screw, rod or cage, and not in ``other``.
-    metal_mask : bool [k, j, i]
-        Metal voxels after streak removal (all objects, including other metal).
-    threshold_hu : float
-    warnings : tuple of str
-    timings_s : dict
-        Seconds per stage (for the benchmark).
-    """
-
-    screws: tuple[Screw, ...]
-    rods: tuple[Rod, ...]
-    cages: tuple[Cage, ...]
-    other: tuple[OtherMetal, ...]
-    metal_mask: np.ndarray
-    threshold_hu: float
-    warnings: tuple[str, ...] = ()
-    timings_s: dict = field(default_factory=dict)
-    connectors: tuple[Connector, ...] = ()
-    cement: tuple[Cement, ...] = ()
-
-    def screw(self, screw_id: str) -> Screw:
-        for s in self.screws:
-            if s.id == screw_id:
-                return s
-        raise KeyError(f"no screw {screw_id!r}; found: {', '.join(s.id for s in self.screws)}")
-
-    def to_json(self) -> dict:
-        return {
-            "screws": [s.to_json() for s in self.screws],
-            "rods": [r.to_json() for r in self.rods],
-            "cages": [c.to_json() for c in self.cages],
-            "other_metal": [o.to_json() for o in self.other],
-            "connectors": [c.to_json() for c in self.connectors],
-            "cement": [c.to_json() for c in self.cement],
-            "threshold_hu": float(self.threshold_hu),
-            "warnings": list(self.warnings),
-        }
 
 
 # --------------------------------------------------------------------------------------------

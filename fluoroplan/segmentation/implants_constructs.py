@@ -16,10 +16,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from fluoroplan.model.implants import Connector
 from fluoroplan.segmentation.implants_profiles import unit
 
 CONNECTOR_REACH_MM = 15.0
@@ -49,51 +48,6 @@ def is_cement(hu_values: np.ndarray, clip_hu: float) -> bool:
 
 def _r(v, nd: int = 2) -> list[float]:
     return [round(float(x), nd) for x in np.asarray(v, float).ravel()]
-
-
-@dataclass(frozen=True, eq=False)
-class Connector:
-    """A transverse rod connector (cross-link) between the two rods (LPS mm)."""
-
-    between: tuple[str, str]  # the instrumented levels above and below it ("" when unknown)
-    center_lps: np.ndarray
-    ends_lps: np.ndarray  # 2 x 3: right end, left end
-    axis_lps: np.ndarray  # unit, right to left
-    length_mm: float
-
-    @property
-    def level(self) -> str:
-        return "-".join(x for x in self.between if x)
-
-    def to_json(self) -> dict:
-        return {"kind": "cross-link", "between": list(self.between), "level": self.level,
-                "center_lps": _r(self.center_lps), "ends_lps": [_r(p) for p in self.ends_lps],
-                "axis_lps": _r(self.axis_lps, 4), "length_mm": round(float(self.length_mm), 1)}
-
-
-@dataclass(frozen=True, eq=False)
-class Cement:
-    """Bone cement (PMMA) in or around a vertebra: its dense part above the metal threshold."""
-
-    level: str
-    screw: str  # id of the screw it wraps (cement-augmented screw), "" if none
-    center_lps: np.ndarray
-    extent_mm: np.ndarray
-    volume_mm3: float
-    bbox_ijk: tuple[tuple[int, int, int], tuple[int, int, int]]
-
-    @property
-    def description(self) -> str:
-        where = f" in {self.level}" if self.level else ""
-        if self.screw:
-            return f"bone cement around screw {self.screw} (cement-augmented screw){where}"
-        return f"bone cement{where} (vertebroplasty / kyphoplasty)"
-
-    def to_json(self) -> dict:
-        return {"level": self.level, "screw": self.screw, "description": self.description,
-                "center_lps": _r(self.center_lps), "extent_mm": _r(self.extent_mm, 1),
-                "dense_volume_mm3": round(float(self.volume_mm3), 1),
-                "bbox_ijk": [list(self.bbox_ijk[0]), list(self.bbox_ijk[1])]}
 
 
 def _dist_to_polyline(p: np.ndarray, poly: np.ndarray) -> float:

@@ -28,13 +28,13 @@ from scipy import ndimage as ndi
 from fluoroplan.geometry.conventions import TITANIUM_MIN_HU
 from fluoroplan.io.progress import CancelToken, ProgressCallback
 from fluoroplan.io.volume import CTVolume
+from fluoroplan.model.anatomy import Vertebra
 from fluoroplan.segmentation import levels as lv
 from fluoroplan.segmentation.anatomy import Anatomy, _report
 from fluoroplan.segmentation.errors import LabelMapError, UnknownLevel
 from fluoroplan.segmentation.vertebrae import (
     BONE_HU,
     SACRUM_BELOW_S1,
-    Vertebra,
     VolumeSampler,
     expected_heights,
     grade_heights,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from fluoroplan.segmentation.errors import UnknownLevel
 
 if TYPE_CHECKING:  # pragma: no cover
-    from fluoroplan.segmentation.vertebrae import Vertebra
+    from fluoroplan.model.anatomy import Vertebra
 
 LEVELS: tuple[str, ...] = (
     tuple(f"C{n}" for n in range(1, 8))

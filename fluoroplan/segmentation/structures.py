@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fluoroplan.io.analysis_json import canal_level_json
+
 CANAL_LABEL = 253
 """The spinal canal's lumen (dural sac and epidural space, lateral recesses, sacral canal)."""
 FORAMEN_LABEL = 252
@@ -58,7 +60,7 @@ def structures_json(anatomy, doc: dict) -> dict:
             block = dict(v.get("canal") or {})
             block.pop("radius_mm", None)  # a fitted circle is no canal size: the section's own
             if lvl is not None:
-                block.update(lvl.to_json())
+                block.update(canal_level_json(lvl))
             v["canal"] = block
         doc["canal"] = {
             "label_value": CANAL_LABEL,

@@ -9,9 +9,10 @@ from dataclasses import replace
 
 import numpy as np
 
+from fluoroplan.model.anatomy import Vertebra
 from fluoroplan.segmentation import levels as lv
 from fluoroplan.segmentation.anatomy.separation import _Separation
-from fluoroplan.segmentation.vertebrae import Vertebra, grade_bounds, grade_heights
+from fluoroplan.segmentation.vertebrae import grade_bounds, grade_heights
 
 
 def _assemble(found: list[dict], sep: _Separation, mm_to_lps, warnings: list[str],

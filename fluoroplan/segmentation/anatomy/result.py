@@ -7,9 +7,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from fluoroplan.io.analysis_json import vertebra_json
+from fluoroplan.model.anatomy import Vertebra
 from fluoroplan.segmentation import levels as lv
 from fluoroplan.segmentation.structures import structures_json
-from fluoroplan.segmentation.vertebrae import Vertebra
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,7 +70,7 @@ class Anatomy:
         """Vertebrae (each with its canal's narrowest section once the lumen is known), the
         canal's centreline, the pelvis, the warnings."""
         return structures_json(self, {
-            "vertebrae": [{**v.to_json(), "label_value": int(v.label_value)}
+            "vertebrae": [{**vertebra_json(v), "label_value": int(v.label_value)}
                           for v in self.vertebrae],
             "canal": {
                 "centerline_lps": [[round(float(c), 2) for c in p] for p in self.canal_centerline_lps],

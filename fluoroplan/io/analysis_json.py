@@ -1,0 +1,188 @@
+"""The JSON forms of what the analysis finds (``fluoroplan.analysis/1``, described by
+``resources/analysis.schema.json``): a screw with its halo, a rod, a cage, a cross-link, cement,
+other metal, all implants; a vertebra with its planes, pedicles and canal section.
+
+Each ``*_json`` turns a :mod:`fluoroplan.model.implants` or :mod:`fluoroplan.model.anatomy`
+object into a JSON-ready dict; positions are rounded to 0.01 mm and directions to 1e-4 (what
+the analysis file stores and the planner plans from).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fluoroplan.model.anatomy import CanalLevel, Pedicle, Plane, Vertebra
+from fluoroplan.model.implants import (
+    Cage,
+    Cement,
+    Connector,
+    Halo,
+    Implants,
+    OtherMetal,
+    Rod,
+    Screw,
+)
+
+__all__ = [
+    "canal_level_json",
+    "cage_json",
+    "cement_json",
+    "connector_json",
+    "halo_json",
+    "implants_json",
+    "other_metal_json",
+    "pedicle_json",
+    "plane_json",
+    "rod_json",
+    "screw_json",
+    "vertebra_json",
+]
+
+
+def _r(v, nd: int = 2) -> list[float]:
+    return [round(float(x), nd) for x in np.asarray(v, float).ravel()]
+
+
+def _f(v, nd: int = 2):
+    return None if v is None or not np.isfinite(v) else round(float(v), nd)
+
+
+def _box(bbox) -> list[list[int]]:
+    return [list(bbox[0]), list(bbox[1])]
+
+
+# --- implants -------------------------------------------------------------------------------
+def halo_json(h: Halo) -> dict:
+    lo, hi = h.mask_bbox_ijk
+    return {
+        "median_mm": round(float(h.median_mm), 2), "max_mm": round(float(h.max_mm), 2),
+        "from_mm": round(float(h.from_mm), 1), "to_mm": round(float(h.to_mm), 1),
+        "in_bone_from_mm": round(float(h.in_bone_from_mm), 1),
+        "in_bone_to_mm": round(float(h.in_bone_to_mm), 1),
+        "loose": bool(h.loose), "bone_hu": round(float(h.bone_hu), 1),
+        "threshold_hu": round(float(h.threshold_hu), 1),
+        "volume_mm3": round(float(h.volume_mm3), 1),
+        "mask_volume_mm3": round(float(h.mask_volume_mm3), 1),
+        "blind_mm": round(float(h.blind_mm), 2),
+        "mask_bbox_ijk": [list(lo), list(hi)],
+    }
+
+
+def screw_json(s: Screw) -> dict:
+    return {
+        "id": s.id, "level": s.level, "side": s.side,
+        "tip_lps": _r(s.tip_lps), "head_lps": _r(s.head_lps),
+        "axis_lps": _r(s.axis_lps, 4), "diameter_mm": round(float(s.diameter_mm), 2),
+        "length_mm": round(float(s.length_mm), 1), "halo_mm": round(s.halo_mm, 2),
+        "loose": s.loose, "halo": halo_json(s.halo),
+        "core_diameter_mm": round(float(s.core_diameter_mm), 2), "tulip": bool(s.tulip),
+    }
+
+
+def rod_json(r: Rod) -> dict:
+    return {"side": r.side, "points_lps": [_r(p) for p in r.points_lps],
+            "diameter_mm": round(float(r.diameter_mm), 2),
+            "length_mm": round(r.length_mm, 1)}
+
+
+def cage_json(c: Cage) -> dict:
+    return {"between": list(c.between), "center_lps": _r(c.center_lps),
+            "extent_mm": _r(c.extent_mm, 1),
+            "axes_lps": [_r(c.axes_lps[:, n], 4) for n in range(3)],
+            "metal_volume_mm3": round(float(c.volume_mm3), 1)}
+
+
+def other_metal_json(o: OtherMetal) -> dict:
+    return {"description": o.description, "center_lps": _r(o.center_lps),
+            "extent_mm": _r(o.extent_mm, 1), "volume_mm3": round(float(o.volume_mm3), 1),
+            "bbox_ijk": _box(o.bbox_ijk)}
+
+
+def connector_json(c: Connector) -> dict:
+    return {"kind": "cross-link", "between": list(c.between), "level": c.level,
+            "center_lps": _r(c.center_lps), "ends_lps": [_r(p) for p in c.ends_lps],
+            "axis_lps": _r(c.axis_lps, 4), "length_mm": round(float(c.length_mm), 1)}
+
+
+def cement_json(c: Cement) -> dict:
+    return {"level": c.level, "screw": c.screw, "description": c.description,
+            "center_lps": _r(c.center_lps), "extent_mm": _r(c.extent_mm, 1),
+            "dense_volume_mm3": round(float(c.volume_mm3), 1),
+            "bbox_ijk": _box(c.bbox_ijk)}
+
+
+def implants_json(imp: Implants) -> dict:
+    """The implants' part of the analysis (and the metal threshold and warnings)."""
+    return {
+        "screws": [screw_json(s) for s in imp.screws],
+        "rods": [rod_json(r) for r in imp.rods],
+        "cages": [cage_json(c) for c in imp.cages],
+        "other_metal": [other_metal_json(o) for o in imp.other],
+        "connectors": [connector_json(c) for c in imp.connectors],
+        "cement": [cement_json(c) for c in imp.cement],
+        "threshold_hu": float(imp.threshold_hu),
+        "warnings": list(imp.warnings),
+    }
+
+
+# --- anatomy --------------------------------------------------------------------------------
+def plane_json(p: Plane | None) -> dict | None:
+    return None if p is None else {"point_lps": _r(p.point_lps), "normal_lps": _r(p.normal_lps, 4)}
+
+
+def pedicle_json(p: Pedicle | None) -> dict | None:
+    if p is None:
+        return None
+    return {
+        "side": p.side,
+        "axis_point_lps": _r(p.axis_point_lps),
+        "axis_dir_lps": _r(p.axis_dir_lps, 4),
+        "narrowest_width_mm": round(float(p.narrowest_width_mm), 2),
+        "height_mm": round(float(p.height_mm), 2),
+    }
+
+
+def canal_level_json(c: CanalLevel) -> dict:
+    return {
+        "area_mm2": round(float(c.area_mm2), 1),
+        "width_mm": round(float(c.width_mm), 2),
+        "depth_mm": round(float(c.depth_mm), 2),
+        "narrowest_lps": [round(float(x), 2) for x in c.narrowest_lps],
+        "closed": bool(c.closed),
+    }
+
+
+def vertebra_json(v: Vertebra) -> dict:
+    """``label, label_confident, centroid_lps`` (whole vertebra), ``body_centroid_lps``,
+    ``heights_mm, fracture_grade`` and the other measurements."""
+    return {
+        "label": v.label,
+        "label_confident": bool(v.label_confident),
+        "label_source": v.label_source,
+        "index": int(v.index),
+        "kind": v.kind,
+        "complete": bool(v.complete),
+        # the whole vertebra's centroid (body, arch and processes: what a vertebra label
+        # map's centre of mass gives); the body's own centroid beside it
+        "centroid_lps": _r(v.vertebra_centroid_lps),
+        "body_centroid_lps": _r(v.centroid_lps),
+        "axis_lps": _r(v.axis_lps, 4),
+        "heights_mm": {k: _f(h) for k, h in v.heights_mm.items()},
+        "expected_height_mm": _f(v.expected_height_mm),
+        "height_loss": _f(v.height_loss, 3),
+        "fracture_grade": v.fracture_grade,
+        "superior_endplate": plane_json(v.superior_endplate),
+        "inferior_endplate": plane_json(v.inferior_endplate),
+        "posterior_wall": plane_json(v.posterior_wall),
+        "pedicles": {
+            "left": pedicle_json(v.pedicle_left),
+            "right": pedicle_json(v.pedicle_right),
+        },
+        "canal": {
+            "center_lps": None if v.canal_center_lps is None else _r(v.canal_center_lps),
+            "radius_mm": _f(v.canal_radius_mm),
+        },
+        "rib_heads_lps": [_r(p) for p in np.asarray(v.rib_heads_lps).reshape(-1, 3)],
+        "bbox_ijk": [list(map(int, v.bbox_ijk[0])), list(map(int, v.bbox_ijk[1]))],
+        "volume_ml": round(float(v.volume_ml), 2),
+    }

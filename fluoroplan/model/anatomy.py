@@ -1,0 +1,129 @@
+"""A vertebra as the analysis finds it (or a label map gives it): its body planes, its
+pedicles, its canal at the narrowest section. Frozen dataclasses in LPS mm, produced by
+:mod:`fluoroplan.segmentation`; their JSON forms are in :mod:`fluoroplan.io.analysis_json`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False)
+class Plane:
+    """A plane through ``point_lps`` with unit ``normal_lps`` (LPS mm)."""
+
+    point_lps: np.ndarray
+    normal_lps: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class Pedicle:
+    """Axis and isthmus of one pedicle.
+
+    ``axis_point_lps`` is the centre of the narrowest cross-section; ``axis_dir_lps`` is a unit
+    vector along the pedicle pointing anteriorly (from the posterior elements into the body);
+    ``narrowest_width_mm`` is the smallest transverse (medio-lateral) width perpendicular to the
+    axis, bone plus anything occupying it (a screw).
+    """
+
+    side: str
+    axis_point_lps: np.ndarray
+    axis_dir_lps: np.ndarray
+    narrowest_width_mm: float
+    height_mm: float
+
+
+@dataclass(frozen=True, eq=False)
+class Vertebra:
+    """A vertebra found in a CT (or read from a label map), with its measurements.
+
+    Attributes
+    ----------
+    label : str
+        ``"L3"``, ``"T12"``, ``"S1"`` (the sacrum), or ``"V1".."Vn"`` when no anchor is known.
+    label_confident : bool
+        True when the label comes from the user, an anchor in view, or a label map.
+    label_source : str
+        ``"anchor:T12-last-rib"``, ``"anchor:sacrum"``, ``"user"``, ``"label-map"`` or ``"none"``.
+    index : int
+        Position cranial to caudal (0 = most cranial found); stable under relabelling.
+    label_value : int
+        Value of this vertebra in :attr:`Anatomy.labels`.
+    kind : str
+        ``"vertebra"`` or ``"sacrum"``.
+    complete : bool
+        False when the body is cut by the edge of the scan (its heights are then not reliable).
+    centroid_lps : ndarray (3,)
+        Centroid of the vertebral *body*.
+    vertebra_centroid_lps : ndarray (3,)
+        Centroid of the whole vertebra label (body and posterior elements), as a TotalSegmentator
+        vertebra label defines it.
+    axis_lps, posterior_lps : ndarray (3,)
+        Unit cranial body axis and unit posterior direction (body toward canal).
+    superior_endplate, inferior_endplate, posterior_wall : Plane or None
+        Fitted planes; endplate normals point out of the body (cranial / caudal), the posterior
+        wall normal points posterior.
+    heights_mm : dict
+        ``anterior``, ``middle``, ``posterior`` body heights along the body axis, measured in the
+        mid-sagittal band at 12 %, 50 % and 88 % of the body's antero-posterior depth.
+    expected_height_mm : float or None
+        Height expected from the neighbours (median of their largest heights).
+    height_loss : float or None
+        Largest fractional loss used for the grade (0..1).
+    fracture_grade : int or None
+        Genant semi-quantitative grade 0..3 (None if the body is incomplete).
+    pedicle_left, pedicle_right : Pedicle or None
+    canal_center_lps : ndarray (3,) ; canal_radius_mm : float
+        Spinal canal at the level of this vertebra (equivalent-circle radius).
+    rib_heads_lps : ndarray (n, 3)
+        Medial ends of ribs attached to this vertebra (thoracic levels), empty otherwise.
+    bbox_ijk : tuple
+        ``((i0, j0, k0), (i1, j1, k1))`` half-open voxel box of the vertebra label in the CT grid.
+    volume_ml : float
+        Volume of the vertebra label.
+    """
+
+    label: str
+    label_confident: bool
+    label_source: str
+    index: int
+    label_value: int
+    kind: str
+    complete: bool
+    centroid_lps: np.ndarray
+    vertebra_centroid_lps: np.ndarray
+    axis_lps: np.ndarray
+    posterior_lps: np.ndarray
+    superior_endplate: Plane | None
+    inferior_endplate: Plane | None
+    posterior_wall: Plane | None
+    heights_mm: dict
+    expected_height_mm: float | None
+    height_loss: float | None
+    fracture_grade: int | None
+    pedicle_left: Pedicle | None
+    pedicle_right: Pedicle | None
+    canal_center_lps: np.ndarray | None
+    canal_radius_mm: float | None
+    rib_heads_lps: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+    bbox_ijk: tuple = ((0, 0, 0), (0, 0, 0))
+    volume_ml: float = 0.0
+
+    @property
+    def has_ribs(self) -> bool:
+        return len(self.rib_heads_lps) > 0
+
+
+@dataclass(frozen=True, eq=False)
+class CanalLevel:
+    """One vertebra's stretch of the canal, measured at its narrowest section (perpendicular to
+    the centreline): area, left-right width, antero-posterior depth, the section's centre, and
+    whether the bony ring is closed there (else the boundary was partly interpolated)."""
+
+    label: str
+    area_mm2: float
+    width_mm: float
+    depth_mm: float
+    narrowest_lps: np.ndarray
+    closed: bool
