@@ -1,0 +1,221 @@
+"""What the planning controller shows: the document's events redraw the panels, the
+reformats, the 3-D view (implants, cement, levels, trajectories), the needle views and the
+C-arm; and the answers to the C-arm pane's questions (what to project, the named views)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fluoroplan.app.reformat import display_axes
+from fluoroplan.geometry.carm import bullseye_pose, pose_from_json
+from fluoroplan.geometry.conventions import NEEDLE_OUTER_DIAMETER_MM
+from fluoroplan.geometry.render3d import ellipsoid_actor
+
+LOOSE_RGB = (1.0, 0.42, 0.1)
+TIGHT_RGB = (0.55, 0.62, 0.85)
+ROD_RGB = (0.6, 0.75, 0.95)
+CAGE_RGB = (0.3, 0.9, 0.6)
+CONNECTOR_RGB = (0.72, 0.55, 1.0)  # cross-links: violet, apart from the rods' blue
+LEVEL_LABEL_BACK_MM = 40.0
+CEMENT_RGB = (1.0, 0.96, 0.78)  # bone cement: yellow-white, as bright as it reads on CT
+CEMENT_CALLOUT_MM = (60.0, 40.0)  # cement label: this far to screen-right, toward the viewer
+NEEDLE_RGB = (1.0, 0.8, 0.0)
+OTHER_NEEDLE_RGB = (0.0, 0.78, 1.0)
+
+
+class ViewsMixin:
+    """The drawing and the C-arm pane's questions of :class:`PlanningController`."""
+
+    # --- document events ----------------------------------------------------------------------
+    def _on_doc(self, event: str, detail) -> None:
+        if event == "analysis":
+            self.targets_panel.populate(self.doc.analysis_json, self.doc.targets)
+            self._draw_implants()
+            self.proposals_panel.set_target(self.doc.target(self.doc.target_id))
+            if self.doc.case is not None and self.doc.trajectories:
+                # the checks were made against the previous analysis: make them again
+                self.stale_checks.update(t.id for t in self.doc.trajectories)
+                self.pending_checks.update(self.stale_checks)
+                self._recheck_timer.start()
+                self._refresh_plan_panel()
+        elif event in ("plan", "trajectories"):
+            self._queue_rechecks()
+            self._refresh_plan_panel()
+            self._draw_trajectories()
+            self._redraw_2d()
+            self._follow_views()
+        elif event == "selection":
+            self._refresh_plan_panel()
+            self._draw_trajectories()
+            self._redraw_2d()
+            self._follow_views()
+            traj = self.doc.selected
+            if traj is not None:
+                self.win.statusBar().showMessage(f"Selected {traj.id}", 4000)
+        elif event == "target":
+            self.proposals_panel.set_target(self.doc.target(detail))
+            self._redraw_2d()
+        elif event == "path":
+            self._update_title()
+        self._update_actions()
+
+    def _refresh_plan_panel(self) -> None:
+        self.plan_panel.populate(self.doc.trajectories, self.doc.selected_id, self.pending_checks)
+        traj = self.doc.selected
+        self.plan_panel.show_checks(traj, traj is not None and traj.id in self.pending_checks)
+        self._show_live(traj)
+
+    def _show_live(self, traj) -> None:
+        if traj is None:
+            self.plan_panel.live.setText("")
+            return
+        pose = bullseye_pose(traj.entry_lps, traj.aim_lps, self.position)
+        self.plan_panel.live.setText(
+            f"<b>{traj.id}</b>: depth {traj.depth_mm:.1f} mm ({traj.needle.gauge} G "
+            f"{traj.needle.length_mm:.0f} mm needle); bull's-eye: {pose.text} "
+            f"({pose.dicom_text})")
+
+    # --- drawing ------------------------------------------------------------------------------
+    def _redraw_2d(self) -> None:
+        for v in self.win.views.values():
+            v.update()
+
+    def _follow_views(self) -> None:
+        self._draw_trajectories()
+        traj = self.shown_selected()
+        for nv in self.win.needle_views.values():
+            if traj is None:
+                nv.set_trajectory(None, None)
+            else:
+                nv.set_trajectory(traj.entry_lps, traj.aim_lps, traj.id)
+        if self._drag is not None:
+            self.carm.render_preview()
+        else:
+            self.carm.refresh()
+
+    def _draw_implants(self) -> None:
+        v3 = self.win.view3d
+        for g in ("implants", "levels"):
+            v3.remove_group(g)
+        aj = self.doc.analysis_json
+        # the metal surface becomes translucent so the screws' colours show through it
+        v3.set_metal_opacity(1.0 if aj is None else 0.3)
+        if aj is None:
+            v3.render()
+            return
+        for s in aj.get("screws", []):
+            rgb = LOOSE_RGB if s.get("loose") else TIGHT_RGB
+            head, tip = np.asarray(s["head_lps"], float), np.asarray(s["tip_lps"], float)
+            v3.add_cylinder(head, tip, s.get("diameter_mm", 6.0) / 2 + 0.4, rgb=rgb,
+                            group="implants")
+            # the shaft is inside bone: a coloured cap just beyond the tulip (about 15 mm
+            # behind the head) shows which screw is loose
+            axis = (tip - head) / max(float(np.linalg.norm(tip - head)), 1e-6)
+            v3.add_cylinder(head - 19.0 * axis, head - 16.0 * axis, 4.5, rgb=rgb, group="implants")
+        for r in aj.get("rods", []):
+            pts = np.asarray(r.get("points_lps", []), float)
+            for a, b in zip(pts[:-1], pts[1:], strict=True):
+                v3.add_cylinder(a, b, r.get("diameter_mm", 5.5) / 2 + 0.2, rgb=ROD_RGB,
+                                group="implants")
+        for c in aj.get("cages", []):
+            centre = np.asarray(c["center_lps"], float)
+            ext = c.get("extent_mm") or [10.0, 10.0, 10.0]
+            half = 0.5 * float(ext[-1])
+            v3.add_cylinder(centre - [0, 0, half], centre + [0, 0, half], 0.5 * float(ext[0]),
+                            rgb=CAGE_RGB, opacity=0.6, group="implants")
+        rod_r = np.mean([r.get("diameter_mm", 5.5) for r in aj.get("rods", [])] or [5.5]) / 2
+        for c in aj.get("connectors", []):
+            a, b = (np.asarray(p, float) for p in c["ends_lps"])
+            v3.add_cylinder(a, b, rod_r + 0.2, rgb=CONNECTOR_RGB, group="implants")
+        self._draw_cement(aj.get("cement", []))
+        axes = self.win.view3d_axes()
+        for v in aj.get("vertebrae", []):
+            # beside the vertebra and behind it (toward the camera looking at the back), so
+            # that ribs do not hide the thoracic labels
+            c = np.asarray(v["centroid_lps"], float) + np.array([0.0, LEVEL_LABEL_BACK_MM, 0.0])
+            v3.add_label(c - axes * 45.0, v["label"], rgb=(1.0, 0.85, 0.4), group="levels")
+        v3.render()
+
+    def _draw_cement(self, cement: list[dict]) -> None:
+        """Each cement deposit as a translucent ellipsoid filling its box; it lies inside bone,
+        so a thin line leads from it to a "cement" label beside the spine, toward the viewer."""
+        volume = self.doc.volume
+        if volume is None or not cement:
+            return
+        v3 = self.win.view3d
+        coronal = display_axes(volume.patient_position)["coronal"]
+        out = (CEMENT_CALLOUT_MM[0] * coronal.right_lps
+               - CEMENT_CALLOUT_MM[1] * coronal.into_screen_lps)
+        for c in cement:
+            lo, hi = (np.asarray(x, float) for x in c["bbox_ijk"])
+            corners = np.array([[x, y, z] for x in (lo[0], hi[0] - 1) for y in (lo[1], hi[1] - 1)
+                                for z in (lo[2], hi[2] - 1)])
+            lps = volume.lps_from_ijk_points(corners)
+            voxel_mm = np.abs(volume.lps_from_ijk[:3, :3]).sum(axis=1)  # one voxel's LPS size
+            semi_mm = 0.5 * (lps.max(axis=0) - lps.min(axis=0) + voxel_mm)
+            centre = np.asarray(c["center_lps"], float)
+            v3.add_actor(ellipsoid_actor(centre, semi_mm, CEMENT_RGB, 0.7), group="implants")
+            v3.add_polyline(np.array([centre, centre + out]), rgb=CEMENT_RGB, width_px=2.0,
+                            group="implants")
+            v3.add_label(centre + out, "cement", rgb=CEMENT_RGB, group="implants")
+
+    def _draw_trajectories(self) -> None:
+        v3 = self.win.view3d
+        v3.remove_group("trajectories")
+        r = NEEDLE_OUTER_DIAMETER_MM / 2
+        for tid, entry, aim, target, selected in self.drawn_trajectories():
+            rgb = NEEDLE_RGB if selected else OTHER_NEEDLE_RGB
+            v3.add_cylinder(entry, aim, r, rgb=rgb, group="trajectories")
+            # the skin entry, large enough to see when the needle points at the camera
+            n = (aim - entry) / max(float(np.linalg.norm(aim - entry)), 1e-6)
+            v3.add_cylinder(entry - 1.5 * n, entry, 3.5, rgb=rgb, group="trajectories")
+            if not np.allclose(aim, target):
+                v3.add_cylinder(aim, target, r, rgb=rgb, group="trajectories")
+            del tid
+        v3.render()
+
+    def _crosshair_moved(self) -> None:
+        if self.doc.selected is None and self.att is not None and self.analysis_done:
+            self.carm.refresh()
+
+    # --- the C-arm pane's questions -----------------------------------------------------------
+    def drr_context(self):
+        if self.att is None:
+            return None, None, [], [], None
+        traj = self.shown_selected()
+        iso = traj.aim_lps if traj is not None else self.win.state.crosshair_lps
+        needles = [] if traj is None else [(traj.entry_lps, traj.aim_lps)]
+        aj = self.doc.analysis_json or {}
+        screws = [(np.asarray(s["head_lps"], float), np.asarray(s["tip_lps"], float),
+                   bool(s.get("loose"))) for s in aj.get("screws", [])]
+        vis_fn = None
+        case = self.doc.case
+        if traj is not None and case is not None:
+            from fluoroplan.planner.checks import visibility_check
+
+            def vis_fn(pose, case=case, traj=traj):
+                return visibility_check(case, traj, pose)
+        return self.att, iso, needles, screws, vis_fn
+
+    def named_pose(self, name: str):
+        traj = self.shown_selected()
+        if traj is None or self.doc.volume is None:
+            return None
+        blocks = traj.views
+        if name not in blocks:
+            if self.doc.case is None:
+                return None
+            from fluoroplan.planner.checks import views_for
+
+            blocks = views_for(self.doc.case, traj)[0]
+        block = blocks[name]
+        pose = pose_from_json(block, self.position)
+        label = {"bullseye": "Bull's-eye", "working_view": "Working view",
+                 "progression": "Progression view"}[name]
+        self.carm.angles_label.setToolTip(block.get("how", ""))
+        return pose, f"{label} of {traj.id}"
+
+    def go_view(self, name: str) -> None:
+        if not self.carm.go_to(name):
+            self.win.statusBar().showMessage("Select a trajectory first", 5000)
+        self.docks["carm"].raise_()
