@@ -21,10 +21,11 @@ def main() -> int:
 
     if len(sys.argv) > 1:
         from fluoroplan.io import load_ct
+        from fluoroplan.io.analysis_json import analysis_json
         from fluoroplan.segmentation.analysis import analyze
 
         volume = load_ct(sys.argv[1])
-        analysis = analyze(volume).to_json()
+        analysis = analysis_json(analyze(volume))
     else:
         from fluoroplan.resources.phantom import make_phantom
 

@@ -51,8 +51,8 @@ def truth_labels(ph: Phantom):
     canal it drew (:func:`drawn_bony_canal`), the ribs and ilia it drew (``Phantom.structures``)
     under the analysis' structure values; with {level: label value}. For checking the
     planner's logic on drawn truth."""
+    from fluoroplan.model.anatomy import CANAL_LABEL, ILIUM_LABEL, RIB_LABEL
     from fluoroplan.resources.phantom import STRUCTURE_CODES
-    from fluoroplan.segmentation.structures import CANAL_LABEL, ILIUM_LABEL, RIB_LABEL
 
     lab = ph.labels.copy()
     for name, value in (("rib", RIB_LABEL), ("ilium", ILIUM_LABEL)):

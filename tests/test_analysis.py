@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from phantom_fixtures import full_phantom
 
+from fluoroplan.io.analysis_json import analysis_json
 from fluoroplan.io.plan_json import no_safe_to_json
 from fluoroplan.planner.propose import plan_case
 from fluoroplan.segmentation.analysis import analyze
@@ -32,7 +33,7 @@ def test_cage_between_its_vertebrae_and_planned(cage_case):
     assert cage.between == ("L3", "L4")
     truth = ph.truth["cages"][0]
     assert np.linalg.norm(cage.center_lps - np.array(truth["center_lps"])) < 2.0
-    plan = plan_case(ph.volume, an.to_json())
+    plan = plan_case(ph.volume, analysis_json(an))
     kinds = {t.kind for t in plan.targets}
     assert "cage" in kinds, [t.description for t in plan.targets]
     assert any(t.target.kind == "cage" and t.status != "fail" for t in plan.trajectories)
@@ -67,7 +68,7 @@ def test_a_slab_too_short_for_the_vertebrae_still_lists_its_screws(tmp_path):
         assert s.side == t["side"] and s.level == ""
     assert any("could not be separated" in w and "--labels" in w for w in an.warnings)
     # the canal is unknown: no path is "safe" from it, so nothing is proposed
-    plan = plan_case(slab, an.to_json())
+    plan = plan_case(slab, analysis_json(an))
     assert plan.trajectories == () and plan.unsolved
     for u in plan.unsolved:
         assert "spinal canal" in str(no_safe_to_json(u))
@@ -87,11 +88,11 @@ def test_analysis_json_gives_the_canal_per_level_and_the_structures(cage_case):
     """analysis.json: each vertebra's canal at its narrowest section (area, width, depth - the
     lumen's own, never a circle's radius), the structure label values, pelvis and ribs; the
     label volume carries the lumen where the phantom drew its fluid."""
+    from fluoroplan.model.anatomy import CANAL_LABEL, RIB_LABEL
     from fluoroplan.resources.phantom import STRUCTURE_CODES
-    from fluoroplan.segmentation.structures import CANAL_LABEL, RIB_LABEL
 
     ph, an = cage_case
-    doc = an.to_json()
+    doc = analysis_json(an)
     assert doc["canal"]["label_value"] == CANAL_LABEL and len(doc["canal"]["centerline_lps"]) > 50
     assert doc["pelvis"]["found"] is False  # no pelvis drawn in this phantom
     assert set(doc["ribs"]["levels"]) == {"T11", "T12"}

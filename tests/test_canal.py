@@ -191,7 +191,7 @@ def test_structure_labels_are_no_vertebra_for_implants():
     """A screw tip in the canal (label 253) or a point on a rib, foramen, ilium has no level;
     the sacrum below S1 keeps its value."""
     from fluoroplan.io.volume import CTVolume
-    from fluoroplan.segmentation import structures as st
+    from fluoroplan.model import anatomy as st
     from fluoroplan.segmentation.implants import _Labels
     from fluoroplan.segmentation.vertebrae import SACRUM_BELOW_S1
 

@@ -13,7 +13,7 @@ pytest.importorskip("pytestqt")
 import test_gui_planning as gp  # noqa: E402
 from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
-from fluoroplan.segmentation.structures import (  # noqa: E402
+from fluoroplan.model.anatomy import (  # noqa: E402
     CANAL_LABEL,
     FIRST_STRUCTURE_LABEL,
 )

@@ -24,6 +24,7 @@ from PySide6.QtCore import QPoint, QSettings, Qt  # noqa: E402
 from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
 from fluoroplan.io import scan  # noqa: E402
+from fluoroplan.io.analysis_json import analysis_json  # noqa: E402
 from fluoroplan.io.dicom_write import new_study_uids, write_series  # noqa: E402
 from fluoroplan.io.errors import EmptyFolder  # noqa: E402
 from fluoroplan.resources.phantom import make_phantom, write_phantom  # noqa: E402
@@ -485,7 +486,7 @@ def test_cli_screenshot_with_plan(tmp_path, case_dir):
     from fluoroplan.segmentation.analysis import analyze
 
     volume = load_ct(case_dir)
-    plan = plan_case(volume, analyze(volume).to_json())
+    plan = plan_case(volume, analysis_json(analyze(volume)))
     assert plan.trajectories
     plan_path = tmp_path / "plan.json"
     save_plan(plan, plan_path, directory=tmp_path / "recovery")

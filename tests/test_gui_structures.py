@@ -142,7 +142,7 @@ def test_canal_lumen_is_drawn_inside_the_drawn_lumen_and_the_toggle_removes_it(
     _open(qtbot, window, case_dir)
     assert window.act_structures.isChecked()  # on by default
     labels = window.planning.doc.analysis.anatomy.labels
-    from fluoroplan.segmentation.structures import CANAL_LABEL
+    from fluoroplan.model.anatomy import CANAL_LABEL
 
     assert (labels == CANAL_LABEL).any()
     level = _level(phantom, LEVEL)

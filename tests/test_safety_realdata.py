@@ -9,6 +9,7 @@ import pytest
 from conftest import shared_data
 from phantom_fixtures import path_through
 
+from fluoroplan.io.analysis_json import analysis_json
 from fluoroplan.planner.case import PlanningCase
 
 pytestmark = pytest.mark.realdata
@@ -28,7 +29,7 @@ def abdomen():
                      .dataobj).astype(np.int16)
     ref = np.ascontiguousarray(ref.transpose(2, 1, 0))  # NIfTI (i, j, k) -> [k, j, i]
     an = analyze(vol)
-    case = PlanningCase(vol, an.to_json(), labels=an.anatomy.labels)
+    case = PlanningCase(vol, analysis_json(an), labels=an.anatomy.labels)
     return vol, ref, an, case
 
 
@@ -63,9 +64,9 @@ def test_a_path_down_the_midline_through_the_canal_fails(abdomen):
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_a_path_through_the_ilium_fails_and_names_it(abdomen, side):
     vol, ref, an, case = abdomen
-    from fluoroplan.segmentation.structures import ILIUM_LABEL
+    from fluoroplan.model.anatomy import ILIUM_LABEL
 
-    assert an.to_json()["pelvis"]["found"]
+    assert analysis_json(an)["pelvis"]["found"]
     s1 = case.vertebra("S1")
     # aim through the middle of the ilium fluoroplan found on that side at S1's height; whether
     # the path really crosses bone there is read below from the CT and the reference labels

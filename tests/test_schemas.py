@@ -15,6 +15,7 @@ from conftest import shared_data
 from jsonschema import Draft202012Validator
 from phantom_fixtures import small_phantom
 
+from fluoroplan.io.analysis_json import analysis_json
 from fluoroplan.io.planfile import BadFileError, load_plan, plan_document
 from fluoroplan.io.schemas import SchemaViolation, check
 from fluoroplan.planner.propose import plan_case
@@ -31,7 +32,7 @@ def _published(name: str) -> Draft202012Validator:
 
 @functools.lru_cache(maxsize=1)
 def _analysis_doc() -> dict:
-    return json.loads(json.dumps(analyze(small_phantom().volume).to_json()))
+    return json.loads(json.dumps(analysis_json(analyze(small_phantom().volume))))
 
 
 @functools.lru_cache(maxsize=1)
@@ -141,6 +142,6 @@ def test_real_ct_analysis_satisfies_the_schema():
     from fluoroplan.io import load_ct
 
     path = shared_data("totalseg-abdomen-ct", "ct.nii.gz")
-    doc = json.loads(json.dumps(analyze(load_ct(path)).to_json()))
+    doc = json.loads(json.dumps(analysis_json(analyze(load_ct(path)))))
     assert doc["vertebrae"]
     assert list(_published("analysis").iter_errors(doc)) == []

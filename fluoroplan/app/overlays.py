@@ -22,7 +22,7 @@ import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPainterPath, QPen
 
-from fluoroplan.segmentation.structures import (
+from fluoroplan.model.anatomy import (
     CANAL_LABEL,
     FORAMEN_LABEL,
     ILIUM_LABEL,

@@ -11,6 +11,7 @@ from fluoroplan.commands._common import (
     load_volume,
     terminal_progress,
 )
+from fluoroplan.io.analysis_json import analysis_json
 
 NAME = "analyze"
 HELP = "find screws (with halos), rods, cages and vertebrae (with levels) in a CT"
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     outputs = OutputProblems("analyze")
     outputs.check(args.json, "analysis JSON")
     analysis, load_s = analyze_path(args)
-    doc = analysis.to_json()
+    doc = analysis_json(analysis)
     doc["timings_s"] = {"load": round(load_s, 3), **doc["timings_s"]}
     _, where = outputs.write(args.json, "analysis JSON", lambda path: write_json_atomic(path, doc))
     loose = [s["id"] for s in doc["screws"] if s["loose"]]

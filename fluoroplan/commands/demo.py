@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from fluoroplan.commands._common import terminal_progress
+from fluoroplan.io.analysis_json import analysis_json
 
 DEFAULT_OUT = "fluoroplan-demo"
 
@@ -58,7 +59,7 @@ def write_results(out: Path, dicom: Path, volume, series_rows: str, seconds: dic
     }
     written.append(write_json_atomic(out / "volume.json", summary))
     if analysis is not None:
-        doc = analysis.to_json()
+        doc = analysis_json(analysis)
         doc["timings_s"] = {"load": seconds.get("load", 0.0), **doc["timings_s"]}
         written.append(write_json_atomic(out / "analysis.json", doc))
     if plan is not None:
@@ -122,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
 
     analysis = analyze(volume, progress=terminal_progress("analyse "))
     t3 = time.perf_counter()
-    plan = plan_case(volume, analysis.to_json(), progress=terminal_progress("plan "),
+    plan = plan_case(volume, analysis_json(analysis), progress=terminal_progress("plan "),
                      labels=analysis.anatomy.labels)
     seconds.update(analysis=round(t3 - t2, 3), plan=round(time.perf_counter() - t3, 3))
     written = write_results(out, dicom, volume, table, seconds, analysis, plan)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from fluoroplan.commands._common import OutputProblems, add_analysis_arguments, terminal_progress
+from fluoroplan.io.analysis_json import analysis_json
 
 NAME = "plan"
 HELP = "analyse a CT and propose the best 15-ga trajectory of each approach per target"
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
         analysis, load_s = analyze_path(args)
         volume = analysis.volume
-        doc = analysis.to_json()
+        doc = analysis_json(analysis)
         plan = plan_case(volume, doc, planner=args.planner, labels=analysis.anatomy.labels,
                          procedure_position=args.procedure_position,
                          progress=None if args.quiet else terminal_progress("plan "))

@@ -23,6 +23,7 @@ from fluoroplan.commands._common import (
     load_volume,
     terminal_progress,
 )
+from fluoroplan.io.analysis_json import analysis_json
 
 NAME = "rehearse"
 HELP = "score rehearsal attempts, print their summary sheet, mark a reference trajectory"
@@ -167,7 +168,7 @@ def run_gui(args: argparse.Namespace) -> int:
             load_plan(args.plan, volume)  # validated, and refused when made on another CT
             plan_json = read_json(args.plan, PLAN_SCHEMA)
         found = analyze(volume, progress=terminal_progress("analyse "))
-        analysis = found.to_json()
+        analysis = analysis_json(found)
     except (FluoroplanError, OSError) as exc:
         print(f"fluoroplan rehearse gui: {exc}", file=sys.stderr)
         return 2

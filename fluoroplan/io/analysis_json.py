@@ -3,7 +3,8 @@
 other metal, all implants; a vertebra with its planes, pedicles and canal section.
 
 Each ``*_json`` turns a :mod:`fluoroplan.model.implants` or :mod:`fluoroplan.model.anatomy`
-object into a JSON-ready dict; positions are rounded to 0.01 mm and directions to 1e-4 (what
+object into a JSON-ready dict, and :func:`analysis_json` a whole analysis (what
+:func:`fluoroplan.segmentation.analysis.analyze` returns) into the document; positions are rounded to 0.01 mm and directions to 1e-4 (what
 the analysis file stores and the planner plans from).
 """
 
@@ -11,7 +12,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from fluoroplan.model.anatomy import CanalLevel, Pedicle, Plane, Vertebra
+from fluoroplan.io.jsonio import ANALYSIS_SCHEMA
+from fluoroplan.model.anatomy import (
+    CANAL_LABEL,
+    FORAMEN_LABEL,
+    ILIUM_LABEL,
+    RIB_LABEL,
+    CanalLevel,
+    Pedicle,
+    Plane,
+    Vertebra,
+)
 from fluoroplan.model.implants import (
     Cage,
     Cement,
@@ -24,6 +35,8 @@ from fluoroplan.model.implants import (
 )
 
 __all__ = [
+    "analysis_json",
+    "anatomy_json",
     "canal_level_json",
     "cage_json",
     "cement_json",
@@ -185,4 +198,66 @@ def vertebra_json(v: Vertebra) -> dict:
         "rib_heads_lps": [_r(p) for p in np.asarray(v.rib_heads_lps).reshape(-1, 3)],
         "bbox_ijk": [list(map(int, v.bbox_ijk[0])), list(map(int, v.bbox_ijk[1]))],
         "volume_ml": round(float(v.volume_ml), 2),
+    }
+
+
+def anatomy_json(anatomy) -> dict:
+    """Vertebrae (each with its canal's narrowest section once the lumen is known), the
+    canal's centreline (refined by the lumen when it is known) and its label values, the pelvis,
+    the ribs' levels, the warnings. ``anatomy``: a
+    :class:`fluoroplan.segmentation.anatomy.Anatomy`."""
+    doc: dict = {
+        "vertebrae": [{**vertebra_json(v), "label_value": int(v.label_value)}
+                      for v in anatomy.vertebrae],
+        "canal": {
+            "centerline_lps": [[round(float(c), 2) for c in p]
+                               for p in anatomy.canal_centerline_lps],
+        },
+        "warnings": list(anatomy.warnings),
+    }
+    canal = anatomy.canal
+    if canal is not None:
+        for v in doc["vertebrae"]:
+            lvl = canal.levels.get(v["index"])
+            block = dict(v.get("canal") or {})
+            block.pop("radius_mm", None)  # a fitted circle is no canal size: the section's own
+            if lvl is not None:
+                block.update(canal_level_json(lvl))
+            v["canal"] = block
+        doc["canal"] = {
+            "label_value": CANAL_LABEL,
+            "foramen_label_value": FORAMEN_LABEL,
+            "centerline_lps": [[round(float(c), 2) for c in p] for p in canal.centerline_lps],
+        }
+    else:
+        for v in doc["vertebrae"]:
+            (v.get("canal") or {}).pop("radius_mm", None)
+    bones = anatomy.other_bones
+    if bones is not None:
+        doc["pelvis"] = {"label_value": ILIUM_LABEL, **bones.pelvis}
+        doc["ribs"] = {"label_value": RIB_LABEL, "levels": bones.rib_levels}
+    return doc
+
+
+def analysis_json(analysis) -> dict:
+    """The ``fluoroplan.analysis/1`` document (what ``fluoroplan analyze`` writes) of a
+    :class:`fluoroplan.segmentation.analysis.Analysis`."""
+    imp = implants_json(analysis.implants)
+    anat = anatomy_json(analysis.anatomy)
+    return {
+        "schema": ANALYSIS_SCHEMA,
+        "series": analysis.volume.series_json(),
+        "vertebrae": anat["vertebrae"],
+        "screws": imp["screws"],
+        "rods": imp["rods"],
+        "cages": imp["cages"],
+        "other_metal": imp["other_metal"],
+        "connectors": imp["connectors"],
+        "cement": imp["cement"],
+        "canal": anat["canal"],
+        **{k: anat[k] for k in ("pelvis", "ribs") if k in anat},
+        "metal_threshold_hu": imp["threshold_hu"],
+        "warnings": analysis.warnings,
+        "notes": list(analysis.volume.notes),
+        "timings_s": {k: round(float(v), 3) for k, v in analysis.timings_s.items()},
     }

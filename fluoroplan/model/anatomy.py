@@ -8,6 +8,31 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# --- the label volume: each vertebra's label_value (1..n) on its bone, SACRUM_BELOW_S1 (254) on
+# the fused sacrum below S1, and these values on the structures a needle must keep clear of or
+# must not cross. None of them is a vertebra: an implant or a point there has no level.
+CANAL_LABEL = 253
+"""The spinal canal's lumen (dural sac and epidural space, lateral recesses, sacral canal)."""
+FORAMEN_LABEL = 252
+"""A lumbar neural foramen: the soft tissue of the exiting root's zone beside the canal."""
+ILIUM_LABEL = 251
+"""The pelvis beside the sacrum: an ilium (its side is where it lies)."""
+RIB_LABEL = 250
+"""A rib (head, neck and shaft)."""
+STRUCTURE_NAMES = {
+    CANAL_LABEL: "spinal canal",
+    FORAMEN_LABEL: "neural foramen",
+    ILIUM_LABEL: "ilium",
+    RIB_LABEL: "rib",
+}
+FIRST_STRUCTURE_LABEL = min(STRUCTURE_NAMES)
+"""Label values from here up are not vertebrae (``SACRUM_BELOW_S1`` = 254 included)."""
+
+
+def is_vertebra_value(value: int) -> bool:
+    """True for a label value that is a vertebra's (1..249)."""
+    return 0 < int(value) < FIRST_STRUCTURE_LABEL
+
 
 @dataclass(frozen=True, eq=False)
 class Plane:

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from fluoroplan.model.anatomy import CANAL_LABEL, FORAMEN_LABEL, ILIUM_LABEL, RIB_LABEL
 from fluoroplan.model.plan import Check, Trajectory
 from fluoroplan.planner.case import BONE_HU, PlanningCase, VertebraGeom
-from fluoroplan.segmentation.structures import CANAL_LABEL, FORAMEN_LABEL, ILIUM_LABEL, RIB_LABEL
 from fluoroplan.segmentation.vertebrae import SACRUM_BELOW_S1
 
 STEP_MM = 0.5

@@ -14,8 +14,8 @@ import numpy.typing as npt
 from scipy.spatial import cKDTree
 
 from fluoroplan.io.volume import CTVolume
+from fluoroplan.model.anatomy import CANAL_LABEL, FORAMEN_LABEL
 from fluoroplan.segmentation.label_volume import labels_for_analysis
-from fluoroplan.segmentation.structures import CANAL_LABEL, FORAMEN_LABEL
 
 PROCEDURE_POSITION = "HFP"
 """Vertebral augmentation is done prone (CONVENTIONS.md); head first unless the user says so."""
@@ -232,7 +232,7 @@ class PlanningCase:
     """The CT plus the analysis, with the spatial look-ups the checks need (built once).
 
     ``labels`` is the analysis' label volume (each vertebra's value on its bone, the spinal
-    canal's lumen, the lumbar foramina, the ilia and the ribs: ``segmentation.structures``);
+    canal's lumen, the lumbar foramina, the ilia and the ribs: ``model.anatomy``);
     ``label_values`` names the vertebrae's values ({"L2": 4}). Without them (a saved analysis,
     a phantom's ground truth) the anatomy is measured again on the CT
     (:func:`fluoroplan.segmentation.label_volume.labels_for_analysis`): the canal and the bone a

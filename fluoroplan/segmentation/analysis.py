@@ -12,8 +12,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from fluoroplan.io.analysis_json import implants_json
-from fluoroplan.io.jsonio import ANALYSIS_SCHEMA
 from fluoroplan.io.progress import CancelToken, ProgressCallback, Stage
 from fluoroplan.io.volume import CTVolume
 from fluoroplan.model.implants import Implants
@@ -37,28 +35,6 @@ class Analysis:
     @property
     def warnings(self) -> list[str]:
         return list(self.anatomy.warnings) + list(self.implants.warnings)
-
-    def to_json(self) -> dict:
-        """The ``fluoroplan.analysis/1`` document (what ``fluoroplan analyze`` writes)."""
-        imp = implants_json(self.implants)
-        anat = self.anatomy.to_json()
-        return {
-            "schema": ANALYSIS_SCHEMA,
-            "series": self.volume.series_json(),
-            "vertebrae": anat["vertebrae"],
-            "screws": imp["screws"],
-            "rods": imp["rods"],
-            "cages": imp["cages"],
-            "other_metal": imp["other_metal"],
-            "connectors": imp["connectors"],
-            "cement": imp["cement"],
-            "canal": anat["canal"],
-            **{k: anat[k] for k in ("pelvis", "ribs") if k in anat},
-            "metal_threshold_hu": imp["threshold_hu"],
-            "warnings": self.warnings,
-            "notes": list(self.volume.notes),
-            "timings_s": {k: round(float(v), 3) for k, v in self.timings_s.items()},
-        }
 
     def relabel(self, index_or_label: int | str, level: str) -> Analysis:
         """The same analysis with every level renamed from "this vertebra is ``level``"; the

@@ -46,6 +46,7 @@ from scipy.spatial import cKDTree
 from fluoroplan.geometry.conventions import LOOSENING_HALO_MM
 from fluoroplan.io.progress import CancelToken, ProgressCallback
 from fluoroplan.io.volume import CTVolume
+from fluoroplan.model.anatomy import FIRST_STRUCTURE_LABEL
 from fluoroplan.model.implants import (
     Cage,
     Cement,
@@ -78,7 +79,6 @@ from fluoroplan.segmentation.implants_screws import (
     measure_screw,
     ridge_of,
 )
-from fluoroplan.segmentation.structures import FIRST_STRUCTURE_LABEL
 from fluoroplan.segmentation.vertebrae import SACRUM_BELOW_S1
 
 DEFAULT_METAL_HU = 2200.0

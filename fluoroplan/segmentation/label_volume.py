@@ -1,6 +1,6 @@
 """The label volume beside the vertebrae: :func:`add_structures` segments the spinal canal's
 lumen, the lumbar foramina, the ilia and the ribs into an anatomy's labels (with the values of
-:mod:`fluoroplan.segmentation.structures`); :func:`labels_for_analysis` builds the whole label
+:mod:`fluoroplan.model.anatomy`); :func:`labels_for_analysis` builds the whole label
 volume of a CT whose analysis came as JSON only (a saved analysis, a phantom's ground truth).
 """
 
@@ -11,18 +11,31 @@ from dataclasses import replace
 
 import numpy as np
 
+from fluoroplan.model.anatomy import (
+    CANAL_LABEL,
+    FIRST_STRUCTURE_LABEL,
+    FORAMEN_LABEL,
+    ILIUM_LABEL,
+    RIB_LABEL,
+)
 from fluoroplan.segmentation.anatomy import analyze_anatomy
 from fluoroplan.segmentation.bones import find_other_bones
 from fluoroplan.segmentation.canal import segment_canal
 from fluoroplan.segmentation.errors import AnatomyError
 from fluoroplan.segmentation.implants import DEFAULT_METAL_HU
-from fluoroplan.segmentation.structures import (
-    CANAL_LABEL,
-    FORAMEN_LABEL,
-    ILIUM_LABEL,
-    RIB_LABEL,
-    write_structure,
-)
+
+
+def write_structure(labels, box, mask, value: int, over_vertebrae: bool = False) -> int:
+    """Write ``value`` into ``labels[box]`` where the bool sub-array ``mask`` is set: over
+    background only, or (``over_vertebrae``, the canal's lumen) over vertebra labels too; never
+    over another structure or the sacrum. Returns the number of voxels written."""
+    view = labels[box]
+    free = view == 0
+    if over_vertebrae:
+        free |= (view > 0) & (view < FIRST_STRUCTURE_LABEL)
+    take = np.asarray(mask, bool) & free
+    view[take] = value
+    return int(take.sum())
 
 
 def add_structures(volume, anatomy, metal_mask):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fluoroplan.io.analysis_json import analysis_json
 from fluoroplan.io.progress import Stage
 from fluoroplan.report.pdf import write_plan_pdf
 
@@ -42,7 +43,7 @@ def _case_state(volume, analysis, progress):
     from fluoroplan.planner.targets import targets_from_analysis
 
     progress(0.92, "Preparing the planning look-ups")
-    aj = analysis.to_json()
+    aj = analysis_json(analysis)
     case = PlanningCase(volume, aj, labels=analysis.anatomy.labels)
     return analysis, aj, case, targets_from_analysis(case)
 

@@ -30,7 +30,7 @@ class RehearsalWindow(PanelMixin, AttemptMixin, DisplayMixin, ErrorsMixin, Files
     volume : CTVolume
         The loaded CT.
     analysis_json : dict
-        Its analysis (``analyze(volume).to_json()``), from which the targets are listed.
+        Its analysis (``analysis_json(analyze(volume))``), from which the targets are listed.
     plan_json : dict, optional
         The case's plan; a trajectory marked ``"reference": true`` is the expert reference of
         its target (else the automatic proposal). Never shown before an attempt ends.

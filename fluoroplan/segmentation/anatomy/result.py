@@ -7,10 +7,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from fluoroplan.io.analysis_json import vertebra_json
 from fluoroplan.model.anatomy import Vertebra
 from fluoroplan.segmentation import levels as lv
-from fluoroplan.segmentation.structures import structures_json
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,15 +63,3 @@ class Anatomy:
     def relabel(self, index_or_label: int | str, level: str) -> Anatomy:
         """A copy with every level relabelled from "this vertebra is ``level``"."""
         return replace(self, vertebrae=tuple(lv.relabel(self.vertebrae, index_or_label, level)))
-
-    def to_json(self) -> dict:
-        """Vertebrae (each with its canal's narrowest section once the lumen is known), the
-        canal's centreline, the pelvis, the warnings."""
-        return structures_json(self, {
-            "vertebrae": [{**vertebra_json(v), "label_value": int(v.label_value)}
-                          for v in self.vertebrae],
-            "canal": {
-                "centerline_lps": [[round(float(c), 2) for c in p] for p in self.canal_centerline_lps],
-            },
-            "warnings": list(self.warnings),
-        })
