@@ -15,8 +15,6 @@ from fluoroplan.geometry.carm import (
     describe_angles,
     detector_dir_from_angles,
     patient_angles_from_table,
-    pose_from_json,
-    pose_json,
     progression_pose,
     table_angles_from_patient,
     table_from_lps,
@@ -24,6 +22,7 @@ from fluoroplan.geometry.carm import (
     wrap180,
 )
 from fluoroplan.geometry.conventions import CArmLimits
+from fluoroplan.io.plan_json import pose_from_json, pose_json
 
 S15, C15, S10, C10 = (math.sin(math.radians(a)) for a in (15, 75, 10, 80))
 WORKED_N = np.array([S15 * C10, -C15 * C10, S10])  # right needle, 15 medial, 10 cranial

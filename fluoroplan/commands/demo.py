@@ -76,8 +76,8 @@ def write_results(out: Path, dicom: Path, volume, series_rows: str, seconds: dic
 
 def write_views(out: Path, volume, plan) -> list[Path]:
     """Simulated fluoroscopy (DRR) of the best trajectory's bull's-eye and progression views."""
-    from fluoroplan.geometry.carm import pose_from_json
     from fluoroplan.geometry.drr import AttenuationVolume, render_drr
+    from fluoroplan.io.plan_json import pose_from_json
     from fluoroplan.io.png import write_png
 
     if not plan.trajectories:

@@ -82,15 +82,9 @@ def _trajectory(plan_path: str, traj_id: str, volume) -> tuple[dict, dict]:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from fluoroplan.geometry.carm import (
-        CArmPose,
-        bullseye_pose,
-        check_reachable,
-        pose_from_json,
-        pose_json,
-        progression_pose,
-    )
+    from fluoroplan.geometry.carm import CArmPose, bullseye_pose, check_reachable, progression_pose
     from fluoroplan.geometry.drr import AttenuationVolume, render_drr
+    from fluoroplan.io.plan_json import pose_from_json, pose_json
     from fluoroplan.io.png import write_png
 
     if bool(args.plan) != bool(args.trajectory):

@@ -43,8 +43,6 @@ __all__ = [
     "describe_angles",
     "detector_dir_from_angles",
     "patient_angles_from_table",
-    "pose_from_json",
-    "pose_json",
     "progression_pose",
     "table_angles_from_patient",
     "table_from_lps",
@@ -278,27 +276,6 @@ class CArmPose:
     def dicom_text(self) -> str:
         """The DICOM patient-relative pair in words, e.g. "DICOM primary -165.0 deg, ..."."""
         return _dicom_words(self.primary_deg, self.secondary_deg)
-
-
-def pose_json(pose: CArmPose) -> dict:
-    """The pose block of the plan JSON: detector direction, patient- and table-relative
-    angles (degrees) and the room-terms sentence."""
-    tp, ts = pose.table_angles_deg
-    return {
-        "detector_dir_lps": [round(float(v), 6) + 0.0 for v in pose.detector_dir_lps],
-        "primary_deg": round(pose.primary_deg, 3) + 0.0,
-        "secondary_deg": round(pose.secondary_deg, 3) + 0.0,
-        "table_primary_deg": round(tp, 3) + 0.0,  # no -0.0
-        "table_secondary_deg": round(ts, 3) + 0.0,
-        "text": pose.text,
-    }
-
-
-def pose_from_json(block: dict, patient_position: str, **chain) -> CArmPose:
-    """Rebuild a pose from a :func:`pose_json` block (the patient-relative pair is used)."""
-    return CArmPose(
-        float(block["primary_deg"]), float(block["secondary_deg"]), patient_position, **chain
-    )
 
 
 # --- views of a trajectory ------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""The JSON forms of the plan's objects (``fluoroplan.plan/1``): needle, target, check,
-trajectory, "no safe trajectory" and plan.
+"""The JSON forms of the plan's objects (``fluoroplan.plan/1``): C-arm pose, needle, target,
+check, trajectory, "no safe trajectory" and plan.
 
 ``*_to_json`` turn :mod:`fluoroplan.model.plan` objects into JSON-ready dicts;
 :func:`plan_from_json` (and :func:`check_from_json` for one check) builds them back from a
@@ -17,6 +17,7 @@ import json
 
 import numpy as np
 
+from fluoroplan.geometry.carm import CArmPose
 from fluoroplan.io.jsonio import PLAN_SCHEMA
 from fluoroplan.io.schemas import SchemaViolation, check
 from fluoroplan.model.plan import (
@@ -36,6 +37,8 @@ __all__ = [
     "no_safe_to_json",
     "plan_from_json",
     "plan_to_json",
+    "pose_from_json",
+    "pose_json",
     "target_to_json",
     "trajectory_to_json",
 ]
@@ -65,6 +68,28 @@ def _r(v, nd: int = 3) -> list[float]:
 
 def _vec(v) -> np.ndarray:
     return np.asarray(v, float)
+
+
+# --- C-arm pose (the bull's-eye, working and progression views' blocks) ---------------------
+def pose_json(pose: CArmPose) -> dict:
+    """The pose block of the plan JSON: detector direction, patient- and table-relative
+    angles (degrees) and the room-terms sentence."""
+    tp, ts = pose.table_angles_deg
+    return {
+        "detector_dir_lps": [round(float(v), 6) + 0.0 for v in pose.detector_dir_lps],
+        "primary_deg": round(pose.primary_deg, 3) + 0.0,
+        "secondary_deg": round(pose.secondary_deg, 3) + 0.0,
+        "table_primary_deg": round(tp, 3) + 0.0,  # no -0.0
+        "table_secondary_deg": round(ts, 3) + 0.0,
+        "text": pose.text,
+    }
+
+
+def pose_from_json(block: dict, patient_position: str, **chain) -> CArmPose:
+    """Rebuild a pose from a :func:`pose_json` block (the patient-relative pair is used)."""
+    return CArmPose(
+        float(block["primary_deg"]), float(block["secondary_deg"]), patient_position, **chain
+    )
 
 
 # --- needle ---------------------------------------------------------------------------------

@@ -12,11 +12,11 @@ from fluoroplan.geometry.carm import (
     CArmPose,
     bullseye_pose,
     check_reachable,
-    pose_json,
     progression_pose,
     working_view,
 )
 from fluoroplan.geometry.conventions import NEEDLE_MIN_OUTSIDE_SKIN_MM, breach_grade
+from fluoroplan.io.plan_json import pose_json
 from fluoroplan.model.plan import Check, Trajectory
 from fluoroplan.planner.bone_path import bone_checks, target_values
 from fluoroplan.planner.case import AIR_HU, BONE_HU, PlanningCase, VertebraGeom, dist_to_segment

@@ -58,19 +58,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from fluoroplan.geometry.carm import (
-    CArmPose,
-    bullseye_pose,
-    check_reachable,
-    pose_json,
-    progression_pose,
-)
+from fluoroplan.geometry.carm import CArmPose, bullseye_pose, check_reachable, progression_pose
 from fluoroplan.geometry.conventions import DEFAULT_CARM_LIMITS, CArmLimits
 from fluoroplan.geometry.drr import AttenuationVolume, render_drr
 from fluoroplan.geometry.projection import Projection
 from fluoroplan.io.errors import FluoroplanError
 from fluoroplan.io.jsonio import _plain, read_json, write_json_atomic
-from fluoroplan.io.plan_json import check_to_json, target_to_json, trajectory_to_json
+from fluoroplan.io.plan_json import check_to_json, pose_json, target_to_json, trajectory_to_json
 from fluoroplan.model.plan import Target, Trajectory
 from fluoroplan.planner.approaches import applicable
 from fluoroplan.planner.case import BONE_HU, PlanningCase

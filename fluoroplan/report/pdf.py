@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from fluoroplan.geometry.carm import pose_from_json, table_from_lps
+from fluoroplan.geometry.carm import table_from_lps
 from fluoroplan.geometry.drr import AttenuationVolume, fluoroscopy_display, render_drr
+from fluoroplan.io.plan_json import pose_from_json
 from fluoroplan.io.planfile import check_series, plan_document
 from fluoroplan.io.progress import ProgressCallback, no_progress
 from fluoroplan.model.plan import format_check_value

@@ -7,9 +7,10 @@ from __future__ import annotations
 import numpy as np
 
 from fluoroplan.app.reformat import display_axes
-from fluoroplan.geometry.carm import bullseye_pose, pose_from_json
+from fluoroplan.geometry.carm import bullseye_pose
 from fluoroplan.geometry.conventions import NEEDLE_OUTER_DIAMETER_MM
 from fluoroplan.geometry.render3d import ellipsoid_actor
+from fluoroplan.io.plan_json import pose_from_json
 
 LOOSE_RGB = (1.0, 0.42, 0.1)
 TIGHT_RGB = (0.55, 0.62, 0.85)

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from fluoroplan.app.rehearsal_window.common import _lps_words
-from fluoroplan.geometry.carm import pose_from_json
 from fluoroplan.io.errors import FluoroplanError
+from fluoroplan.io.plan_json import pose_from_json
 from fluoroplan.rehearsal.score import Score
 from fluoroplan.rehearsal.session import DrrRenderer, RehearsalSetup, load_attempt, replay
 
