@@ -110,12 +110,13 @@ def run(args: argparse.Namespace) -> int:
         # the straight insertion: to the planned contact with a screw when there is one
         aim = block.get("contact_lps") or block["target_lps"]
         traj = (np.asarray(block["entry_lps"], float), np.asarray(aim, float))
-    if args.view is not None and args.view in block:
+    # --view needs --plan and --trajectory (checked above): with a view, block and traj are set
+    if args.view is not None and block is not None and args.view in block:
         # the plan's own pose, so the image is the one the plan's numbers describe
         pose = pose_from_json(block[args.view], position)
-    elif args.view == "bullseye":
+    elif args.view == "bullseye" and traj is not None:
         pose = bullseye_pose(*traj, position)
-    elif args.view == "progression":
+    elif args.view == "progression" and traj is not None:
         pose = progression_pose(*traj, position)
     else:
         pose = CArmPose(args.pose[0], args.pose[1], position)

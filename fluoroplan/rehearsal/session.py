@@ -290,6 +290,7 @@ class RehearsalState:
     def tip_lps(self) -> np.ndarray | None:
         if self.entry_lps is None:
             return None
+        assert self.dir_lps is not None  # the entry, aim and direction are placed together
         return self.entry_lps + self.depth_mm * self.dir_lps
 
     def to_json(self) -> dict:
@@ -388,6 +389,7 @@ def trainee_trajectory(
 
     if state.entry_lps is None or state.depth_mm < 1.0:
         return None
+    assert state.dir_lps is not None  # placed with the entry
     ref = setup.reference
     tip = state.tip_lps
     contact = None
@@ -430,7 +432,7 @@ class DrrRenderer:
 
     def __init__(self, volume, size: int = 256, threads: int = 2):
         self.volume, self.size, self.threads = volume, int(size), threads
-        self._att = None
+        self._att: AttenuationVolume | None = None
 
     def __call__(self, pose: CArmPose, isocenter_lps: np.ndarray, needles: list):
         if self._att is None:
@@ -698,8 +700,10 @@ class RehearsalSession:
 
         if self.state.entry_lps is None:
             return None
+        tip = self.state.tip_lps
+        assert tip is not None  # the needle is placed
         proj = Projection(self.pose.with_image_size(size), self.setup.isocenter_lps)
-        uv = proj.detector_px_from_lps(np.stack([self.state.entry_lps, self.state.tip_lps]))
+        uv = proj.detector_px_from_lps(np.stack([self.state.entry_lps, tip]))
         return {"entry_px": uv[0], "tip_px": uv[1],
                 "tip_in_view": bool(proj.contains_px(uv[1])[0])}
 
@@ -710,6 +714,7 @@ class RehearsalSession:
         s = self.state
         if s.entry_lps is None:
             raise RehearsalError("place the needle first: the progression view follows it")
+        assert s.aim_lps is not None  # placed with the entry
         try:
             lateral = self.case.vertebra(self.target.level).left_lps
         except KeyError:
@@ -734,13 +739,16 @@ class RehearsalSession:
         s = self.state
         if s.entry_lps is None:
             raise RehearsalError("place the needle first")
+        assert s.dir_lps is not None  # placed with the entry
         off = 90.0 - _angle_deg(self.pose.detector_dir_lps, s.dir_lps)
         if abs(off) > PROGRESSION_TOLERANCE_DEG:
             raise RehearsalError(
                 f"this view is {abs(off):.0f} deg from a progression view (the needle is "
                 "foreshortened); turn the C-arm to a lateral of the needle to judge depth")
         vert = self.case.vertebra(self.target.level)
-        post = float(vert.to_local(s.tip_lps)[0][1])
+        tip = s.tip_lps
+        assert tip is not None  # the needle is placed
+        post = float(vert.to_local(tip)[0][1])
         wall = vert.posterior_wall_offset_mm()
         ahead = wall - post
         return {"mm_anterior_of_posterior_wall": ahead,

@@ -81,14 +81,15 @@ def frame_box(grid: Grid, origin, axes, lo_local, hi_local, margin_mm: float) ->
 
 def sub_box(outer: Box, inner: Box) -> tuple[Box, Box] | None:
     """Intersection of two absolute boxes, as (absolute box, box relative to ``outer``)."""
-    absolute, relative = [], []
+    absolute: list[slice] = []
+    relative: list[slice] = []
     for o, n in zip(outer, inner, strict=True):
         a, b = max(o.start, n.start), min(o.stop, n.stop)
         if b <= a:
             return None
         absolute.append(slice(a, b))
         relative.append(slice(a - o.start, b - o.start))
-    return tuple(absolute), tuple(relative)  # type: ignore[return-value]
+    return (absolute[0], absolute[1], absolute[2]), (relative[0], relative[1], relative[2])
 
 
 def to_local(X, Y, Z, origin, axes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -97,7 +98,8 @@ def to_local(X, Y, Z, origin, axes) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     dx = X - np.float32(origin[0])
     dy = Y - np.float32(origin[1])
     dz = Z - np.float32(origin[2])
-    return tuple(dx * e[0, c] + dy * e[1, c] + dz * e[2, c] for c in range(3))  # type: ignore[return-value]
+    u, v, w = (dx * e[0, c] + dy * e[1, c] + dz * e[2, c] for c in range(3))
+    return u, v, w
 
 
 # --- primitives (all inputs broadcastable float arrays; local frame; mm) ----------------------

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -196,7 +197,7 @@ def find_other_bones(volume, metal_mask, anatomy) -> OtherBones:
     thoracic = [v for v in verts if v.kind != "sacrum" and (v.label.upper().startswith("T") or v.has_ribs)]
 
     jobs = {}
-    pelvis = {"found": False, "left": None, "right": None}
+    pelvis: dict[str, Any] = {"found": False, "left": None, "right": None}
     # --- pelvis --------------------------------------------------------------------------------
     pel = None
     if lowest.kind == "sacrum" or lowest.label.upper() in ("L4", "L5", "L6", "S1"):
@@ -249,7 +250,7 @@ def find_other_bones(volume, metal_mask, anatomy) -> OtherBones:
             w, mm = jobs[name]
             m[tuple(slice(s.start - a, s.stop - a) for s, a in zip(w, lo, strict=True))] = mm
         out[name] = canon.from_canon(m)
-    box = [None, None, None]
+    box: dict[int, slice] = {}  # CT axis -> its range; perm is a permutation: all three set
     for ax in range(3):
         orig = canon.perm[ax]
         n = volume.hu.shape[orig]
@@ -258,14 +259,14 @@ def find_other_bones(volume, metal_mask, anatomy) -> OtherBones:
     if "ilium" in jobs and out["ilium"].any():
         pelvis["volume_ml_total"] = round(float(out["ilium"].sum() * np.prod(sp)) / 1000.0, 1)
     timings["total"] = round(time.perf_counter() - t0, 3)
-    return OtherBones(tuple(box), out["ilium"], out["ribs"], pelvis, rib_levels,
+    return OtherBones((box[0], box[1], box[2]), out["ilium"], out["ribs"], pelvis, rib_levels,
                       tuple(warnings), timings)
 
 
 # --------------------------------------------------------------------------------------------
 def _row_cut(vert: np.ndarray) -> np.ndarray:
     """True between the leftmost and rightmost labelled voxel of every (z, y) row."""
-    has = vert.any(axis=2)
+    has = np.asarray(vert.any(axis=2))
     nx = vert.shape[2]
     first = np.argmax(vert, axis=2)
     last = nx - 1 - np.argmax(vert[:, :, ::-1], axis=2)
@@ -423,7 +424,7 @@ def _pelvis(win, f, sp, bone_full, lab_full, metal_c, hu_c, verts, to_lps, mid_z
 
 
 def _ribs(win, f, sp, bone_full, lab_full, metal_c, thoracic, verts, to_cidx, mid_z, mid_x,
-          body_z, body_y, warnings):
+          body_z, body_y, warnings) -> tuple[np.ndarray, dict] | None:
     vert_full = lab_full > 0
     bone_r = _reduce_any(bone_full & ~vert_full, f)
     vert_r = _reduce_any(vert_full, f)

@@ -211,6 +211,7 @@ class _Labels:
         return f"label{value}"
 
     def at(self, pts_lps: np.ndarray) -> np.ndarray:
+        assert self.labels is not None  # looked up only when there are labels (``if labels:``)
         ijk = np.rint(self.volume.ijk_from_lps_points(pts_lps)).astype(int)
         nk, nj, ni = self.labels.shape
         ok = ((ijk >= 0) & (ijk < np.array([ni, nj, nk]))).all(axis=1)
@@ -223,6 +224,7 @@ class _Labels:
         """Centroid of label ``value`` within a box around ``near_lps`` (LPS)."""
         if value in self._centroids:
             return self._centroids[value]
+        assert self.labels is not None  # a label value > 0 was read, so there are labels
         v = self.volume
         ijk = v.ijk_from_lps_points(np.array([near_lps - radius_mm, near_lps + radius_mm]))
         lo = np.clip(np.floor(ijk.min(axis=0)).astype(int), 0, np.array(v.shape_ijk) - 1)
@@ -464,9 +466,10 @@ def _finish_cement(cement_raw, screws: list[Screw], labels: _Labels, volume: CTV
         pts = np.vstack([it[4] for it in items])
         centre, ext, _ = _pca_extent(pts)
         vol = float(sum(it[2] for it in items))
-        lo = tuple(int(min(it[3][0][d] for it in items)) for d in range(3))
-        hi = tuple(int(max(it[3][1][d] for it in items)) for d in range(3))
-        out.append(Cement(key[0], key[1], centre, ext, vol, (lo, hi)))
+        lo_k, lo_j, lo_i = (int(min(it[3][0][d] for it in items)) for d in range(3))
+        hi_k, hi_j, hi_i = (int(max(it[3][1][d] for it in items)) for d in range(3))
+        out.append(Cement(key[0], key[1], centre, ext, vol,
+                          ((lo_k, lo_j, lo_i), (hi_k, hi_j, hi_i))))
     out.sort(key=lambda c: -c.center_lps[2])
     return out
 
@@ -605,7 +608,7 @@ def _add_seats(poly: np.ndarray, fits: list[ScrewFit], d: np.ndarray,
         k = int(np.argmin(dist))
         if dist[k] < 6.0:
             cands.append((float(tq[k]), line[k]))
-    seats = []
+    seats: list[np.ndarray] = []
     lo, hi = float(proj.min()), float(proj.max())
     lo_pt, hi_pt = poly[order[0]], poly[order[-1]]
     for tq, p in sorted(cands, key=lambda c: max(lo - c[0], c[0] - hi, 0.0)):
@@ -624,9 +627,9 @@ def _add_seats(poly: np.ndarray, fits: list[ScrewFit], d: np.ndarray,
             hi, hi_pt = tq, p
     if not seats:
         return poly
-    seats = np.array(seats)
-    far = np.min(np.linalg.norm(poly[:, None, :] - seats[None, :, :], axis=2), axis=1) > 4.0
-    return np.vstack([poly[far], seats])
+    seat_pts = np.array(seats)
+    far = np.min(np.linalg.norm(poly[:, None, :] - seat_pts[None, :, :], axis=2), axis=1) > 4.0
+    return np.vstack([poly[far], seat_pts])
 
 
 def _metal_path(sampler: HUSampler, a: np.ndarray, b: np.ndarray) -> bool:

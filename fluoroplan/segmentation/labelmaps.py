@@ -105,8 +105,9 @@ def _read_folder(folder: Path):
     names: dict[int, str] = {}
     for path in files:
         level = _level_of_name(path.name)
+        assert level is not None  # the files were chosen by their level's name
         a, A = _read_sitk(path)
-        if out is None:
+        if out is None or A0 is None:  # the first file (both are set together)
             out = np.zeros(a.shape, np.uint8)
             A0 = A
         elif a.shape != out.shape or not np.allclose(A, A0, atol=1e-3):

@@ -114,8 +114,9 @@ def height_loss(heights: dict, expected_mm: float | None) -> float | None:
     and posterior heights against the largest of them (wedge, biconcave), and the smallest
     against the height expected from the neighbours (crush).
     """
-    hs = [h for h in (heights.get("anterior"), heights.get("middle"), heights.get("posterior"))]
-    if any(h is None or not np.isfinite(h) or h <= 0 for h in hs):
+    hs = [h for h in (heights.get("anterior"), heights.get("middle"), heights.get("posterior"))
+          if h is not None and np.isfinite(h) and h > 0]
+    if len(hs) < 3:  # one of them missing, not finite or not positive
         return None
     hmin, hmax = min(hs), max(hs)
     loss = 1.0 - hmin / hmax
@@ -157,8 +158,9 @@ def height_problem(heights: dict, expected_mm: float | None) -> str | None:
 def grade_bounds(heights: dict, expected_mm: float | None, uncertainty_mm: float) -> tuple[int, int] | None:
     """The lowest and highest Genant grade the heights allow when each may be off by
     ``uncertainty_mm`` (about half the CT's coarsest voxel): equal when the grade is sure."""
-    hs = [heights.get(k) for k in ("anterior", "middle", "posterior")]
-    if any(h is None or not np.isfinite(h) or h <= 0 for h in hs):
+    hs = [h for h in (heights.get(k) for k in ("anterior", "middle", "posterior"))
+          if h is not None and np.isfinite(h) and h > 0]
+    if len(hs) < 3:  # one of them missing, not finite or not positive
         return None
     u = float(uncertainty_mm)
     hmin, hmax = min(hs), max(hs)
@@ -172,7 +174,10 @@ def grade_bounds(heights: dict, expected_mm: float | None, uncertainty_mm: float
     small, large = max(hmin - u, 0.1), hmax + u
     high = height_loss({"anterior": small, "middle": large, "posterior": large},
                        None if exp is None else exp + u)
-    return genant_grade(low), genant_grade(high)
+    lo, hi = genant_grade(low), genant_grade(high)
+    # both readings' heights are finite and > 0 (u finite, >= 0), so both give a loss and a grade
+    assert lo is not None and hi is not None
+    return lo, hi
 
 
 def grade_heights(heights: dict, expected_mm: float | None) -> tuple[float | None, int | None, str | None]:
@@ -532,7 +537,7 @@ def _trim_protrusions(body: np.ndarray, pp: np.ndarray, ll: np.ndarray) -> np.nd
 
 def _edge_extent(
     h: np.ndarray, top: np.ndarray, bot: np.ndarray, step: float
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]]:
     """Body extent along t of every (p, l) column with its two ends at the half-way crossing
     between the endplate's brightest sample and the darkest sample just outside it (disc), to a
     fraction of a sample: a fixed bone threshold puts the end of a blurred endplate too far out.
@@ -540,13 +545,14 @@ def _edge_extent(
     ``h`` is the HU frame ``[t, p, l]``, ``top``/``bot`` the first/last body sample of each column
     (-1 where none).
 
-    Also returns, per column, the smaller of the two ends' *drops*: endplate peak minus the
-    darkest sample just outside it. An end that is a real endplate drops into a disc; a body
-    cut by a wrong separation (bone going on past the end) hardly drops."""
+    Also returns, for the top end and the bottom end, per column, the endplate's peak and the
+    darkest sample just outside it (``((peak_top, out_top), (peak_bot, out_bot))``): an end that
+    is a real endplate drops into a disc; a body cut by a wrong separation (bone going on past
+    the end) hardly drops."""
     nt = h.shape[0]
     pj, lj = np.meshgrid(np.arange(h.shape[1]), np.arange(h.shape[2]), indexing="ij")
 
-    def crossing(end: np.ndarray, outward: int) -> np.ndarray:
+    def crossing(end: np.ndarray, outward: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
         k = np.arange(-EDGE_SEARCH, EDGE_SEARCH + 1)
         ts = np.clip(end[..., None] + outward * k, 0, nt - 1)  # inward (k<0) .. outward (k>0)
         prof = h[ts, pj[..., None], lj[..., None]].astype(float)

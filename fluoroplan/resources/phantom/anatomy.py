@@ -228,15 +228,15 @@ def _draw_ribs(hu, grid, vt: _Vertebra, ta, tb, structures: np.ndarray | None = 
             used += step
             prev = np.array([s * x, y, z])
             pts.append(prev)
-        pts = np.array(pts)
+        path = np.array(pts)
         r = 4.0
-        box = grid.box(pts.min(axis=0) - r - 1.5, pts.max(axis=0) + r + 1.5)
+        box = grid.box(path.min(axis=0) - r - 1.5, path.max(axis=0) + r + 1.5)
         heads[side] = _f(head)
         if box is None:
             continue
         X, Y, Z = grid.coords(box)
         sdf = np.full(np.broadcast(X, Y, Z).shape, S.BIG, np.float32)
-        for a, b in zip(pts[:-1], pts[1:], strict=True):
+        for a, b in zip(path[:-1], path[1:], strict=True):
             _add_capsule(grid, box, X, Y, Z, sdf, a, b, r, 1.5)
         _add_capsule(grid, box, X, Y, Z, sdf, head, head, 5.0, 1.0)  # the rib head
         S.paint(hu, box, S.alpha(sdf, grid.ramp_mm), HU_RIB_CORTEX)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from fluoroplan.io.dicom_write import write_series
 from fluoroplan.resources.phantom.model import SCHEMA, Phantom
@@ -14,8 +15,8 @@ def write_phantom(folder: str | Path, phantom: Phantom, **write_series_kwargs) -
     """Write ``folder/dicom/IM*.dcm`` (a CT series) and ``folder/truth.json``; return the paths."""
     folder = Path(folder)
     vol = phantom.volume
-    kwargs = {"patient_position": vol.patient_position, "patient": vol.patient,
-              "study": dict(vol.identifiers)}
+    kwargs: dict[str, Any] = {"patient_position": vol.patient_position, "patient": vol.patient,
+                              "study": dict(vol.identifiers)}
     kwargs.update(write_series_kwargs)
     paths = write_series(vol.hu, vol.lps_from_ijk, folder / "dicom", **kwargs)
     truth_path = folder / "truth.json"

@@ -8,6 +8,8 @@ Metal is painted into ``metal`` and clears the vertebra labels.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from fluoroplan.resources import phantom_sdf as S
@@ -189,7 +191,7 @@ def _draw_cement(hu, grid, vt: _Vertebra, rng) -> dict:
                        -H / 2 - 0.6 * vt.disc_below])
     canvas = _local_canvas(grid, vt, [-vt.W / 2, -D / 2 - 1, -H / 2 - vt.disc_below],
                            [vt.W / 2, D / 2, 0.1 * H], 1.0)
-    out = {"level": vt.label, "kind": "vertebroplasty"}
+    out: dict[str, Any] = {"level": vt.label, "kind": "vertebroplasty"}
     if canvas is None:
         return out
     box, (u, v, w) = canvas

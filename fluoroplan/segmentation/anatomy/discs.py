@@ -136,7 +136,7 @@ def _body_period(frac: np.ndarray) -> float:
     return float(lags[half[0]] if half else lags[i])
 
 
-def _tube_profile(full, C, e1, e2, sp, radius) -> np.ndarray:
+def _tube_profile(full, C, e1, e2, sp, radius) -> tuple[np.ndarray, np.ndarray]:
     """Mean HU at full resolution in a thin tube of ``radius`` mm around the body centreline
     ``C`` (1 mm steps, grid mm): the native voxels keep the thin discs and their bright endplates
     that the block average blurs away. Metal occupies like bright bone; also returns the

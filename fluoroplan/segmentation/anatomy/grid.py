@@ -95,6 +95,7 @@ def _block_mean(c: np.ndarray, f: tuple[int, int, int], metal: np.ndarray | None
             sl[ax] = slice(d, None, k)
             red += acc[tuple(sl)]
             if mred is not None:
+                assert macc is not None  # mred is a copy of macc's slices
                 mred |= macc[tuple(sl)]
         acc, macc = red, mred
     acc /= float(np.prod(f))

@@ -18,15 +18,15 @@ from fluoroplan.segmentation.vertebrae import grade_bounds, grade_heights
 def _assemble(found: list[dict], sep: _Separation, mm_to_lps, warnings: list[str],
               height_uncertainty_mm: float = 0.5) -> list[Vertebra]:
     nan = float("nan")
-    hmax = []
+    hmax_mm: list[float] = []
     for item in found:
         m = item["meas"]
         if m is None or not item["b"]["complete"] or item["b"]["kind"] != "vertebra":
-            hmax.append(nan)
+            hmax_mm.append(nan)
         else:
             hs = [m.heights_mm[k] for k in ("anterior", "middle", "posterior")]
-            hmax.append(max(hs) if all(np.isfinite(hs)) else nan)
-    hmax = np.asarray(hmax)
+            hmax_mm.append(max(hs) if all(np.isfinite(hs)) else nan)
+    hmax = np.asarray(hmax_mm)
     verts = []
     for n, item in enumerate(found):
         b, m = item["b"], item["meas"]
@@ -41,7 +41,9 @@ def _assemble(found: list[dict], sep: _Separation, mm_to_lps, warnings: list[str
                 warnings.append(f"Vertebra {n + 1} from the top: {why}.")
             bounds = grade_bounds(heights, expected, height_uncertainty_mm) if grade is not None else None
             # said when it matters: a graded body, or one that may be a grade 2 or 3
-            if bounds is not None and bounds[0] != bounds[1] and max(grade, bounds[1] - 1) >= 1:
+            if (grade is not None and bounds is not None and bounds[0] != bounds[1]
+                    and max(grade, bounds[1] - 1) >= 1):
+                assert loss is not None  # a grade is given to a height loss only
                 warnings.append(
                     f"Vertebra {n + 1} from the top: graded {grade} from a {100 * loss:.0f} % "
                     f"height loss, but heights read to +-{height_uncertainty_mm:.1f} mm on this "

@@ -95,7 +95,8 @@ def analyze_anatomy(
     sp_full = np.array([spacing_ijk[list(canon.perm).index(a)] for a in range(3)])
     # spacing of the canonical axes (z, y, x): canonical axis ax came from hu axis perm[ax]
     sp_full = np.array([spacing_ijk[2 - canon.perm[ax]] for ax in range(3)])
-    f = tuple(max(1, int(round(GRID_MM / s))) for s in sp_full)
+    fz, fy, fx = (max(1, int(round(GRID_MM / s))) for s in sp_full)
+    f = (fz, fy, fx)
     if min(hu_c.shape[a] // f[a] for a in range(3)) < 8:
         raise NoSpineFound(f"the CT is too small ({volume.hu.shape} voxels)")
     grid_hu, grid_metal = _block_mean(hu_c, f, metal_c)

@@ -194,11 +194,11 @@ def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str], nativ
 
     # --- slabs between the discs ---------------------------------------------------------------
     n_b = len(runs)
-    bounds = [0.0]
+    bounds_mm = [0.0]
     for (_, b0), (a1, _) in zip(runs[:-1], runs[1:], strict=True):
-        bounds.append(0.5 * (s[b0] + s[a1]))
-    bounds.append(s[-1])
-    bounds = np.asarray(bounds)
+        bounds_mm.append(0.5 * (s[b0] + s[a1]))
+    bounds_mm.append(s[-1])
+    bounds = np.asarray(bounds_mm)
     # arc-length coordinate of every ROI voxel (first order around the centreline)
     s_z = np.interp(zk, C[::-1, 0], s[::-1])
     Tz = np.column_stack([np.interp(zk, C[::-1, 0], T[::-1, a]) for a in range(3)])
