@@ -1,7 +1,7 @@
 """The planning docks: Targets (what the analysis found), Proposals, and the Plan.
 
 They show what the document holds and emit what the user asks for; the controller
-(``app/planning.py``) does the rest.
+(``app/planning/``) does the rest.
 """
 
 from __future__ import annotations
