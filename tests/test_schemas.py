@@ -90,16 +90,23 @@ PLAN_DAMAGE = [
 ]
 
 
+def _refused(name: str, good: dict, path, value) -> tuple[dict, str]:
+    """``good`` damaged at ``path``: the published schema refuses it, and so does fluoroplan's
+    check; returns the damaged document and fluoroplan's message."""
+    doc = copy.deepcopy(good)
+    _set(path, value)(doc)
+    assert list(_published(name).iter_errors(doc)), "the published schema accepts it"
+    with pytest.raises(SchemaViolation) as err:
+        check(doc, name)
+    return doc, str(err.value)
+
+
 @pytest.mark.parametrize("path, value, words", PLAN_DAMAGE)
 def test_damaged_plans_fail_the_schema_and_name_the_field(path, value, words, tmp_path):
-    doc = copy.deepcopy(_plan_doc())
-    _set(path, value)(doc)
-    assert list(_published("plan").iter_errors(doc)), "the published schema accepts it"
-    with pytest.raises(SchemaViolation) as err:
-        check(doc, "plan")
-    assert words in str(err.value)
+    doc, message = _refused("plan", _plan_doc(), path, value)
+    assert words in message
     if path[0] == "trajectories":  # a trajectory is named by its id too
-        assert doc["trajectories"][0]["id"] in str(err.value)
+        assert doc["trajectories"][0]["id"] in message
     if path != ("schema",):  # the loader says the same, naming the file
         f = tmp_path / "damaged.json"
         f.write_text(json.dumps(doc))
@@ -121,12 +128,8 @@ ANALYSIS_DAMAGE = [
 
 @pytest.mark.parametrize("path, value, where, words", ANALYSIS_DAMAGE)
 def test_damaged_analyses_fail_the_schema(path, value, where, words):
-    doc = copy.deepcopy(_analysis_doc())
-    _set(path, value)(doc)
-    assert list(_published("analysis").iter_errors(doc)), "the published schema accepts it"
-    with pytest.raises(SchemaViolation) as err:
-        check(doc, "analysis")
-    assert where in str(err.value) and words in str(err.value)
+    _, message = _refused("analysis", _analysis_doc(), path, value)
+    assert where in message and words in message
 
 
 def test_non_finite_numbers_are_named():
