@@ -6,8 +6,10 @@ with no Qt and no files.
 - :mod:`.anatomy`: a vertebra with its body planes, pedicles and canal section (found on the
   CT or read from a TotalSegmentator / Slicer label map: the same objects);
 - :mod:`.plan`: the needle, the target, the safety check, the trajectory, the "no safe
-  trajectory" result and the plan (what :mod:`fluoroplan.planner` makes).
+  trajectory" result and the plan (what :mod:`fluoroplan.planner` makes);
+- :mod:`.rehearsal`: a trainee's attempt: its views, setup, state and score.
 
-Their JSON forms live at the file boundary: :mod:`fluoroplan.io.analysis_json` and
-:mod:`fluoroplan.io.plan_json`, checked against ``resources/*.schema.json``.
+Their JSON forms live at the file boundary: :mod:`fluoroplan.io.analysis_json`,
+:mod:`fluoroplan.io.plan_json` (checked against ``resources/*.schema.json``) and
+:mod:`fluoroplan.io.rehearsal_json`.
 """

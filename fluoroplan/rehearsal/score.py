@@ -32,9 +32,9 @@ the same when re-scored (:func:`fluoroplan.rehearsal.session.score_attempt`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 from fluoroplan.model.plan import format_check_value
+from fluoroplan.model.rehearsal import Score
 
 BULLSEYE_POINTS = 30.0
 SHOT_POINTS = 15.0
@@ -62,47 +62,6 @@ SAFETY_WEIGHTS = {
 }
 """Points a failed check costs (a check not listed here costs :data:`OTHER_CHECK_WEIGHT`)."""
 OTHER_CHECK_WEIGHT = 5.0
-
-
-@dataclass(frozen=True)
-class Score:
-    """A scored attempt: the total out of 100, each ``(points_lost, reason)`` and the measures.
-
-    ``metrics`` holds ``view_errors_deg`` (phase name -> angle error at declaration, deg, or
-    None when never declared), ``shots``, ``fluoro_s``, ``dap_cm2s``, ``corrections``,
-    ``tip_error_mm`` (None without a needle), ``needle_angle_deg`` (trainee needle vs the
-    expert insertion direction) and ``bullseye_error_deg`` (the largest declared view error).
-    """
-
-    total: float
-    lost: tuple[tuple[float, str], ...]
-    parts: dict = field(default_factory=dict)
-    metrics: dict = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        return {
-            "total": round(self.total, 3),
-            "out_of": 100,
-            "parts": {k: round(v, 3) for k, v in self.parts.items()},
-            "lost": [{"points": round(p, 3), "reason": r} for p, r in self.lost],
-            "metrics": self.metrics,
-        }
-
-    @classmethod
-    def from_json(cls, block: dict) -> Score:
-        return cls(
-            total=float(block["total"]),
-            lost=tuple((float(x["points"]), str(x["reason"])) for x in block["lost"]),
-            parts=dict(block.get("parts", {})),
-            metrics=dict(block.get("metrics", {})),
-        )
-
-    @property
-    def text(self) -> str:
-        lines = [f"score {self.total:.1f} / 100"]
-        lines += [f"  -{p:.1f}  {r}" for p, r in self.lost if p > 0]
-        lines += [f"   0.0  {r}" for p, r in self.lost if p <= 0]
-        return "\n".join(lines)
 
 
 def bullseye_loss(errors_deg: dict, labels: dict, tolerance_deg: float) -> list[tuple[float, str]]:

@@ -54,7 +54,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 
@@ -65,15 +65,28 @@ from fluoroplan.geometry.projection import Projection
 from fluoroplan.io.errors import FluoroplanError
 from fluoroplan.io.jsonio import _plain, read_json, write_json_atomic
 from fluoroplan.io.plan_json import check_to_json, pose_json, target_to_json, trajectory_to_json
+from fluoroplan.io.rehearsal_json import (
+    score_json,
+    setup_from_json,
+    setup_json,
+    state_json,
+    target_from_json,
+)
 from fluoroplan.model.plan import Target, Trajectory
+from fluoroplan.model.rehearsal import (
+    DEFAULT_SHOT_S,
+    DEFAULT_TOLERANCE_DEG,
+    Phase,
+    RehearsalSetup,
+    RehearsalState,
+    Score,
+)
 from fluoroplan.planner.approaches import applicable
 from fluoroplan.planner.case import BONE_HU, PlanningCase
 from fluoroplan.planner.propose import build_trajectory, propose
-from fluoroplan.rehearsal.score import Score, score
+from fluoroplan.rehearsal.score import score
 
 REHEARSAL_SCHEMA = "fluoroplan.rehearsal/1"
-DEFAULT_TOLERANCE_DEG = 2.0
-DEFAULT_SHOT_S = 1.0
 CONTACT_SNAP_MM = 3.0
 """A trainee needle passing within this distance of the expert's planned screw contact is
 scored as making that contact (the planner then checks the slide along the screw)."""
@@ -127,14 +140,6 @@ def mark_reference(plan_json: dict, trajectory_id: str) -> dict:
     return out
 
 
-def target_from_json(block: dict) -> Target:
-    """A :class:`Target` from its JSON block (:func:`~fluoroplan.io.plan_json.target_to_json`)."""
-    return Target(
-        kind=block["kind"], ref=block["ref"], level=block.get("level", ""),
-        side=block.get("side"), point_lps=np.asarray(block["point_lps"], float),
-        description=block.get("description", ""),
-    )
-
 
 def reference_trajectory(
     case: PlanningCase, target: Target, plan_json: dict | None = None
@@ -173,16 +178,6 @@ def reference_trajectory(
 
 
 # --- setup, state and the reducer -------------------------------------------------------------
-@dataclass(frozen=True, eq=False)
-class Phase:
-    """One view of Task 1: its name, words, and the reference pose to reach."""
-
-    name: str  # "screw-bullseye" or "working-view"
-    label: str
-    pose: CArmPose
-
-    def to_json(self) -> dict:
-        return {"name": self.name, "label": self.label, "pose": pose_json(self.pose)}
 
 
 def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
@@ -190,126 +185,6 @@ def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
     b = np.asarray(b, float) / np.linalg.norm(b)
     # atan2 form: accurate for small angles too
     return math.degrees(math.atan2(float(np.linalg.norm(np.cross(a, b))), float(a @ b)))
-
-
-@dataclass(frozen=True, eq=False)
-class RehearsalSetup:
-    """Everything a replay needs besides the events (saved in the attempt JSON)."""
-
-    patient_position: str
-    phases: tuple[Phase, ...]
-    reference: dict  # id, source, approach, side, entry/target/contact/direction (LPS)
-    target: dict  # target_to_json(Target)
-    isocenter_lps: np.ndarray
-    tolerance_deg: float = DEFAULT_TOLERANCE_DEG
-    limits: CArmLimits = DEFAULT_CARM_LIMITS
-    shot_s: float = DEFAULT_SHOT_S
-    start_table_deg: tuple[float, float] = (0.0, 0.0)
-    chain: dict = field(default_factory=dict)  # CArmPose keyword arguments (sid_mm, ...)
-    needle_length_mm: float = 150.0
-
-    def pose(self, table_deg: tuple[float, float]) -> CArmPose:
-        return CArmPose.from_table_angles(table_deg[0], table_deg[1], self.patient_position,
-                                          **self.chain)
-
-    def clamp(self, table_deg: tuple[float, float]) -> tuple[float, float]:
-        (r0, r1), (a0, a1) = self.limits.rotation_deg, self.limits.angulation_deg
-        return (min(max(float(table_deg[0]), r0), r1), min(max(float(table_deg[1]), a0), a1))
-
-    @property
-    def field_cm2(self) -> float:
-        """Area of the (square) rendered field at the isocentre plane, cm²."""
-        pose = self.pose(self.start_table_deg)
-        side_mm = min(pose.detector_mm) * pose.sod_mm / pose.sid_mm
-        return side_mm * side_mm / 100.0
-
-    def to_json(self) -> dict:
-        return {
-            "patient_position": self.patient_position,
-            "phases": [p.to_json() for p in self.phases],
-            "isocenter_lps": [float(v) for v in self.isocenter_lps],
-            "tolerance_deg": self.tolerance_deg,
-            "limits": {"rotation_deg": list(self.limits.rotation_deg),
-                       "angulation_deg": list(self.limits.angulation_deg),
-                       "sid_mm": list(self.limits.sid_mm)},
-            "shot_s": self.shot_s,
-            "start_table_deg": list(self.start_table_deg),
-            "chain": {k: list(v) if isinstance(v, tuple) else v for k, v in self.chain.items()},
-            "needle_length_mm": self.needle_length_mm,
-        }
-
-    @classmethod
-    def from_json(cls, attempt: dict) -> RehearsalSetup:
-        s = attempt["settings"]
-        chain = {k: tuple(v) if isinstance(v, list) else v for k, v in s.get("chain", {}).items()}
-        pos = s["patient_position"]
-        phases = tuple(
-            Phase(p["name"], p["label"], CArmPose.from_detector_dir(
-                np.asarray(p["pose"]["detector_dir_lps"], float), pos, **chain))
-            for p in s["phases"]
-        )
-        lim = s["limits"]
-        return cls(
-            patient_position=pos, phases=phases, reference=attempt["reference"],
-            target=attempt["target"], isocenter_lps=np.asarray(s["isocenter_lps"], float),
-            tolerance_deg=float(s["tolerance_deg"]),
-            limits=CArmLimits(tuple(lim["rotation_deg"]), tuple(lim["angulation_deg"]),
-                              tuple(lim["sid_mm"])),
-            shot_s=float(s["shot_s"]), start_table_deg=tuple(s["start_table_deg"]),
-            chain=chain, needle_length_mm=float(s.get("needle_length_mm", 150.0)),
-        )
-
-
-@dataclass(frozen=True, eq=False)
-class RehearsalState:
-    """The simulator's state after an event (immutable; the session holds the current one).
-
-    ``table_deg`` is the C-arm's (rotation, angulation) in table terms; ``declared`` maps a
-    phase name to its angle error (deg) at declaration; the needle runs from ``entry_lps``
-    along ``dir_lps`` (unit, toward the picked ``aim_lps``) to ``depth_mm`` inside.
-    """
-
-    table_deg: tuple[float, float]
-    phase_index: int = 0
-    declared: dict = field(default_factory=dict)
-    shots: int = 0
-    fluoro_s: float = 0.0
-    dap_cm2s: float = 0.0
-    entry_lps: np.ndarray | None = None
-    aim_lps: np.ndarray | None = None
-    dir_lps: np.ndarray | None = None
-    depth_mm: float = 0.0
-    corrections: int = 0
-    steps: int = 0
-    ended: bool = False
-    t_s: float = 0.0
-    last_event: str = "start"
-    clamped: bool = False  # the last C-arm move hit a limit
-
-    @property
-    def tip_lps(self) -> np.ndarray | None:
-        if self.entry_lps is None:
-            return None
-        assert self.dir_lps is not None  # the entry, aim and direction are placed together
-        return self.entry_lps + self.depth_mm * self.dir_lps
-
-    def to_json(self) -> dict:
-        tip = self.tip_lps
-        return {
-            "table_deg": [round(v, 4) for v in self.table_deg],
-            "phase_index": self.phase_index,
-            "declared": {k: round(v, 4) for k, v in self.declared.items()},
-            "shots": self.shots,
-            "fluoro_s": round(self.fluoro_s, 4),
-            "dap_cm2s": round(self.dap_cm2s, 3),
-            "entry_lps": None if self.entry_lps is None else _r(self.entry_lps),
-            "tip_lps": None if tip is None else _r(tip),
-            "depth_mm": round(self.depth_mm, 4),
-            "corrections": self.corrections,
-            "ended": self.ended,
-            "t_s": round(self.t_s, 3),
-            "last_event": self.last_event,
-        }
 
 
 def _r(v) -> list[float]:
@@ -552,8 +427,8 @@ class RehearsalSession:
         )
         # through the saved (JSON-plain) form, so the live session and a replay agree exactly
 
-        self.setup = RehearsalSetup.from_json(_plain({
-            "settings": self.setup.to_json(), "reference": self.setup.reference,
+        self.setup = setup_from_json(_plain({
+            "settings": setup_json(self.setup), "reference": self.setup.reference,
             "target": self.setup.target}))
         self.trainee = trainee
         self.renderer = renderer if renderer is not None else DrrRenderer(case.volume)
@@ -786,11 +661,11 @@ class RehearsalSession:
             },
             "target": self.setup.target,
             "reference": self.setup.reference,
-            "settings": self.setup.to_json(),
+            "settings": setup_json(self.setup),
             "events": [dict(e) for e in self.events],
-            "final_state": self.state.to_json(),
+            "final_state": state_json(self.state),
             "trainee_trajectory": None if self.trajectory is None else trajectory_to_json(self.trajectory),
-            "score": None if self.score is None else self.score.to_json(),
+            "score": None if self.score is None else score_json(self.score),
         }
 
     def save(self, path) -> None:
@@ -807,7 +682,7 @@ def load_attempt(path) -> dict:
 def replay(attempt_json: dict) -> Iterator[RehearsalState]:
     """Every state of a saved attempt, in order (the state after each event), rebuilt from
     the events and settings alone (no CT needed)."""
-    setup = RehearsalSetup.from_json(attempt_json)
+    setup = setup_from_json(attempt_json)
     state = initial_state(setup)
     for event in attempt_json["events"]:
         state = apply_event(state, event, setup)
@@ -818,7 +693,7 @@ def score_attempt(attempt_json: dict, case: PlanningCase | None = None) -> Score
     """Re-score a saved attempt: replay its events, then score the final state. With ``case``
     the planner's checks of the trainee needle are re-run (the CT must be the attempt's);
     without it the checks saved in the attempt are used."""
-    setup = RehearsalSetup.from_json(attempt_json)
+    setup = setup_from_json(attempt_json)
     states = deque(replay(attempt_json), maxlen=1)
     if not states:
         raise RehearsalError("the attempt has no events")

@@ -11,8 +11,8 @@ import numpy as np
 from fluoroplan.app.rehearsal_window.common import _lps_words
 from fluoroplan.io.errors import FluoroplanError
 from fluoroplan.io.plan_json import pose_from_json
-from fluoroplan.rehearsal.score import Score
-from fluoroplan.rehearsal.session import DrrRenderer, RehearsalSetup, load_attempt, replay
+from fluoroplan.io.rehearsal_json import score_from_json, setup_from_json
+from fluoroplan.rehearsal.session import DrrRenderer, load_attempt, replay
 
 
 class ReplayMixin:
@@ -24,7 +24,7 @@ class ReplayMixin:
         try:
             attempt = (load_attempt(path_or_json) if isinstance(path_or_json, (str, Path))
                        else path_or_json)
-            setup = RehearsalSetup.from_json(attempt)
+            setup = setup_from_json(attempt)
             states = list(replay(attempt))
         except (FluoroplanError, OSError, KeyError, ValueError) as exc:
             if isinstance(exc, (KeyError, ValueError)):
@@ -123,7 +123,7 @@ class ReplayMixin:
             self.status_label.setText(
                 f"Replayed attempt scored {float(rd['attempt']['score']['total']):.1f} / 100")
             if self.score_dialog is None or self.score_dialog.score is not rd.get("score"):
-                rd["score"] = Score.from_json(rd["attempt"]["score"])
+                rd["score"] = score_from_json(rd["attempt"]["score"])
                 self.show_score(rd["score"], f"Replay: {rd['attempt'].get('trainee') or ''}")
 
     def _renderer(self):
