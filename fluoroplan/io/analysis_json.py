@@ -47,6 +47,7 @@ __all__ = [
     "pedicle_json",
     "plane_json",
     "rod_json",
+    "screw_from_json",
     "screw_json",
     "vertebra_json",
 ]
@@ -87,9 +88,35 @@ def screw_json(s: Screw) -> dict:
         "tip_lps": _r(s.tip_lps), "head_lps": _r(s.head_lps),
         "axis_lps": _r(s.axis_lps, 4), "diameter_mm": round(float(s.diameter_mm), 2),
         "length_mm": round(float(s.length_mm), 1), "halo_mm": round(s.halo_mm, 2),
-        "loose": s.loose, "halo": halo_json(s.halo),
+        "loose": s.loose, "halo": None if s.halo is None else halo_json(s.halo),
         "core_diameter_mm": round(float(s.core_diameter_mm), 2), "tulip": bool(s.tulip),
     }
+
+
+def screw_from_json(d: dict) -> Screw:
+    """A screw of an analysis document (or of a phantom's truth, which has the same fields) as
+    the planner uses it: its shaft runs between the stored head and tip, so its axis and
+    length follow from them (the stored ``axis_lps`` and ``length_mm`` are rounded copies);
+    the halo is its stored summary (``halo_mm``, ``loose``) without the measurement behind it
+    (``halo`` None: the file keeps no profile or voxel mask)."""
+    head = np.asarray(d["head_lps"], float)
+    tip = np.asarray(d["tip_lps"], float)
+    shaft = tip - head
+    length = float(np.linalg.norm(shaft))
+    return Screw(
+        id=str(d["id"]),
+        level=str(d.get("level") or ""),
+        side=str(d.get("side") or ""),
+        tip_lps=tip,
+        head_lps=head,
+        axis_lps=shaft / length if length > 0 else shaft,
+        diameter_mm=float(d["diameter_mm"]),
+        length_mm=length,
+        halo_mm=float(d.get("halo_mm") or 0.0),
+        loose=bool(d.get("loose")),
+        core_diameter_mm=float(d.get("core_diameter_mm") or 0.0),
+        tulip=bool(d.get("tulip", False)),
+    )
 
 
 def rod_json(r: Rod) -> dict:

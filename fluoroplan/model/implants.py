@@ -83,7 +83,13 @@ class Halo:
 
 @dataclass(frozen=True, eq=False)
 class Screw:
-    """One pedicle screw (LPS mm; ``axis_lps`` is the unit vector from head to tip)."""
+    """One pedicle screw (LPS mm; ``axis_lps`` is the unit vector from head to tip).
+
+    ``halo_mm`` and ``loose`` are its halo's median width and the loosening verdict; ``halo``
+    is the measurement behind them (profile along the shaft, voxel mask) when the screw was
+    measured on the CT, None for a screw read from an analysis file, which stores only a
+    summary of it.
+    """
 
     id: str
     level: str
@@ -93,18 +99,22 @@ class Screw:
     axis_lps: np.ndarray
     diameter_mm: float
     length_mm: float
-    halo: Halo
+    halo_mm: float
+    loose: bool
+    halo: Halo | None = None
     core_diameter_mm: float = 0.0
     tulip: bool = False
     label_value: int = 0
 
-    @property
-    def halo_mm(self) -> float:
-        return float(self.halo.median_mm)
-
-    @property
-    def loose(self) -> bool:
-        return bool(self.halo.loose)
+    @classmethod
+    def measured(cls, id: str, level: str, side: str, tip_lps: np.ndarray, head_lps: np.ndarray,
+                 axis_lps: np.ndarray, diameter_mm: float, length_mm: float, halo: Halo,
+                 core_diameter_mm: float = 0.0, tulip: bool = False,
+                 label_value: int = 0) -> Screw:
+        """A screw measured on the CT, its halo summary taken from its halo measurement."""
+        return cls(id, level, side, tip_lps, head_lps, axis_lps, diameter_mm, length_mm,
+                   float(halo.median_mm), bool(halo.loose), halo, core_diameter_mm, tulip,
+                   label_value)
 
 
 @dataclass(frozen=True, eq=False)

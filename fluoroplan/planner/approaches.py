@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fluoroplan.geometry.conventions import NEEDLE_OUTER_DIAMETER_MM
+from fluoroplan.model.implants import Screw
 from fluoroplan.model.plan import Target
-from fluoroplan.planner.case import PlanningCase, ScrewGeom, VertebraGeom
+from fluoroplan.planner.case import PlanningCase, VertebraGeom
 
 
 @dataclass(frozen=True, eq=False)
@@ -272,7 +273,7 @@ def transpedicular(
                     )
 
 
-def _screw_frame(case: PlanningCase, s: ScrewGeom) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _screw_frame(case: PlanningCase, s: Screw) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The screw axis and two unit vectors around it, the first toward the screw's lateral side
     (angle ``phi`` = 0 in the generators)."""
     v = _vertebra_of(case, s)
@@ -282,7 +283,7 @@ def _screw_frame(case: PlanningCase, s: ScrewGeom) -> tuple[np.ndarray, np.ndarr
     return s.axis_lps, e1, e2
 
 
-def _vertebra_of(case: PlanningCase, s: ScrewGeom) -> VertebraGeom | None:
+def _vertebra_of(case: PlanningCase, s: Screw) -> VertebraGeom | None:
     try:
         return case.vertebra(s.level)
     except KeyError:

@@ -13,8 +13,10 @@ import numpy as np
 import numpy.typing as npt
 from scipy.spatial import cKDTree
 
+from fluoroplan.io.analysis_json import screw_from_json
 from fluoroplan.io.volume import CTVolume
 from fluoroplan.model.anatomy import CANAL_LABEL, FORAMEN_LABEL
+from fluoroplan.model.implants import Screw
 from fluoroplan.segmentation.label_volume import labels_for_analysis
 
 PROCEDURE_POSITION = "HFP"
@@ -96,26 +98,6 @@ class VertebraGeom:
             inf = (self.inferior_endplate[0] - self.centroid_lps) @ self.axis_lps
             mid_height = 0.5 * (sup + inf)
         return self.from_local([0.0, p, mid_height])[0]
-
-
-@dataclass(frozen=True, eq=False)
-class ScrewGeom:
-    id: str
-    level: str
-    side: str
-    head_lps: np.ndarray
-    tip_lps: np.ndarray
-    diameter_mm: float
-    halo_mm: float
-    loose: bool
-
-    @property
-    def axis_lps(self) -> np.ndarray:
-        return _unit(self.tip_lps - self.head_lps)
-
-    @property
-    def length_mm(self) -> float:
-        return float(np.linalg.norm(self.tip_lps - self.head_lps))
 
 
 @dataclass(frozen=True, eq=False)
@@ -201,19 +183,6 @@ def vertebra_from_json(v: dict) -> VertebraGeom:
     )
 
 
-def screw_from_json(s: dict) -> ScrewGeom:
-    return ScrewGeom(
-        id=str(s["id"]),
-        level=str(s.get("level") or ""),
-        side=str(s.get("side") or ""),
-        head_lps=np.asarray(s["head_lps"], float),
-        tip_lps=np.asarray(s["tip_lps"], float),
-        diameter_mm=float(s["diameter_mm"]),
-        halo_mm=float(s.get("halo_mm") or 0.0),
-        loose=bool(s.get("loose")),
-    )
-
-
 def cage_from_json(c: dict) -> CageGeom:
     ext = c.get("extent_mm")
     sub = c.get("subsidence_mm")
@@ -242,7 +211,7 @@ class PlanningCase:
     volume: CTVolume  # hu [k,j,i] int16, lps_from_ijk
     analysis: dict
     vertebrae: list[VertebraGeom] = field(default_factory=list)
-    screws: list[ScrewGeom] = field(default_factory=list)
+    screws: list[Screw] = field(default_factory=list)
     rods: list[dict] = field(default_factory=list)
     cages: list[CageGeom] = field(default_factory=list)
     metal_hu: float = METAL_HU
@@ -276,7 +245,7 @@ class PlanningCase:
                 return v
         raise KeyError(f"no vertebra {label}; the analysis has {[v.label for v in self.vertebrae]}")
 
-    def screw(self, screw_id: str) -> ScrewGeom:
+    def screw(self, screw_id: str) -> Screw:
         for s in self.screws:
             if s.id == screw_id:
                 return s

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -805,7 +805,7 @@ def _finish_screws(volume, sampler, found: list[_Found], rods_raw, labels: _Labe
         halo = measure_halo(volume, f.head_lps, f.tip_lps, 0.5 * f.diameter_mm, metal_mask=mask,
                             bone_labels=labels.labels if labels else None, sampler=sampler,
                             shaft=f.shaft)
-        screws.append(Screw("", labels.name(values[k]) if labels else "", side, f.tip_lps,
+        screws.append(Screw.measured("", labels.name(values[k]) if labels else "", side, f.tip_lps,
                             f.head_lps, f.axis_lps, f.diameter_mm, f.length_mm, halo,
                             f.core_diameter_mm, f.tulip_found, values[k]))
     screws.sort(key=lambda s: (-s.head_lps[2], s.side))
@@ -817,11 +817,10 @@ def _finish_screws(volume, sampler, found: list[_Found], rods_raw, labels: _Labe
             sid = f"{base}-{extra}"
             extra += 1
         used.add(sid)
-        out.append(Screw(sid, s.level, s.side, s.tip_lps, s.head_lps, s.axis_lps, s.diameter_mm,
-                         s.length_mm, s.halo, s.core_diameter_mm, s.tulip, s.label_value))
+        out.append(replace(s, id=sid))
     if any(not s.side for s in out):
         warnings.append("the side of some screws could not be told (no midline found)")
-    blind = max((s.halo.blind_mm for s in out), default=0.0)
+    blind = max((s.halo.blind_mm for s in out if s.halo is not None), default=0.0)
     if blind > LOOSENING_HALO_MM:
         warnings.append(f"metal blooming hides the first {blind:.1f} mm around the screws: a "
                         f"halo narrower than that cannot be told")
