@@ -38,6 +38,7 @@ __all__ = [
     "analysis_json",
     "anatomy_json",
     "canal_level_json",
+    "cage_from_json",
     "cage_json",
     "cement_json",
     "connector_json",
@@ -129,7 +130,19 @@ def cage_json(c: Cage) -> dict:
     return {"between": list(c.between), "center_lps": _r(c.center_lps),
             "extent_mm": _r(c.extent_mm, 1),
             "axes_lps": [_r(c.axes_lps[:, n], 4) for n in range(3)],
-            "metal_volume_mm3": round(float(c.volume_mm3), 1)}
+            "metal_volume_mm3": None if c.volume_mm3 is None else round(float(c.volume_mm3), 1)}
+
+
+def cage_from_json(d: dict) -> Cage:
+    """A cage of an analysis document (or of a phantom's truth) as the planner uses it: its
+    stored centre, extents and axes (``axes_lps`` stores the axes one after the other)."""
+    return Cage(
+        between=tuple(d.get("between") or ("", "")),
+        center_lps=np.asarray(d["center_lps"], float),
+        extent_mm=np.asarray(d["extent_mm"], float),
+        axes_lps=np.asarray(d["axes_lps"], float).reshape(-1, 3).T,
+        volume_mm3=None if d.get("metal_volume_mm3") is None else float(d["metal_volume_mm3"]),
+    )
 
 
 def other_metal_json(o: OtherMetal) -> dict:

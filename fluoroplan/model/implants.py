@@ -138,7 +138,11 @@ class Cage:
     center_lps: np.ndarray
     extent_mm: np.ndarray
     axes_lps: np.ndarray  # columns: principal axes, longest first
-    volume_mm3: float
+    volume_mm3: float | None = None  # its metal's volume; None when not measured on this CT
+
+    def half_extent_along(self, direction: np.ndarray) -> float:
+        """Half the cage's size along a unit direction (a box's support half-width)."""
+        return 0.5 * float(np.sum(np.abs(self.axes_lps.T @ direction) * self.extent_mm))
 
 
 @dataclass(frozen=True, eq=False)

@@ -13,10 +13,10 @@ import numpy as np
 import numpy.typing as npt
 from scipy.spatial import cKDTree
 
-from fluoroplan.io.analysis_json import screw_from_json
+from fluoroplan.io.analysis_json import cage_from_json, screw_from_json
 from fluoroplan.io.volume import CTVolume
 from fluoroplan.model.anatomy import CANAL_LABEL, FORAMEN_LABEL
-from fluoroplan.model.implants import Screw
+from fluoroplan.model.implants import Cage, Screw
 from fluoroplan.segmentation.label_volume import labels_for_analysis
 
 PROCEDURE_POSITION = "HFP"
@@ -100,23 +100,6 @@ class VertebraGeom:
         return self.from_local([0.0, p, mid_height])[0]
 
 
-@dataclass(frozen=True, eq=False)
-class CageGeom:
-    between: tuple[str, str]
-    center_lps: np.ndarray
-    extent_mm: np.ndarray | None
-    subsidence_mm: float | None
-    axes_lps: np.ndarray | None = None  # rows: the axes the extents are measured along
-
-    def half_extent_along(self, direction: np.ndarray) -> float:
-        """Half the cage's size along a unit direction (a box's support half-width)."""
-        if self.extent_mm is None:
-            return 5.0
-        if self.axes_lps is None:
-            return 0.5 * float(self.extent_mm[-1])
-        return 0.5 * float(np.sum(np.abs(self.axes_lps @ direction) * self.extent_mm))
-
-
 def _plane(block) -> tuple[np.ndarray, np.ndarray] | None:
     if not block:
         return None
@@ -183,19 +166,6 @@ def vertebra_from_json(v: dict) -> VertebraGeom:
     )
 
 
-def cage_from_json(c: dict) -> CageGeom:
-    ext = c.get("extent_mm")
-    sub = c.get("subsidence_mm")
-    axes = c.get("axes_lps")
-    return CageGeom(
-        between=tuple(c.get("between") or ("", "")),
-        center_lps=np.asarray(c["center_lps"], float),
-        extent_mm=None if ext is None else np.asarray(ext, float),
-        subsidence_mm=None if sub is None else float(sub),
-        axes_lps=None if axes is None else np.asarray(axes, float).reshape(-1, 3),
-    )
-
-
 @dataclass(eq=False)
 class PlanningCase:
     """The CT plus the analysis, with the spatial look-ups the checks need (built once).
@@ -213,7 +183,7 @@ class PlanningCase:
     vertebrae: list[VertebraGeom] = field(default_factory=list)
     screws: list[Screw] = field(default_factory=list)
     rods: list[dict] = field(default_factory=list)
-    cages: list[CageGeom] = field(default_factory=list)
+    cages: list[Cage] = field(default_factory=list)
     metal_hu: float = METAL_HU
     procedure_position: str = PROCEDURE_POSITION
     labels: np.ndarray | None = None

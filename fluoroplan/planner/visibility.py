@@ -161,8 +161,8 @@ def _metal_of(case) -> _Metal:
 
         def d_cage(p, c=c):
             q = p - c.center_lps
-            if c.extent_mm is not None and c.axes_lps is not None and len(c.axes_lps) == 3:
-                loc = np.abs(q @ c.axes_lps.T) - 0.5 * c.extent_mm[:3]
+            if c.extent_mm is not None and c.axes_lps is not None and c.axes_lps.shape[1] == 3:
+                loc = np.abs(q @ c.axes_lps) - 0.5 * c.extent_mm[:3]  # axes are its columns
                 return np.linalg.norm(np.maximum(loc, 0.0), axis=1)
             half = 0.5 * float(np.max(c.extent_mm)) if c.extent_mm is not None else 5.0
             return np.linalg.norm(q, axis=1) - half
