@@ -95,7 +95,7 @@ def test_a_transpedicular_path_into_l4_passes_bone_and_canal(abdomen):
     vol, ref, an, case = abdomen
     l4 = case.vertebra("L4")
     ped = l4.pedicles["left"]
-    tip = ped.point_lps + 20.0 * ped.dir_lps  # along the measured pedicle axis into the body
-    t = path_through(case, tip, ped.point_lps, "L4")
+    tip = ped.axis_point_lps + 20.0 * ped.axis_dir_lps  # along the measured pedicle axis into the body
+    t = path_through(case, tip, ped.axis_point_lps, "L4")
     assert t.check("bone in the way").status != "fail", t.check("bone in the way").detail
     assert t.check("spinal canal clearance").status != "fail"

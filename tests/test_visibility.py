@@ -104,9 +104,9 @@ def _through_the_rod(case) -> Trajectory:
     L3 tulips: in its bull's-eye the rod lies over the target."""
     v = case.vertebra("L2")
     ped = v.pedicles["left"]
-    tip = ped.point_lps + 6.0 * ped.dir_lps
+    tip = ped.axis_point_lps + 6.0 * ped.axis_dir_lps
     rod = np.asarray(next(r for r in case.rods if r["side"] == "left")["points_lps"], float)
-    z = ped.point_lps[2] - 9.0  # below the L2 tulip
+    z = ped.axis_point_lps[2] - 9.0  # below the L2 tulip
     k = int(np.searchsorted(-rod[:, 2], -z))  # rod points run cranial to caudal
     a, b = rod[k - 1], rod[k]
     on_rod = a + (z - a[2]) / (b[2] - a[2]) * (b - a)

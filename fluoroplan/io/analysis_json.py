@@ -45,6 +45,7 @@ __all__ = [
     "halo_json",
     "implants_json",
     "other_metal_json",
+    "pedicle_from_json",
     "pedicle_json",
     "plane_json",
     "rod_json",
@@ -193,6 +194,21 @@ def pedicle_json(p: Pedicle | None) -> dict | None:
         "narrowest_width_mm": round(float(p.narrowest_width_mm), 2),
         "height_mm": round(float(p.height_mm), 2),
     }
+
+
+def pedicle_from_json(d: dict, side: str) -> Pedicle:
+    """A pedicle of an analysis document (``narrowest_width_mm``) or of a phantom's truth
+    (``width_mm``), its axis direction made a unit vector."""
+    direction = np.asarray(d["axis_dir_lps"], float)
+    n = float(np.linalg.norm(direction))
+    width = d["narrowest_width_mm"] if "narrowest_width_mm" in d else d["width_mm"]
+    return Pedicle(
+        side=side,
+        axis_point_lps=np.asarray(d["axis_point_lps"], float),
+        axis_dir_lps=direction / n if n > 0 else direction,
+        narrowest_width_mm=float(width),
+        height_mm=float(d["height_mm"]),
+    )
 
 
 def canal_level_json(c: CanalLevel) -> dict:

@@ -175,8 +175,8 @@ def extrapedicular(
     wall = v.posterior_wall_offset_mm()
     base_t = v.to_local(target.point_lps)[0] if target.kind != "loose-screw" else None
     if ped is not None:
-        pl = v.to_local(ped.point_lps)[0]
-        ped_lat, ped_z, half_w = abs(pl[0]), pl[2], ped.width_mm / 2
+        pl = v.to_local(ped.axis_point_lps)[0]
+        ped_lat, ped_z, half_w = abs(pl[0]), pl[2], ped.narrowest_width_mm / 2
     else:
         ped_lat, ped_z, half_w = v.body_width_mm * 0.3, 0.0, 3.5
     # thoracic levels: pass between the pedicle and the rib head (the costovertebral joint)
@@ -236,8 +236,8 @@ def transpedicular(
     ped = v.pedicles.get(side)
     if ped is None:
         return
-    u, w = _perp_basis(ped.dir_lps, v.left_lps)
-    lim = max(0.0, ped.width_mm / 2 - case_needle_radius() - 0.5)
+    u, w = _perp_basis(ped.axis_dir_lps, v.left_lps)
+    lim = max(0.0, ped.narrowest_width_mm / 2 - case_needle_radius() - 0.5)
     if around is None:
         dus = np.linspace(-lim, lim, 3) if lim > 0 else np.array([0.0])
         dws = np.array([-2.0, 0.0, 2.0])
@@ -252,7 +252,7 @@ def transpedicular(
     sgn = 1.0 if side == "left" else -1.0
     for du in dus:
         for dw in dws:
-            through = ped.point_lps + du * u + dw * w
+            through = ped.axis_point_lps + du * u + dw * w
             for tm in tms:
                 for tz in tzs:
                     tgt = v.from_local([base[0] + sgn * tm, base[1], base[2] + tz])[0]

@@ -65,10 +65,10 @@ def vertebra_part(v: VertebraGeom, p_lps: np.ndarray, case: PlanningCase) -> str
     if loc[1] <= wall:
         return "body"
     for side, ped in v.pedicles.items():
-        q = p_lps - ped.point_lps
-        along = float(q @ ped.dir_lps)
-        off = float(np.linalg.norm(q - along * ped.dir_lps))
-        if off <= 0.5 * ped.width_mm + 2.0 and -10.0 <= along <= 10.0:
+        q = p_lps - ped.axis_point_lps
+        along = float(q @ ped.axis_dir_lps)
+        off = float(np.linalg.norm(q - along * ped.axis_dir_lps))
+        if off <= 0.5 * ped.narrowest_width_mm + 2.0 and -10.0 <= along <= 10.0:
             return f"{side} pedicle"
     mid = v.to_local(v.canal_center_lps)[0] if v.canal_center_lps is not None else np.zeros(3)
     outline = case.canal_outline(v)
@@ -77,13 +77,13 @@ def vertebra_part(v: VertebraGeom, p_lps: np.ndarray, case: PlanningCase) -> str
     lat = abs(loc[0] - mid[0])
     if lat <= 6.0 and loc[1] > mid[1]:
         return "spinous process" if loc[1] - mid[1] > half_w + 8.0 else "lamina"
-    ped_lat = max((abs(v.to_local(p.point_lps)[0][0] - mid[0]) + 0.5 * p.width_mm
+    ped_lat = max((abs(v.to_local(p.axis_point_lps)[0][0] - mid[0]) + 0.5 * p.narrowest_width_mm
                    for p in v.pedicles.values()), default=half_w + 8.0)
     if lat > ped_lat + 4.0:
         return f"{side} transverse process"
     if lat <= half_w + 1.0:
         return f"{side} lamina"
-    ped_h = np.mean([v.to_local(p.point_lps)[0][2] for p in v.pedicles.values()]) \
+    ped_h = np.mean([v.to_local(p.axis_point_lps)[0][2] for p in v.pedicles.values()]) \
         if v.pedicles else 0.0
     return (f"{side} superior articular process (facet)" if loc[2] >= ped_h
             else f"{side} inferior articular process (facet)")

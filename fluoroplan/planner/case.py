@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.spatial import cKDTree
 
-from fluoroplan.io.analysis_json import cage_from_json, screw_from_json
+from fluoroplan.io.analysis_json import cage_from_json, pedicle_from_json, screw_from_json
 from fluoroplan.io.volume import CTVolume
 from fluoroplan.model.anatomy import CANAL_LABEL, FORAMEN_LABEL
 from fluoroplan.model.implants import Cage, Screw
@@ -39,13 +39,6 @@ def _unit(v) -> np.ndarray:
 
 
 @dataclass(frozen=True, eq=False)
-class PedicleGeom:
-    point_lps: np.ndarray  # centre of the isthmus
-    dir_lps: np.ndarray  # unit, posterior -> anterior (into the body)
-    width_mm: float
-
-
-@dataclass(frozen=True, eq=False)
 class VertebraGeom:
     """What the planner needs of a vertebra, whatever produced it."""
 
@@ -61,7 +54,7 @@ class VertebraGeom:
     superior_endplate: tuple[np.ndarray, np.ndarray] | None  # (point, outward normal)
     inferior_endplate: tuple[np.ndarray, np.ndarray] | None
     posterior_wall: tuple[np.ndarray, np.ndarray] | None  # (point, normal toward posterior)
-    pedicles: dict  # side -> PedicleGeom
+    pedicles: dict  # side -> Pedicle
     canal_center_lps: np.ndarray | None  # the canal's centre at this level (the midline)
     rib_heads_lps: dict  # side -> point
     thoracic: bool
@@ -132,11 +125,7 @@ def vertebra_from_json(v: dict) -> VertebraGeom:
     for side in ("left", "right"):
         p = ped_json.get(side)
         if p:
-            pedicles[side] = PedicleGeom(
-                np.asarray(p["axis_point_lps"], float),
-                _unit(p["axis_dir_lps"]),
-                float(p.get("narrowest_width_mm", p.get("width_mm", 6.0))),
-            )
+            pedicles[side] = pedicle_from_json(p, side)
     canal = v.get("canal") or {}
     cc = v.get("canal_center_lps", canal.get("center_lps"))
     ribs = v.get("rib_heads_lps") or {}

@@ -175,7 +175,7 @@ def run_checks(
         ped = vert.pedicles[traj.side]
         loc = vert.to_local(path)
         wall = vert.posterior_wall_offset_mm()
-        ped_l = vert.to_local(ped.point_lps)[0]
+        ped_l = vert.to_local(ped.axis_point_lps)[0]
         in_ped = (loc[:, 1] <= ped_l[1] + 8.0) & (loc[:, 1] >= wall)
         if target_screw is not None:  # the loose screw's own halo is not a breach
             ts = case.screw(target_screw)

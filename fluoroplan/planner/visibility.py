@@ -228,7 +228,7 @@ def landmarks(case, traj: Trajectory, view: str, beam_lps: np.ndarray) -> dict:
         if vert is not None and traj.side in vert.pedicles:
             p = vert.pedicles[traj.side]
             out["pedicle outline"] = np.concatenate(
-                [_ring(p.point_lps + t * p.dir_lps, p.dir_lps, 0.5 * p.width_mm)
+                [_ring(p.axis_point_lps + t * p.axis_dir_lps, p.axis_dir_lps, 0.5 * p.narrowest_width_mm)
                  for t in (-4.0, 0.0, 4.0)])
         out["target"] = np.concatenate([traj.target_lps[None, :],
                                         _ring(traj.target_lps, beam_lps, 1.5, 8)])
