@@ -47,6 +47,7 @@ __all__ = [
     "other_metal_json",
     "pedicle_from_json",
     "pedicle_json",
+    "plane_from_json",
     "plane_json",
     "rod_json",
     "screw_from_json",
@@ -194,6 +195,16 @@ def pedicle_json(p: Pedicle | None) -> dict | None:
         "narrowest_width_mm": round(float(p.narrowest_width_mm), 2),
         "height_mm": round(float(p.height_mm), 2),
     }
+
+
+def plane_from_json(d: dict | None) -> Plane | None:
+    """A stored plane (an endplate, the posterior wall), its normal made a unit vector; None
+    for a missing one."""
+    if not d:
+        return None
+    normal = np.asarray(d["normal_lps"], float)
+    n = float(np.linalg.norm(normal))
+    return Plane(np.asarray(d["point_lps"], float), normal / n if n > 0 else normal)
 
 
 def pedicle_from_json(d: dict, side: str) -> Pedicle:

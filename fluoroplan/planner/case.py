@@ -1,8 +1,11 @@
 """The case a planner works on: the CT and what the analysis found, in one normalised form.
 
-The planner reads the analysis as its JSON form (``fluoroplan.analysis/1``: what
-``fluoroplan analyze`` writes) so that a plan can be made from a saved analysis, and so that tests
-can plan on a phantom's ground truth as well as on the segmentation's output.
+The planner plans from the analysis as stored (``fluoroplan.analysis/1``: what ``fluoroplan
+analyze`` writes, its numbers rounded as in the file), so that a plan made from a saved analysis
+is the plan the workstation made, and tests can plan on a phantom's ground truth as well as on
+the segmentation's output. :mod:`fluoroplan.io.analysis_json` reads the stored screws, cages,
+pedicles and planes into the model's objects; :class:`VertebraGeom` is the planner's own frame
+of a vertebra derived from them.
 """
 
 from __future__ import annotations
@@ -13,9 +16,14 @@ import numpy as np
 import numpy.typing as npt
 from scipy.spatial import cKDTree
 
-from fluoroplan.io.analysis_json import cage_from_json, pedicle_from_json, screw_from_json
+from fluoroplan.io.analysis_json import (
+    cage_from_json,
+    pedicle_from_json,
+    plane_from_json,
+    screw_from_json,
+)
 from fluoroplan.io.volume import CTVolume
-from fluoroplan.model.anatomy import CANAL_LABEL, FORAMEN_LABEL
+from fluoroplan.model.anatomy import CANAL_LABEL, FORAMEN_LABEL, Plane
 from fluoroplan.model.implants import Cage, Screw
 from fluoroplan.segmentation.label_volume import labels_for_analysis
 
@@ -40,7 +48,11 @@ def _unit(v) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class VertebraGeom:
-    """What the planner needs of a vertebra, whatever produced it."""
+    """The planner's frame of a vertebra: its body centroid and (left, posterior, cranial)
+    axes, the body's depth, width and height, with the model's planes
+    (:class:`~fluoroplan.model.anatomy.Plane`) and pedicles
+    (:class:`~fluoroplan.model.anatomy.Pedicle`). Derived, by :func:`vertebra_from_json`, from
+    a stored vertebra of an analysis or of a phantom's truth (whose frame is given as axes)."""
 
     label: str
     centroid_lps: np.ndarray  # body centroid
@@ -51,9 +63,9 @@ class VertebraGeom:
     body_width_mm: float
     body_height_mm: float
     fracture_grade: int
-    superior_endplate: tuple[np.ndarray, np.ndarray] | None  # (point, outward normal)
-    inferior_endplate: tuple[np.ndarray, np.ndarray] | None
-    posterior_wall: tuple[np.ndarray, np.ndarray] | None  # (point, normal toward posterior)
+    superior_endplate: Plane | None  # normal outward, toward the disc
+    inferior_endplate: Plane | None
+    posterior_wall: Plane | None  # normal toward posterior
     pedicles: dict  # side -> Pedicle
     canal_center_lps: np.ndarray | None  # the canal's centre at this level (the midline)
     rib_heads_lps: dict  # side -> point
@@ -76,7 +88,7 @@ class VertebraGeom:
     def posterior_wall_offset_mm(self) -> float:
         """Distance from the body centroid to the posterior wall, posteriorly."""
         if self.posterior_wall is not None:
-            return float((self.posterior_wall[0] - self.centroid_lps) @ self.posterior_lps)
+            return float((self.posterior_wall.point_lps - self.centroid_lps) @ self.posterior_lps)
         return self.body_depth_mm / 2.0
 
     def anterior_third_point(self) -> np.ndarray:
@@ -87,16 +99,10 @@ class VertebraGeom:
         p = front + self.body_depth_mm / 6.0 + 1.0
         mid_height = 0.0
         if self.superior_endplate is not None and self.inferior_endplate is not None:
-            sup = (self.superior_endplate[0] - self.centroid_lps) @ self.axis_lps
-            inf = (self.inferior_endplate[0] - self.centroid_lps) @ self.axis_lps
+            sup = (self.superior_endplate.point_lps - self.centroid_lps) @ self.axis_lps
+            inf = (self.inferior_endplate.point_lps - self.centroid_lps) @ self.axis_lps
             mid_height = 0.5 * (sup + inf)
         return self.from_local([0.0, p, mid_height])[0]
-
-
-def _plane(block) -> tuple[np.ndarray, np.ndarray] | None:
-    if not block:
-        return None
-    return np.asarray(block["point_lps"], float), _unit(block["normal_lps"])
 
 
 def vertebra_from_json(v: dict) -> VertebraGeom:
@@ -115,10 +121,10 @@ def vertebra_from_json(v: dict) -> VertebraGeom:
     body = v.get("body_mm") or {}
     heights = v.get("heights_mm") or {}
     hmax = max([h for h in heights.values() if h] or [25.0])
-    pw = _plane(v.get("posterior_wall"))
+    pw = plane_from_json(v.get("posterior_wall"))
     depth = body.get("depth")
     if depth is None:
-        back = float((pw[0] - c) @ post) if pw is not None else 15.0
+        back = float((pw.point_lps - c) @ post) if pw is not None else 15.0
         depth = 2.0 * back
     ped_json = v.get("pedicles") or {}
     pedicles = {}
@@ -145,8 +151,8 @@ def vertebra_from_json(v: dict) -> VertebraGeom:
         body_width_mm=float(body.get("width", 40.0)),
         body_height_mm=float(hmax),
         fracture_grade=int(v.get("fracture_grade") or 0),
-        superior_endplate=_plane(v.get("superior_endplate")),
-        inferior_endplate=_plane(v.get("inferior_endplate")),
+        superior_endplate=plane_from_json(v.get("superior_endplate")),
+        inferior_endplate=plane_from_json(v.get("inferior_endplate")),
         posterior_wall=pw,
         pedicles=pedicles,
         canal_center_lps=_v(cc),

@@ -70,7 +70,7 @@ def cage_subsidence(case: PlanningCase, cage) -> tuple[float, str, np.ndarray] |
         plane = getattr(v, plane_name)
         if plane is None:
             continue
-        point, normal = plane
+        point, normal = plane.point_lps, plane.normal_lps
         half = cage.half_extent_along(v.axis_lps)
         # face of the cage toward this vertebra
         face = cage.center_lps + (-sign) * half * v.axis_lps

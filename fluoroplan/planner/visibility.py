@@ -237,7 +237,7 @@ def landmarks(case, traj: Trajectory, view: str, beam_lps: np.ndarray) -> dict:
         if vert is not None:
             wall = vert.centroid_lps + vert.posterior_wall_offset_mm() * vert.posterior_lps
             if vert.posterior_wall is not None:
-                wall = vert.posterior_wall[0]
+                wall = vert.posterior_wall.point_lps
             h = 0.5 * vert.body_height_mm - 2.0
             t = np.linspace(-h, h, 15)
             out["posterior wall"] = np.concatenate([
