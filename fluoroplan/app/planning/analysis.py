@@ -14,6 +14,7 @@ import logging
 from PySide6.QtWidgets import QMessageBox
 
 from fluoroplan.app import planning
+from fluoroplan.app.messages import unexpected_error
 from fluoroplan.app.qtcompat import emit
 from fluoroplan.app.tasks import Task
 from fluoroplan.geometry.drr import AttenuationVolume
@@ -180,10 +181,7 @@ class AnalysisMixin:
         elif isinstance(exc, ValueError):
             title, text = f"Problem {doing}", f"{exc}."
         else:
-            log.error("Unexpected error while %s", doing, exc_info=exc)
-            short = str(exc).splitlines()[0][:200] if str(exc) else ""
-            title = "Unexpected error"
-            text = (f"Unexpected error while {doing} ({type(exc).__name__}"
-                    f"{': ' + short if short else ''}). The plan is unchanged; the details were "
-                    "written to the log, please report them.")
+            title, text = unexpected_error(
+                exc, doing, "The plan is unchanged; the details were written to the log, please "
+                "report them.", log)
         return title, text

@@ -8,6 +8,7 @@ import logging
 
 from PySide6.QtWidgets import QMessageBox
 
+from fluoroplan.app.messages import unexpected_error
 from fluoroplan.app.qtcompat import emit
 from fluoroplan.io.errors import FluoroplanError
 from fluoroplan.rehearsal.session import NeedleInBone, RehearsalError
@@ -36,12 +37,8 @@ class ErrorsMixin:
                 text = (f"Could not use {exc.filename or 'the file'}: {exc.strerror or exc}. "
                         "Choose another folder or file name.")
         else:
-            log.error("Unexpected error while %s", doing, exc_info=exc)
-            short = str(exc).splitlines()[0][:200] if str(exc) else ""
-            title = "Unexpected error"
-            text = (f"Unexpected error while {doing} ({type(exc).__name__}"
-                    f"{': ' + short if short else ''}). The attempt goes on; the details were "
-                    "written to the log.")
+            title, text = unexpected_error(
+                exc, doing, "The attempt goes on; the details were written to the log.", log)
         self.statusBar().showMessage(text.splitlines()[0], 10000)
         emit(self.error_reported, text)
         if self.interactive:
