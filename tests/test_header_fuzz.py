@@ -1,4 +1,4 @@
-"""The seeded header fuzzer over the demo series (issue 13, point 4): 420 damaged copies of the
+"""The seeded header fuzzer over the demo series (issue 13, point 4): 240 damaged copies of the
 demo CT, each loaded by ``fluoroplan series --load`` in a subprocess with a timeout, end in a
 load (exit 0) or a one-line refusal (exit 2): no traceback, no hang, no other exit code, no
 warning on the terminal. The fuzzer itself is in ``tools/fuzz_headers.py``."""
@@ -20,7 +20,7 @@ fuzz_headers = importlib.util.module_from_spec(_spec)
 sys.modules["fuzz_headers"] = fuzz_headers
 _spec.loader.exec_module(fuzz_headers)
 
-CASES = 420
+CASES = 240  # the suite must stay within 15 minutes; `python tools/fuzz_headers.py --cases 420` runs more
 SEED = 13
 
 
