@@ -36,16 +36,16 @@ def phantom():
 
 @pytest.fixture(scope="module", autouse=True)
 def analysed_once():
-    """Each CT of the module is analysed once: the worker's analysis (``planning._analyse``,
+    """Each CT of the module is analysed once: the worker's analysis (``workers._analyse``,
     still called on the worker for every CT opened) returns the first result for a CT with
     the same content. The first test of a CT checks that analysis; the later ones reuse it
     instead of repeating 2-3 s of the same computation. Analyses with a label map, and
     cancelled ones, are not kept. Yields the kept results by CT fingerprint."""
     import threading
 
-    from fluoroplan.app import planning
+    from fluoroplan.app.planning import workers
 
-    real = planning._analyse
+    real = workers._analyse
     kept: dict[str, tuple] = {}
     lock = threading.Lock()
 
@@ -59,7 +59,7 @@ def analysed_once():
             return kept[key]
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(planning, "_analyse", once)
+    mp.setattr(workers, "_analyse", once)
     yield kept
     mp.undo()
 

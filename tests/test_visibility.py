@@ -105,7 +105,7 @@ def _through_the_rod(case) -> Trajectory:
     v = case.vertebra("L2")
     ped = v.pedicles["left"]
     tip = ped.axis_point_lps + 6.0 * ped.axis_dir_lps
-    rod = np.asarray(next(r for r in case.rods if r["side"] == "left")["points_lps"], float)
+    rod = np.asarray(next(r for r in case.rods if r.side == "left").points_lps, float)
     z = ped.axis_point_lps[2] - 9.0  # below the L2 tulip
     k = int(np.searchsorted(-rod[:, 2], -z))  # rod points run cranial to caudal
     a, b = rod[k - 1], rod[k]

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from fluoroplan.app.qtcompat import emit
+from fluoroplan.model.findings import Findings
 
 STATUS_RGB = {"pass": "#7fd27f", "warn": "#ffc04d", "fail": "#ff6b6b"}
 LOOSE_TEXT = "#ff9a4d"
@@ -116,77 +117,74 @@ class TargetsPanel(QWidget):
         layout.addWidget(self.tree, 1)
         self.items: dict[str, QTreeWidgetItem] = {}
 
-    def populate(self, analysis_json: dict | None, targets) -> None:
+    def populate(self, findings: Findings | None, targets) -> None:
         self.tree.clear()
         self.items = {}
-        if analysis_json is None:
+        if findings is None:
             return
         by_ref = {t.ref: t for t in targets}
         screws = QTreeWidgetItem(self.tree, ["Screws", ""])
-        for s in analysis_json.get("screws", []):
-            halo = s.get("halo_mm")
-            halo_text = "halo \u2014" if halo is None else f"halo {halo:.1f} mm"
-            loose = bool(s.get("loose"))
-            it = QTreeWidgetItem(screws, [f"{s['id']}" + ("  LOOSE" if loose else ""),
-                                          f"{halo_text}, \u00d8 {s.get('diameter_mm', 0):.1f} mm"])
-            t = by_ref.get(s["id"])
-            head, tip = s["head_lps"], s["tip_lps"]
-            point = t.point_lps if t is not None else [(a + b) / 2 for a, b in zip(head, tip, strict=True)]
+        for s in findings.screws:
+            it = QTreeWidgetItem(screws, [s.id + ("  LOOSE" if s.loose else ""),
+                                          f"halo {s.halo_mm:.1f} mm, \u00d8 {s.diameter_mm:.1f} mm"])
+            t = by_ref.get(s.id)
+            point = t.point_lps if t is not None else list(0.5 * (s.head_lps + s.tip_lps))
             it.setData(0, Qt.ItemDataRole.UserRole, ("screw", t.id if t else None, point))
-            if loose:
+            if s.loose:
                 for col in (0, 1):
                     it.setForeground(col, QBrush(QColor(LOOSE_TEXT)))
                 it.setToolTip(0, "Loose: a radiolucent halo wider than 1 mm around the shaft")
-            self.items[f"screw:{s['id']}"] = it
+            self.items[f"screw:{s.id}"] = it
         verts = QTreeWidgetItem(self.tree, ["Vertebrae", "right-click: this vertebra is \u2026"])
-        for v in analysis_json.get("vertebrae", []):
-            grade = v.get("fracture_grade")
+        for v in findings.vertebrae:
+            grade = v.fracture_grade
             text = "no fracture" if not grade else f"fracture, Genant grade {grade}"
-            t = by_ref.get(v["label"]) if grade else None
-            it = QTreeWidgetItem(verts, [v["label"], text])
+            t = by_ref.get(v.label) if grade else None
+            it = QTreeWidgetItem(verts, [v.label, text])
             it.setData(0, Qt.ItemDataRole.UserRole,
                        ("vertebra", t.id if t else None,
-                        t.point_lps if t is not None else v["centroid_lps"], v["index"], v["label"]))
+                        t.point_lps if t is not None else list(v.vertebra_centroid_lps),
+                        v.index, v.label))
             if grade:
                 for col in (0, 1):
                     it.setForeground(col, QBrush(QColor(LOOSE_TEXT)))
-            self.items[f"vertebra:{v['label']}"] = it
+            self.items[f"vertebra:{v.label}"] = it
         cages = QTreeWidgetItem(self.tree, ["Cages", ""])
         cage_targets = {t.ref: t for t in targets if t.kind == "cage"}
-        for c in analysis_json.get("cages", []):
-            ref = "-".join(c.get("between", ["?", "?"]))
+        for c in findings.cages:
+            ref = "-".join(c.between)
             t = cage_targets.get(ref)
             it = QTreeWidgetItem(cages, [f"cage {ref}", t.description if t else "not subsided"])
             it.setData(0, Qt.ItemDataRole.UserRole,
-                       ("cage", t.id if t else None, t.point_lps if t else c.get("center_lps")))
+                       ("cage", t.id if t else None,
+                        t.point_lps if t else list(c.center_lps)))
             if t is not None:
                 it.setForeground(1, QBrush(QColor(LOOSE_TEXT)))
             self.items[f"cage:{ref}"] = it
-        rods = QTreeWidgetItem(self.tree, ["Rods", f"{len(analysis_json.get('rods', []))} found"])
-        del rods
+        QTreeWidgetItem(self.tree, ["Rods", f"{len(findings.rods)} found"])
         links = QTreeWidgetItem(self.tree, ["Cross-links", ""])
-        for n, c in enumerate(analysis_json.get("connectors", [])):
-            levels = [x for x in c.get("between", []) if x]
+        for n, c in enumerate(findings.connectors):
+            levels = [x for x in c.between if x]
             where = (f"between {levels[0]} and {levels[1]}" if len(levels) == 2 else
                      f"at {levels[0]}" if levels else "level unknown")
-            it = QTreeWidgetItem(links, [f"cross-link {c.get('level') or '?'}",
-                                         f"{c.get('length_mm', 0):.0f} mm, {where}"])
+            it = QTreeWidgetItem(links, [f"cross-link {c.level or '?'}",
+                                         f"{c.length_mm:.0f} mm, {where}"])
             it.setToolTip(0, "Transverse rod connector: a bar clamped onto both rods")
-            it.setData(0, Qt.ItemDataRole.UserRole, ("cross-link", None, c["center_lps"]))
-            self.items[f"cross-link:{c.get('level') or n}"] = it
+            it.setData(0, Qt.ItemDataRole.UserRole, ("cross-link", None, list(c.center_lps)))
+            self.items[f"cross-link:{c.level or n}"] = it
         cement = QTreeWidgetItem(self.tree, ["Cement", ""])
-        for c in analysis_json.get("cement", []):
-            ref = c.get("level") or c.get("screw") or "?"
-            kind = f"augmenting {c['screw']}" if c.get("screw") else "vertebroplasty"
-            ml = float(c.get("dense_volume_mm3", 0.0)) / 1000.0
+        for c in findings.cement:
+            ref = c.level or c.screw or "?"
+            kind = f"augmenting {c.screw}" if c.screw else "vertebroplasty"
+            ml = c.volume_mm3 / 1000.0
             it = QTreeWidgetItem(cement, [f"cement {ref}", f"{kind}, {ml:.1f} ml dense"])
             for col in (0, 1):
-                it.setToolTip(col, f"{c.get('description', 'bone cement')}; {ml:.1f} ml of it "
+                it.setToolTip(col, f"{c.description}; {ml:.1f} ml of it "
                               "is above the metal threshold (its thin rim is not counted)")
-            it.setData(0, Qt.ItemDataRole.UserRole, ("cement", None, c["center_lps"]))
-            self.items[f"cement:{ref}" + (f":{c['screw']}" if c.get("screw") else "")] = it
+            it.setData(0, Qt.ItemDataRole.UserRole, ("cement", None, list(c.center_lps)))
+            self.items[f"cement:{ref}" + (f":{c.screw}" if c.screw else "")] = it
         self.tree.expandAll()
-        n_loose = sum(bool(s.get("loose")) for s in analysis_json.get("screws", []))
+        n_loose = len(findings.loose_screws)
         self.status.setText(
             f"{len(targets)} targets: {n_loose} loose screw(s), "
             f"{sum(t.kind == 'fracture' for t in targets)} fracture(s), "

@@ -4,8 +4,10 @@ other metal, all implants; a vertebra with its planes, pedicles and canal sectio
 
 Each ``*_json`` turns a :mod:`fluoroplan.model.implants` or :mod:`fluoroplan.model.anatomy`
 object into a JSON-ready dict, and :func:`analysis_json` a whole analysis (what
-:func:`fluoroplan.segmentation.analysis.analyze` returns) into the document; positions are rounded to 0.01 mm and directions to 1e-4 (what
-the analysis file stores and the planner plans from).
+:func:`fluoroplan.segmentation.analysis.analyze` returns) into the document; positions are
+rounded to 0.01 mm and directions to 1e-4 (what the analysis file stores and the planner plans
+from). Each ``*_from_json`` reads a stored object back into the model (from an analysis
+document, or from a phantom's truth, which names some fields its own way).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from fluoroplan.model.anatomy import (
     Plane,
     Vertebra,
 )
+from fluoroplan.model.findings import Findings
 from fluoroplan.model.implants import (
     Cage,
     Cement,
@@ -37,6 +40,12 @@ from fluoroplan.model.implants import (
 __all__ = [
     "analysis_json",
     "anatomy_json",
+    "cement_from_json",
+    "connector_from_json",
+    "findings_from_json",
+    "other_metal_from_json",
+    "rod_from_json",
+    "vertebra_from_json",
     "canal_level_json",
     "cage_from_json",
     "cage_json",
@@ -119,13 +128,28 @@ def screw_from_json(d: dict) -> Screw:
         loose=bool(d.get("loose")),
         core_diameter_mm=float(d.get("core_diameter_mm") or 0.0),
         tulip=bool(d.get("tulip", False)),
+        tulip_height_mm=_opt(d.get("tulip_height_mm")),
+        tulip_diameter_mm=_opt(d.get("tulip_diameter_mm")),
     )
+
+
+def _opt(x) -> float | None:
+    return None if x is None else float(x)
 
 
 def rod_json(r: Rod) -> dict:
     return {"side": r.side, "points_lps": [_r(p) for p in r.points_lps],
             "diameter_mm": round(float(r.diameter_mm), 2),
             "length_mm": round(r.length_mm, 1)}
+
+
+def rod_from_json(d: dict) -> Rod:
+    """A stored rod: its centreline (``points_lps``; ``polyline_lps`` in older files) and its
+    diameter (5.5 mm, the common rod, when a file does not say)."""
+    pts = d.get("points_lps") or d.get("polyline_lps") or []
+    return Rod(side=str(d.get("side") or ""),
+               points_lps=np.asarray(pts, float).reshape(-1, 3),
+               diameter_mm=float(d.get("diameter_mm") or 5.5))
 
 
 def cage_json(c: Cage) -> dict:
@@ -153,10 +177,38 @@ def other_metal_json(o: OtherMetal) -> dict:
             "bbox_ijk": _box(o.bbox_ijk)}
 
 
+def other_metal_from_json(d: dict) -> OtherMetal:
+    return OtherMetal(description=str(d.get("description") or ""),
+                      center_lps=np.asarray(d["center_lps"], float),
+                      extent_mm=np.asarray(d.get("extent_mm") or [0.0, 0.0, 0.0], float),
+                      volume_mm3=float(d.get("volume_mm3") or 0.0),
+                      bbox_ijk=_box_from_json(d.get("bbox_ijk")))
+
+
+def _box_from_json(box) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """A stored half-open voxel box ``[[i0, j0, k0], [i1, j1, k1]]`` (empty when absent)."""
+    (i0, j0, k0), (i1, j1, k1) = box or [[0, 0, 0], [0, 0, 0]]
+    return (int(i0), int(j0), int(k0)), (int(i1), int(j1), int(k1))
+
+
 def connector_json(c: Connector) -> dict:
     return {"kind": "cross-link", "between": list(c.between), "level": c.level,
             "center_lps": _r(c.center_lps), "ends_lps": [_r(p) for p in c.ends_lps],
             "axis_lps": _r(c.axis_lps, 4), "length_mm": round(float(c.length_mm), 1)}
+
+
+def connector_from_json(d: dict) -> Connector:
+    """A stored cross-link: its ends (its centre twice when a file keeps only the centre) and
+    the levels it joins (``between``, else read from its ``level`` "L2-L3")."""
+    center = np.asarray(d["center_lps"], float)
+    ends = np.asarray(d.get("ends_lps") or [center, center], float).reshape(-1, 3)
+    between = d.get("between") or str(d.get("level") or "").split("-")
+    axis = np.asarray(d.get("axis_lps") or (ends[-1] - ends[0]), float)
+    n = float(np.linalg.norm(axis))
+    return Connector(between=(str(between[0]), str(between[1]) if len(between) > 1 else ""),
+                     center_lps=center, ends_lps=ends,
+                     axis_lps=axis / n if n > 0 else axis,
+                     length_mm=float(d.get("length_mm") or np.linalg.norm(ends[-1] - ends[0])))
 
 
 def cement_json(c: Cement) -> dict:
@@ -164,6 +216,18 @@ def cement_json(c: Cement) -> dict:
             "center_lps": _r(c.center_lps), "extent_mm": _r(c.extent_mm, 1),
             "dense_volume_mm3": round(float(c.volume_mm3), 1),
             "bbox_ijk": _box(c.bbox_ijk)}
+
+
+def cement_from_json(d: dict) -> Cement:
+    """Stored cement: its dense volume (above the metal threshold) and its box; a phantom's
+    truth gives its whole volume in ml and no box."""
+    volume = d.get("dense_volume_mm3")
+    if volume is None:
+        volume = 1000.0 * float(d.get("volume_ml") or 0.0)
+    return Cement(level=str(d.get("level") or ""), screw=str(d.get("screw") or ""),
+                  center_lps=np.asarray(d["center_lps"], float),
+                  extent_mm=np.asarray(d.get("extent_mm") or [0.0, 0.0, 0.0], float),
+                  volume_mm3=float(volume), bbox_ijk=_box_from_json(d.get("bbox_ijk")))
 
 
 def implants_json(imp: Implants) -> dict:
@@ -328,3 +392,82 @@ def analysis_json(analysis) -> dict:
         "notes": list(analysis.volume.notes),
         "timings_s": {k: round(float(v), 3) for k, v in analysis.timings_s.items()},
     }
+
+
+def vertebra_from_json(d: dict) -> Vertebra:
+    """A stored vertebra: of an analysis document (``body_centroid_lps`` the body's centroid,
+    ``centroid_lps`` the whole vertebra's, ``axis_lps`` cranial, the canal as ``canal``, rib
+    heads as a list) or of a phantom's truth (``centroid_lps`` the body's, ``axes_lps`` the rows
+    left, posterior, cranial, ``body_mm`` its size, ``canal_center_lps``, rib heads by side): the truth's frame is
+    kept as drawn (``left_lps`` set).
+    An analysis stores no posterior direction: it is the patient's posterior (LPS +y) made
+    perpendicular to the body axis."""
+    body_c = np.asarray(d.get("body_centroid_lps", d["centroid_lps"]), float)
+    whole_c = np.asarray(d["centroid_lps"], float)
+    left = None
+    if "axes_lps" in d:
+        ax = np.asarray(d["axes_lps"], float)
+        left, post, cran = _unit(ax[0]), _unit(ax[1]), _unit(ax[2])
+    else:
+        cran = _unit(d.get("axis_lps") or [0.0, 0.0, 1.0])
+        post = _unit(d.get("posterior_lps") or [0.0, 1.0, 0.0])
+    body = d.get("body_mm") or {}
+    peds = d.get("pedicles") or {}
+    canal = d.get("canal") or {}
+    centre = d.get("canal_center_lps", canal.get("center_lps"))
+    ribs = d.get("rib_heads_lps") or []
+    if isinstance(ribs, dict):
+        ribs = [p for p in ribs.values() if p is not None]
+    grade = d.get("fracture_grade")
+    return Vertebra(
+        label=str(d["label"]),
+        label_confident=bool(d.get("label_confident", True)),
+        label_source=str(d.get("label_source") or "file"),
+        index=int(d.get("index") or 0),
+        label_value=int(d.get("label_value") or 0),
+        kind=str(d.get("kind") or "vertebra"),
+        complete=bool(d.get("complete", True)),
+        centroid_lps=body_c,
+        vertebra_centroid_lps=whole_c,
+        axis_lps=cran,
+        posterior_lps=post,
+        superior_endplate=plane_from_json(d.get("superior_endplate")),
+        inferior_endplate=plane_from_json(d.get("inferior_endplate")),
+        posterior_wall=plane_from_json(d.get("posterior_wall")),
+        heights_mm=dict(d.get("heights_mm") or {}),
+        expected_height_mm=_opt(d.get("expected_height_mm")),
+        height_loss=_opt(d.get("height_loss", d.get("height_loss_fraction"))),
+        fracture_grade=None if grade is None else int(grade),
+        pedicle_left=pedicle_from_json(peds["left"], "left") if peds.get("left") else None,
+        pedicle_right=pedicle_from_json(peds["right"], "right") if peds.get("right") else None,
+        canal_center_lps=None if centre is None else np.asarray(centre, float),
+        canal_radius_mm=_opt(canal.get("radius_mm")),
+        rib_heads_lps=np.asarray(ribs, float).reshape(-1, 3),
+        bbox_ijk=_box_from_json(d.get("bbox_ijk")),
+        volume_ml=float(d.get("volume_ml") or 0.0),
+        body_width_mm=_opt(body.get("width")),
+        body_depth_mm=_opt(body.get("depth")),
+        left_lps=left,
+    )
+
+
+def _unit(v) -> np.ndarray:
+    v = np.asarray(v, float)
+    n = float(np.linalg.norm(v))
+    return v / n if n > 0 else v
+
+
+def findings_from_json(doc: dict) -> Findings:
+    """The model of what an analysis document (or a phantom's truth: its cross-links are
+    ``crosslinks``) holds."""
+    return Findings(
+        vertebrae=tuple(vertebra_from_json(v) for v in doc.get("vertebrae", [])),
+        screws=tuple(screw_from_json(s) for s in doc.get("screws", [])),
+        rods=tuple(rod_from_json(r) for r in doc.get("rods", [])),
+        cages=tuple(cage_from_json(c) for c in doc.get("cages", [])),
+        connectors=tuple(connector_from_json(c) for c in
+                         list(doc.get("connectors", [])) + list(doc.get("crosslinks", []))),
+        other_metal=tuple(other_metal_from_json(o) for o in doc.get("other_metal", [])),
+        cement=tuple(cement_from_json(c) for c in doc.get("cement", [])),
+        warnings=tuple(str(w) for w in doc.get("warnings", [])),
+    )

@@ -5,6 +5,7 @@ with no Qt and no files.
   and all the implants of a CT (what :mod:`fluoroplan.segmentation` finds);
 - :mod:`.anatomy`: a vertebra with its body planes, pedicles and canal section (found on the
   CT or read from a TotalSegmentator / Slicer label map: the same objects);
+- :mod:`.findings`: everything the analysis of a CT found, as one object;
 - :mod:`.plan`: the needle, the target, the safety check, the trajectory, the "no safe
   trajectory" result and the plan (what :mod:`fluoroplan.planner` makes);
 - :mod:`.rehearsal`: a trainee's attempt: its views, setup, state and score.

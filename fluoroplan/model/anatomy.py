@@ -107,6 +107,14 @@ class Vertebra:
         ``((i0, j0, k0), (i1, j1, k1))`` half-open voxel box of the vertebra label in the CT grid.
     volume_ml : float
         Volume of the vertebra label.
+    body_width_mm, body_depth_mm : float or None
+        The body's left-right width and antero-posterior depth where they are known (a phantom
+        draws them); None when not measured (the planner then takes the depth from the
+        posterior wall).
+    left_lps : ndarray (3,) or None
+        The vertebra's own left axis where its whole frame is known (a phantom's drawn frame:
+        then ``axis_lps``, ``posterior_lps`` and this are its axes as given); None when it
+        follows from the other two (posterior x cranial).
     """
 
     label: str
@@ -134,6 +142,9 @@ class Vertebra:
     rib_heads_lps: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
     bbox_ijk: tuple = ((0, 0, 0), (0, 0, 0))
     volume_ml: float = 0.0
+    body_width_mm: float | None = None
+    body_depth_mm: float | None = None
+    left_lps: np.ndarray | None = None
 
     @property
     def has_ribs(self) -> bool:

@@ -105,6 +105,8 @@ class Screw:
     core_diameter_mm: float = 0.0
     tulip: bool = False
     label_value: int = 0
+    tulip_height_mm: float | None = None  # the tulip's size when known (a phantom draws it);
+    tulip_diameter_mm: float | None = None  # the analysis does not measure it
 
     @classmethod
     def measured(cls, id: str, level: str, side: str, tip_lps: np.ndarray, head_lps: np.ndarray,

@@ -3,9 +3,10 @@
 The planner plans from the analysis as stored (``fluoroplan.analysis/1``: what ``fluoroplan
 analyze`` writes, its numbers rounded as in the file), so that a plan made from a saved analysis
 is the plan the workstation made, and tests can plan on a phantom's ground truth as well as on
-the segmentation's output. :mod:`fluoroplan.io.analysis_json` reads the stored screws, cages,
-pedicles and planes into the model's objects; :class:`VertebraGeom` is the planner's own frame
-of a vertebra derived from them.
+the segmentation's output. :mod:`fluoroplan.io.analysis_json` reads the stored vertebrae,
+screws, rods, cages, cross-links and other metal into the model's objects
+(:mod:`fluoroplan.model`), which the planner uses; :class:`VertebraGeom` is the planner's own
+frame of a model vertebra (:func:`vertebra_frame`).
 """
 
 from __future__ import annotations
@@ -16,15 +17,11 @@ import numpy as np
 import numpy.typing as npt
 from scipy.spatial import cKDTree
 
-from fluoroplan.io.analysis_json import (
-    cage_from_json,
-    pedicle_from_json,
-    plane_from_json,
-    screw_from_json,
-)
+from fluoroplan.io.analysis_json import findings_from_json
 from fluoroplan.io.volume import CTVolume
-from fluoroplan.model.anatomy import CANAL_LABEL, FORAMEN_LABEL, Plane
-from fluoroplan.model.implants import Cage, Screw
+from fluoroplan.model.anatomy import CANAL_LABEL, FORAMEN_LABEL, Plane, Vertebra
+from fluoroplan.model.findings import Findings
+from fluoroplan.model.implants import Cage, Connector, OtherMetal, Rod, Screw
 from fluoroplan.segmentation.label_volume import labels_for_analysis
 
 PROCEDURE_POSITION = "HFP"
@@ -34,10 +31,6 @@ METAL_HU = 2000.0
 BONE_HU = 150.0
 AIR_HU = -400.0
 BODY_HU = -300.0
-
-
-def _v(x) -> np.ndarray | None:
-    return None if x is None else np.asarray(x, float)
 
 
 def _unit(v) -> np.ndarray:
@@ -51,8 +44,8 @@ class VertebraGeom:
     """The planner's frame of a vertebra: its body centroid and (left, posterior, cranial)
     axes, the body's depth, width and height, with the model's planes
     (:class:`~fluoroplan.model.anatomy.Plane`) and pedicles
-    (:class:`~fluoroplan.model.anatomy.Pedicle`). Derived, by :func:`vertebra_from_json`, from
-    a stored vertebra of an analysis or of a phantom's truth (whose frame is given as axes)."""
+    (:class:`~fluoroplan.model.anatomy.Pedicle`). Derived, by :func:`vertebra_frame`, from the
+    model's :class:`~fluoroplan.model.anatomy.Vertebra`."""
 
     label: str
     centroid_lps: np.ndarray  # body centroid
@@ -105,59 +98,47 @@ class VertebraGeom:
         return self.from_local([0.0, p, mid_height])[0]
 
 
-def vertebra_from_json(v: dict) -> VertebraGeom:
-    """Normalise a vertebra from the analysis JSON or from the phantom's truth."""
-    # the body's centroid: "body_centroid_lps" in the analysis JSON ("centroid_lps" there is the
-    # whole vertebra's); the phantom's truth and older analyses give the body as "centroid_lps"
-    c = np.asarray(v.get("body_centroid_lps", v["centroid_lps"]), float)
-    if "axes_lps" in v:  # phantom truth: rows are left, posterior, cranial
-        ax = np.asarray(v["axes_lps"], float)
-        left, post, cran = _unit(ax[0]), _unit(ax[1]), _unit(ax[2])
+def vertebra_frame(v: Vertebra) -> VertebraGeom:
+    """The planner's frame of a model vertebra: its own frame when it has one (``left_lps``),
+    else the posterior direction made perpendicular to the body axis and left = posterior x
+    cranial (LPS is right-handed); the body's depth as
+    measured, else twice the centroid's distance to the posterior wall (15 mm without one);
+    its width as measured, else 40 mm; its height the largest of its heights (25 mm without
+    any); rib heads given sides by where they lie."""
+    c = np.asarray(v.centroid_lps, float)
+    cran = np.asarray(v.axis_lps, float)  # the model's directions are unit vectors
+    post = np.asarray(v.posterior_lps, float)
+    if v.left_lps is not None:  # the whole frame given (a phantom's): used as it is
+        left = np.asarray(v.left_lps, float)
     else:
-        cran = _unit(v.get("axis_lps", [0, 0, 1]))
-        post = _unit(v.get("posterior_lps") or [0, 1, 0])
         post = _unit(post - (post @ cran) * cran)
         left = _unit(np.cross(post, cran))
-    body = v.get("body_mm") or {}
-    heights = v.get("heights_mm") or {}
-    hmax = max([h for h in heights.values() if h] or [25.0])
-    pw = plane_from_json(v.get("posterior_wall"))
-    depth = body.get("depth")
+    hmax = max([h for h in v.heights_mm.values() if h] or [25.0])
+    pw = v.posterior_wall
+    depth = v.body_depth_mm
     if depth is None:
         back = float((pw.point_lps - c) @ post) if pw is not None else 15.0
         depth = 2.0 * back
-    ped_json = v.get("pedicles") or {}
-    pedicles = {}
-    for side in ("left", "right"):
-        p = ped_json.get(side)
-        if p:
-            pedicles[side] = pedicle_from_json(p, side)
-    canal = v.get("canal") or {}
-    cc = v.get("canal_center_lps", canal.get("center_lps"))
-    ribs = v.get("rib_heads_lps") or {}
-    if isinstance(ribs, list):  # analysis JSON: a list of points; assign sides by position
-        pts = [np.asarray(p, float) for p in ribs]
-        ribs = {("left" if (p - c) @ left > 0 else "right"): p for p in pts}
-    else:
-        ribs = {k: np.asarray(p, float) for k, p in ribs.items() if p is not None}
-    label = str(v["label"])
+    pedicles = {p.side: p for p in (v.pedicle_left, v.pedicle_right) if p is not None}
+    ribs = {("left" if (p - c) @ left > 0 else "right"): np.asarray(p, float)
+            for p in np.asarray(v.rib_heads_lps, float).reshape(-1, 3)}
     return VertebraGeom(
-        label=label,
+        label=v.label,
         centroid_lps=c,
         axis_lps=cran,
         posterior_lps=post,
         left_lps=left,
         body_depth_mm=float(depth),
-        body_width_mm=float(body.get("width", 40.0)),
+        body_width_mm=float(40.0 if v.body_width_mm is None else v.body_width_mm),
         body_height_mm=float(hmax),
-        fracture_grade=int(v.get("fracture_grade") or 0),
-        superior_endplate=plane_from_json(v.get("superior_endplate")),
-        inferior_endplate=plane_from_json(v.get("inferior_endplate")),
+        fracture_grade=int(v.fracture_grade or 0),
+        superior_endplate=v.superior_endplate,
+        inferior_endplate=v.inferior_endplate,
         posterior_wall=pw,
         pedicles=pedicles,
-        canal_center_lps=_v(cc),
+        canal_center_lps=v.canal_center_lps,
         rib_heads_lps=ribs,
-        thoracic=label.upper().startswith("T") or bool(ribs),
+        thoracic=v.label.upper().startswith("T") or bool(ribs),
     )
 
 
@@ -177,8 +158,11 @@ class PlanningCase:
     analysis: dict
     vertebrae: list[VertebraGeom] = field(default_factory=list)
     screws: list[Screw] = field(default_factory=list)
-    rods: list[dict] = field(default_factory=list)
+    rods: list[Rod] = field(default_factory=list)
     cages: list[Cage] = field(default_factory=list)
+    connectors: list[Connector] = field(default_factory=list)
+    other_metal: list[OtherMetal] = field(default_factory=list)
+    findings: Findings = field(default_factory=Findings)
     metal_hu: float = METAL_HU
     procedure_position: str = PROCEDURE_POSITION
     labels: np.ndarray | None = None
@@ -186,10 +170,14 @@ class PlanningCase:
 
     def __post_init__(self) -> None:
         a = self.analysis
-        self.vertebrae = [vertebra_from_json(v) for v in a.get("vertebrae", [])]
-        self.screws = [screw_from_json(s) for s in a.get("screws", [])]
-        self.rods = list(a.get("rods", []))
-        self.cages = [cage_from_json(c) for c in a.get("cages", [])]
+        self.findings = findings_from_json(a)
+        f = self.findings
+        self.vertebrae = [vertebra_frame(v) for v in f.vertebrae]
+        self.screws = list(f.screws)
+        self.rods = list(f.rods)
+        self.cages = list(f.cages)
+        self.connectors = list(f.connectors)
+        self.other_metal = list(f.other_metal)
         self._build_labels()
         self._build_metal()
         self._build_canal()

@@ -128,13 +128,12 @@ def _metal_of(case) -> _Metal:
     per_point = voxel_mm3 * (n_all / len(pts) if len(pts) else 1.0)  # case may subsample
     if len(pts):
         pts = pts[case.hu_at(pts) >= TITANIUM_MIN_HU]
-    a = case.analysis
     # key, name, distance function (signed distance, mm, of (N, 3) LPS points)
     geoms: list[tuple[str, str, Callable[..., np.ndarray]]] = []
     for s in case.screws:
-        raw: dict = next((x for x in a.get("screws", []) if str(x.get("id")) == s.id), {})
-        tulip_h = float(raw.get("tulip_height_mm") or 15.0)
-        tulip_r = 0.5 * float(raw.get("tulip_diameter_mm") or 12.0)
+        # the tulip's size where known (a phantom's truth), else a common one
+        tulip_h = float(s.tulip_height_mm or 15.0)
+        tulip_r = 0.5 * float(s.tulip_diameter_mm or 12.0)
         top = s.head_lps - tulip_h * s.axis_lps
 
         def d_screw(p, s=s, top=top, tulip_r=tulip_r, tulip_h=tulip_h):
@@ -147,13 +146,13 @@ def _metal_of(case) -> _Metal:
 
         geoms.append((f"screw:{s.id}", f"screw {s.id}", d_screw))
     for n, r in enumerate(case.rods):
-        rp = np.asarray(r.get("points_lps") or r.get("polyline_lps") or [], float).reshape(-1, 3)
+        rp = r.points_lps
         if len(rp) == 0:
             continue
-        side = r.get("side")
+        side = r.side
         lv = _levels_words(case, rp)
         name = f"the {side + ' ' if side else ''}rod" + (f" ({lv})" if lv else "")
-        rad = 0.5 * float(r.get("diameter_mm") or 5.5)
+        rad = 0.5 * r.diameter_mm
         geoms.append((f"rod:{n}", name, lambda p, rp=rp, rad=rad: _dist_polyline(p, rp) - rad))
     for n, c in enumerate(case.cages):
         between = "-".join(x for x in c.between if x)
@@ -168,16 +167,15 @@ def _metal_of(case) -> _Metal:
             return np.linalg.norm(q, axis=1) - half
 
         geoms.append((f"cage:{n}", name, d_cage))
-    for n, c in enumerate(list(a.get("connectors", [])) + list(a.get("crosslinks", []))):
-        ends = np.asarray(c.get("ends_lps") or [c.get("center_lps")], float).reshape(-1, 3)
-        lv = c.get("level") or "-".join(c.get("between") or [])
+    for n, link in enumerate(case.connectors):
+        lv = link.level
         name = "the cross-link" + (f" ({lv})" if lv else "")
         geoms.append((f"connector:{n}", name,
-                      lambda p, ends=ends: _dist_polyline(p, ends) - 2.5))
-    for n, o in enumerate(a.get("other_metal", [])):
-        ctr = np.asarray(o["center_lps"], float)
-        half = 0.5 * float(np.max(o.get("extent_mm") or [0.0]))
-        geoms.append((f"other:{n}", f"metal ({o.get('description') or 'unnamed'})",
+                      lambda p, ends=link.ends_lps: _dist_polyline(p, ends) - 2.5))
+    for n, o in enumerate(case.other_metal):
+        ctr = o.center_lps
+        half = 0.5 * float(np.max(o.extent_mm)) if o.extent_mm.size else 0.0
+        geoms.append((f"other:{n}", f"metal ({o.description or 'unnamed'})",
                       lambda p, ctr=ctr, half=half: np.linalg.norm(p - ctr, axis=1) - half))
     objects: list[MetalObject] = []
     screw_key: dict = {}

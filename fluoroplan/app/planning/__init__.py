@@ -24,8 +24,8 @@ Submodules, each importing only those listed before it:
 - :mod:`.files`: opening and saving plans, the PDF report, unsaved changes on close;
 - :mod:`.controller`: :class:`PlanningController`, made of the mixins above.
 
-``analysis`` and ``labels`` call ``_analyse`` as an attribute of this package, read when an
-analysis starts (tests replace it here to analyse each CT once).
+``analysis`` and ``labels`` call ``workers._analyse`` as an attribute of its module, read when
+an analysis starts (tests replace it there to analyse each CT once).
 """
 
 from fluoroplan.app.planning.controller import LIVE_DELAY_MS as LIVE_DELAY_MS
@@ -41,7 +41,6 @@ from fluoroplan.app.planning.views import NEEDLE_RGB as NEEDLE_RGB
 from fluoroplan.app.planning.views import OTHER_NEEDLE_RGB as OTHER_NEEDLE_RGB
 from fluoroplan.app.planning.views import ROD_RGB as ROD_RGB
 from fluoroplan.app.planning.views import TIGHT_RGB as TIGHT_RGB
-from fluoroplan.app.planning.workers import _analyse as _analyse
 from fluoroplan.app.planning.workers import _case_state as _case_state
 from fluoroplan.app.planning.workers import _propose_all as _propose_all
 from fluoroplan.app.planning.workers import _write_pdf as _write_pdf

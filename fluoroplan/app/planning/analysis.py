@@ -2,9 +2,8 @@
 anything is computing, cancelling, shutting down, progress, and what a failed task tells the
 user (the error dialogs).
 
-The analysis itself is ``_analyse``, looked up on the package (``fluoroplan.app.planning``)
-when a CT is loaded, so that whatever stands there (the tests keep one analysis per CT) is
-what runs.
+The analysis itself is :func:`.workers._analyse`, looked up on its module when a CT is
+loaded, so that whatever stands there (the tests keep one analysis per CT) is what runs.
 """
 
 from __future__ import annotations
@@ -13,8 +12,8 @@ import logging
 
 from PySide6.QtWidgets import QMessageBox
 
-from fluoroplan.app import planning
 from fluoroplan.app.messages import unexpected_error
+from fluoroplan.app.planning import workers
 from fluoroplan.app.qtcompat import emit
 from fluoroplan.app.tasks import Task
 from fluoroplan.geometry.drr import AttenuationVolume
@@ -83,7 +82,7 @@ class AnalysisMixin:
         att_task.signals.succeeded.connect(self._on_att)
         att_task.signals.failed.connect(self._on_task_failed)
         att_task.start(self.carm.pool)
-        task = Task("analysis", lambda p, c: planning._analyse(volume, p, c))
+        task = Task("analysis", lambda p, c: workers._analyse(volume, p, c))
         self.analysis_task = task
         self._run(task, self._on_analysis, "Analysing")
 
@@ -116,9 +115,9 @@ class AnalysisMixin:
         self._show_busy(None)
         self.doc.set_analysis(*result)
         self.analysis_done = True
-        n_screws = len(result[1].get("screws", []))
+        found = result[2].findings
         self.win.statusBar().showMessage(
-            f"Analysis: {len(result[1].get('vertebrae', []))} vertebrae, {n_screws} screws, "
+            f"Analysis: {len(found.vertebrae)} vertebrae, {len(found.screws)} screws, "
             f"{len(result[3])} targets", 8000)
         wanted, self.pending_recovery = self.pending_recovery, None
         if self.pending_plan:

@@ -2,8 +2,8 @@
 and replacing the analysis' vertebrae with a label map made elsewhere (TotalSegmentator,
 3D Slicer); the views' context menu offers both.
 
-The analysis with a label map is ``_analyse``, looked up on the package
-(``fluoroplan.app.planning``) when it starts, as the CT's analysis is.
+The analysis with a label map is :func:`.workers._analyse`, looked up on its module when it
+starts, as the CT's analysis is.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMenu
 
-from fluoroplan.app import planning
+from fluoroplan.app.planning import workers
 from fluoroplan.app.planning.workers import _case_state, label_map_source
 from fluoroplan.app.qtcompat import emit
 from fluoroplan.app.tasks import Task
@@ -39,10 +39,10 @@ class LabelsMixin:
                 if value and v.label_value == value:
                     return v.index, v.label
         best = None
-        for v in self.doc.analysis_json.get("vertebrae", []):
-            d = float(np.linalg.norm(np.asarray(v["centroid_lps"]) - lps))
+        for v in self.doc.case.findings.vertebrae:
+            d = float(np.linalg.norm(v.vertebra_centroid_lps - lps))
             if d < 25.0 and (best is None or d < best[0]):
-                best = (d, v["index"], v["label"])
+                best = (d, v.index, v.label)
         return None if best is None else best[1:]
 
     def _view_context_menu(self, lps, global_pos) -> None:
@@ -123,7 +123,7 @@ class LabelsMixin:
             return False
         source = label_map_source(path)
         volume = self.doc.volume
-        task = Task("labels", lambda p, c: planning._analyse(volume, p, c, label_map=str(source)))
+        task = Task("labels", lambda p, c: workers._analyse(volume, p, c, label_map=str(source)))
         task.before = self.doc.analysis_state()
         task.source = source
         task.text = f"import vertebra labels from {source.name}"
@@ -138,7 +138,7 @@ class LabelsMixin:
         self.relabel_task = None
         self._show_busy(None)
         self.stack.push(Relabel(self.doc, task.before, result, task.text))
-        levels = [v["label"] for v in result[1].get("vertebrae", [])]
+        levels = result[2].findings.levels
         self.win.statusBar().showMessage(
             f"Vertebrae from {task.source.name}: {', '.join(levels)}; {len(result[3])} targets "
             "(Ctrl+Z goes back to the previous analysis)", 10000)

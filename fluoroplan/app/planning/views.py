@@ -11,6 +11,7 @@ from fluoroplan.geometry.carm import bullseye_pose
 from fluoroplan.geometry.conventions import NEEDLE_OUTER_DIAMETER_MM
 from fluoroplan.geometry.render3d import ellipsoid_actor
 from fluoroplan.io.plan_json import pose_from_json
+from fluoroplan.model.implants import Cement
 
 LOOSE_RGB = (1.0, 0.42, 0.1)
 TIGHT_RGB = (0.55, 0.62, 0.85)
@@ -30,7 +31,8 @@ class ViewsMixin:
     # --- document events ----------------------------------------------------------------------
     def _on_doc(self, event: str, detail) -> None:
         if event == "analysis":
-            self.targets_panel.populate(self.doc.analysis_json, self.doc.targets)
+            self.targets_panel.populate(
+                None if self.doc.case is None else self.doc.case.findings, self.doc.targets)
             self._draw_implants()
             self.proposals_panel.set_target(self.doc.target(self.doc.target_id))
             if self.doc.case is not None and self.doc.trajectories:
@@ -98,46 +100,45 @@ class ViewsMixin:
         v3 = self.win.view3d
         for g in ("implants", "levels"):
             v3.remove_group(g)
-        aj = self.doc.analysis_json
+        case = self.doc.case
+        found = None if case is None else case.findings
         # the metal surface becomes translucent so the screws' colours show through it
-        v3.set_metal_opacity(1.0 if aj is None else 0.3)
-        if aj is None:
+        v3.set_metal_opacity(1.0 if found is None else 0.3)
+        if found is None:
             v3.render()
             return
-        for s in aj.get("screws", []):
-            rgb = LOOSE_RGB if s.get("loose") else TIGHT_RGB
-            head, tip = np.asarray(s["head_lps"], float), np.asarray(s["tip_lps"], float)
-            v3.add_cylinder(head, tip, s.get("diameter_mm", 6.0) / 2 + 0.4, rgb=rgb,
-                            group="implants")
+        for s in found.screws:
+            rgb = LOOSE_RGB if s.loose else TIGHT_RGB
+            head, tip = s.head_lps, s.tip_lps
+            v3.add_cylinder(head, tip, s.diameter_mm / 2 + 0.4, rgb=rgb, group="implants")
             # the shaft is inside bone: a coloured cap just beyond the tulip (about 15 mm
             # behind the head) shows which screw is loose
-            axis = (tip - head) / max(float(np.linalg.norm(tip - head)), 1e-6)
+            axis = s.axis_lps
             v3.add_cylinder(head - 19.0 * axis, head - 16.0 * axis, 4.5, rgb=rgb, group="implants")
-        for r in aj.get("rods", []):
-            pts = np.asarray(r.get("points_lps", []), float)
+        for r in found.rods:
+            pts = r.points_lps
             for a, b in zip(pts[:-1], pts[1:], strict=True):
-                v3.add_cylinder(a, b, r.get("diameter_mm", 5.5) / 2 + 0.2, rgb=ROD_RGB,
-                                group="implants")
-        for c in aj.get("cages", []):
-            centre = np.asarray(c["center_lps"], float)
-            ext = c.get("extent_mm") or [10.0, 10.0, 10.0]
+                v3.add_cylinder(a, b, r.diameter_mm / 2 + 0.2, rgb=ROD_RGB, group="implants")
+        for c in found.cages:
+            centre = c.center_lps
+            ext = c.extent_mm if len(c.extent_mm) else np.array([10.0, 10.0, 10.0])
             half = 0.5 * float(ext[-1])
             v3.add_cylinder(centre - [0, 0, half], centre + [0, 0, half], 0.5 * float(ext[0]),
                             rgb=CAGE_RGB, opacity=0.6, group="implants")
-        rod_r = np.mean([r.get("diameter_mm", 5.5) for r in aj.get("rods", [])] or [5.5]) / 2
-        for c in aj.get("connectors", []):
-            a, b = (np.asarray(p, float) for p in c["ends_lps"])
+        rod_r = np.mean([r.diameter_mm for r in found.rods] or [5.5]) / 2
+        for link in found.connectors:
+            a, b = link.ends_lps[0], link.ends_lps[-1]
             v3.add_cylinder(a, b, rod_r + 0.2, rgb=CONNECTOR_RGB, group="implants")
-        self._draw_cement(aj.get("cement", []))
+        self._draw_cement(found.cement)
         axes = self.win.view3d_axes()
-        for v in aj.get("vertebrae", []):
+        for v in found.vertebrae:
             # beside the vertebra and behind it (toward the camera looking at the back), so
             # that ribs do not hide the thoracic labels
-            c = np.asarray(v["centroid_lps"], float) + np.array([0.0, LEVEL_LABEL_BACK_MM, 0.0])
-            v3.add_label(c - axes * 45.0, v["label"], rgb=(1.0, 0.85, 0.4), group="levels")
+            c = v.vertebra_centroid_lps + np.array([0.0, LEVEL_LABEL_BACK_MM, 0.0])
+            v3.add_label(c - axes * 45.0, v.label, rgb=(1.0, 0.85, 0.4), group="levels")
         v3.render()
 
-    def _draw_cement(self, cement: list[dict]) -> None:
+    def _draw_cement(self, cement: tuple[Cement, ...]) -> None:
         """Each cement deposit as a translucent ellipsoid filling its box; it lies inside bone,
         so a thin line leads from it to a "cement" label beside the spine, toward the viewer."""
         volume = self.doc.volume
@@ -148,13 +149,13 @@ class ViewsMixin:
         out = (CEMENT_CALLOUT_MM[0] * coronal.right_lps
                - CEMENT_CALLOUT_MM[1] * coronal.into_screen_lps)
         for c in cement:
-            lo, hi = (np.asarray(x, float) for x in c["bbox_ijk"])
+            lo, hi = (np.asarray(x, float) for x in c.bbox_ijk)
             corners = np.array([[x, y, z] for x in (lo[0], hi[0] - 1) for y in (lo[1], hi[1] - 1)
                                 for z in (lo[2], hi[2] - 1)])
             lps = volume.lps_from_ijk_points(corners)
             voxel_mm = np.abs(volume.lps_from_ijk[:3, :3]).sum(axis=1)  # one voxel's LPS size
             semi_mm = 0.5 * (lps.max(axis=0) - lps.min(axis=0) + voxel_mm)
-            centre = np.asarray(c["center_lps"], float)
+            centre = c.center_lps
             v3.add_actor(ellipsoid_actor(centre, semi_mm, CEMENT_RGB, 0.7), group="implants")
             v3.add_polyline(np.array([centre, centre + out]), rgb=CEMENT_RGB, width_px=2.0,
                             group="implants")
@@ -186,11 +187,10 @@ class ViewsMixin:
         traj = self.shown_selected()
         iso = traj.aim_lps if traj is not None else self.win.state.crosshair_lps
         needles = [] if traj is None else [(traj.entry_lps, traj.aim_lps)]
-        aj = self.doc.analysis_json or {}
-        screws = [(np.asarray(s["head_lps"], float), np.asarray(s["tip_lps"], float),
-                   bool(s.get("loose"))) for s in aj.get("screws", [])]
-        vis_fn = None
         case = self.doc.case
+        screws = [] if case is None else [(s.head_lps, s.tip_lps, s.loose)
+                                          for s in case.findings.screws]
+        vis_fn = None
         if traj is not None and case is not None:
             from fluoroplan.planner.checks import visibility_check
 
