@@ -33,17 +33,21 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv with $($py --version)"
   "$py" -m venv .venv
 fi
-# The exact tested versions, with hashes, are in requirements/<kind>.lock (tools/update-locks.sh
-# regenerates them from pyproject.toml); fluoroplan itself goes in editable, without dependencies.
+# The exact tested versions, with hashes, are in requirements/<kind>.lock, and the build backend
+# (setuptools) in requirements/build.lock (tools/update-locks.sh regenerates them from
+# pyproject.toml); fluoroplan itself goes in editable, without dependencies, built with that
+# setuptools (no build isolation: nothing unpinned is fetched).
 kind=base
 [ "$with_test" = 1 ] && kind=test
 lock=requirements/$kind.lock
-h=$(cat pyproject.toml "$lock" | sha256sum | cut -c1-12)
-h_test=$(cat pyproject.toml requirements/test.lock | sha256sum | cut -c1-12)  # test covers base
+h=$(cat pyproject.toml requirements/build.lock "$lock" | sha256sum | cut -c1-12)
+h_test=$(cat pyproject.toml requirements/build.lock requirements/test.lock | sha256sum | cut -c1-12)
 if [ ! -f ".venv/.installed-$h-$kind" ] && [ ! -f ".venv/.installed-$h_test-test" ]; then
   echo "setup: installing Python packages into .venv (the first time takes a few minutes)"
-  if ! { .venv/bin/python -m pip install -q --require-hashes -r "$lock" \
-         && .venv/bin/python -m pip install -q --no-deps -e .; } > .venv/pip.log 2>&1; then
+  if ! { .venv/bin/python -m pip install -q --require-hashes -r requirements/build.lock \
+         && .venv/bin/python -m pip install -q --require-hashes -r "$lock" \
+         && .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .; } \
+       > .venv/pip.log 2>&1; then
     grep -vE "is ignored" .venv/pip.log >&2
     echo "setup: pip could not install fluoroplan's packages (log: .venv/pip.log)" >&2
     exit 1
