@@ -38,8 +38,3 @@ class Findings:
                 return s
         raise KeyError(f"no screw {screw_id!r}; found: {', '.join(s.id for s in self.screws)}")
 
-    def vertebra(self, label: str) -> Vertebra:
-        for v in self.vertebrae:
-            if v.label == label:
-                return v
-        raise KeyError(f"no vertebra {label!r}; found: {', '.join(self.levels)}")

@@ -199,10 +199,7 @@ class PlanningCase:
         raise KeyError(f"no vertebra {label}; the analysis has {[v.label for v in self.vertebrae]}")
 
     def screw(self, screw_id: str) -> Screw:
-        for s in self.screws:
-            if s.id == screw_id:
-                return s
-        raise KeyError(f"no screw {screw_id}; the analysis has {[s.id for s in self.screws]}")
+        return self.findings.screw(screw_id)
 
     def nearest_vertebra(self, p_lps: np.ndarray) -> VertebraGeom:
         d = [np.linalg.norm(v.centroid_lps - p_lps) for v in self.vertebrae]
