@@ -16,6 +16,7 @@ from fluoroplan.geometry.drr import (
     AttenuationVolume,
     compose_rgb,
     disc_mask,
+    collimated_field,
     fluoroscopy_display,
     landmark_visibility,
     metal_points_lps,
@@ -242,14 +243,20 @@ def test_screw_bullseye_is_a_disc_and_side_view_a_bar(screw_in_air):
 
 def test_display_metal_black_air_white_and_invert(screw_case):
     vol, head, tip, _, _ = screw_case
-    drr = render_drr(vol, bullseye_pose(head, tip, "HFP"), (head + tip) / 2, size=128)
+    drr = render_drr(vol, bullseye_pose(head, tip, "HFP"), (head + tip) / 2, size=128,
+                     marks=False)
     img = drr.image
     assert img.dtype == np.uint8 and img.shape == (128, 128)
-    assert img[0, 0] == 255  # air
+    field = collimated_field((128, 128))
+    assert field[64, 2] and not field[0, 0]
+    assert img[64, 2] == 255  # air inside the round field
+    assert img[0, 0] == 0 and img[127, 127] == 0  # the collimator's lead outside it
     uv = np.rint(drr.projection.detector_px_from_lps(tip)).astype(int)
     assert img[uv[1], uv[0]] == 0  # metal saturates
-    inv = render_drr(vol, bullseye_pose(head, tip, "HFP"), (head + tip) / 2, size=128, invert=True)
-    np.testing.assert_array_equal(inv.image, 255 - img)
+    inv = render_drr(vol, bullseye_pose(head, tip, "HFP"), (head + tip) / 2, size=128,
+                     invert=True, marks=False)
+    np.testing.assert_array_equal(inv.image[field], 255 - img[field])
+    assert not inv.image[~field].any()
     with pytest.raises(ValueError, match="window"):
         fluoroscopy_display(drr.line_integrals, window=(1.0, 1.0))
 
@@ -361,7 +368,7 @@ def test_phantom_screw_bullseye_shows_a_dot(phantom_case):
         pr.detector_px_from_lps(head), pr.detector_px_from_lps(tip), atol=1e-6
     )
     u, v = np.rint(pr.detector_px_from_lps(tip)).astype(int)
-    assert drr.image[v, u] == 0  # metal along the whole screw: saturated
+    assert drr.grey[v, u] == 0  # metal along the whole screw: saturated
     # and the screw is no longer black seen from the side, only a bar
     side = render_drr(vol, progression_pose(head, tip, "HFP"), tip, size=256, level=0)
     mid = np.rint(side.projection.detector_px_from_lps((head + tip) / 2)).astype(int)

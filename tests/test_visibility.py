@@ -145,7 +145,7 @@ def test_a_rod_over_the_target_warns_names_it_and_the_tilt_clears_it(phantom, ca
     full = AttenuationVolume.from_ct(phantom.volume, levels=1)
     drr = render_drr(full, pose, traj.aim_lps, size=V.IMAGE_PX, level=0)
     u, v = np.rint(drr.projection.detector_px_from_lps(traj.target_lps)).astype(int)
-    assert drr.image[v, u] <= 10
+    assert drr.grey[v, u] <= 10
 
 
 def test_visibility_checks_are_fast(case):

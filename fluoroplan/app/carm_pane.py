@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, QThreadPool, QTimer, Signal
-from PySide6.QtGui import QColor, QImage, QPainter, QPen
+from PySide6.QtGui import QColor, QImage, QPainter
 from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
@@ -29,27 +29,29 @@ from PySide6.QtWidgets import (
 from fluoroplan.app.qtcompat import emit
 from fluoroplan.app.tasks import Task
 from fluoroplan.geometry.carm import CArmPose
-from fluoroplan.geometry.conventions import NEEDLE_OUTER_DIAMETER_MM
-from fluoroplan.geometry.drr import NEEDLE_COLOUR
 
 PREVIEW_PX = 256
 FULL_PX = 512
 FULL_DELAY_MS = 250
-LOOSE_RGB = (255, 120, 30)
-TIGHT_RGB = (120, 170, 255)
 
 
-def _render(att, pose: CArmPose, iso, size: int, needles, visibility_fn, progress, cancel):
+def _render(att, pose: CArmPose, iso, size: int, needles, screws, visibility_fn, progress,
+            cancel, shown_px: float = 512.0):
     from fluoroplan.geometry.drr import render_drr
 
     t0 = time.perf_counter()
-    drr = render_drr(att, pose, iso, size=size, trajectories=needles or None)
+    # the marks (letters, scale, needles, screws) are the ones every fluoroscopy image carries;
+    # letters about 14 screen pixels high however small the pane shows the image
+    drr = render_drr(att, pose, iso, size=size, trajectories=needles or None, screws=screws,
+                     scale_at_lps=needles[0].tip_lps if needles else None,
+                     mark_scale=max(1.0, 0.7 * 512.0 / max(shown_px, 1.0)))
     vis = visibility_fn(pose) if visibility_fn is not None else None
     return drr, vis, (time.perf_counter() - t0) * 1000.0
 
 
 class DrrImage(QWidget):
-    """The DRR, scaled to fit and centred, with the screws drawn over it."""
+    """The DRR with its marks (:mod:`fluoroplan.geometry.fluoro_marks`), scaled to fit and
+    centred."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -59,8 +61,6 @@ class DrrImage(QWidget):
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
         self.drr = None
         self.image: QImage | None = None
-        self.screws: list[tuple[np.ndarray, np.ndarray, bool]] = []
-        self.needles: list[tuple[np.ndarray, np.ndarray]] = []
         self.message = "The simulated fluoroscopy appears here once a CT is open"
 
     def set_drr(self, drr) -> None:
@@ -99,34 +99,6 @@ class DrrImage(QWidget):
             return
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
         p.drawImage(self.image_rect(), self.image)
-        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        proj = self.drr.projection
-        for head, tip, loose in self.screws:
-            try:
-                a, b = self.widget_from_lps(head), self.widget_from_lps(tip)
-            except ValueError:  # behind the source
-                continue
-            pen = QPen(QColor(*(LOOSE_RGB if loose else TIGHT_RGB)))
-            pen.setWidthF(1.4)
-            p.setPen(pen)
-            p.drawLine(a, b)
-            p.setBrush(Qt.BrushStyle.NoBrush)
-            p.drawEllipse(a, 3.0, 3.0)
-        # the needle over the screws: to scale, but never thinner than 3 px (a dot end-on)
-        h, w = self.drr.image.shape[:2]
-        scale = self.image_rect().width() / w
-        for entry, aim in self.needles:
-            try:
-                a, b = self.widget_from_lps(entry), self.widget_from_lps(aim)
-            except ValueError:
-                continue
-            mag = float(proj.magnification(np.asarray(aim, float)[None])[0])
-            width = max(NEEDLE_OUTER_DIAMETER_MM * mag / proj.pose.pixel_mm * scale, 3.0)
-            pen = QPen(QColor(*NEEDLE_COLOUR))
-            pen.setWidthF(width)
-            pen.setCapStyle(Qt.PenCapStyle.RoundCap)
-            p.setPen(pen)
-            p.drawLine(a, b)
         p.end()
 
 
@@ -134,7 +106,7 @@ class CArmPane(QWidget):
     """The virtual C-arm pane (see the module docstring).
 
     ``controller`` supplies ``drr_context()`` -> (attenuation volume or None, isocentre LPS,
-    needles [(entry, aim)], screws [(head, tip, loose)], visibility function or None) and
+    needles [NeedleMark], screws [ScrewMark], visibility function or None) and
     ``named_pose(name)`` -> (CArmPose, description) for "bullseye", "working_view" and
     "progression" of the selected trajectory (or None).
     Signals: ``rendered(size)`` after each image is shown.
@@ -294,9 +266,7 @@ class CArmPane(QWidget):
         att, iso, needles, screws, vis_fn = self.controller.drr_context()
         if att is None:
             return
-        self.view.screws = screws
-        self.view.needles = needles
-        self._waiting = (self.pose, np.asarray(iso, float), size, needles,
+        self._waiting = (self.pose, np.asarray(iso, float), size, needles, screws,
                          vis_fn if size == FULL_PX else None, time.perf_counter())
         if self._running is None:
             self._start_waiting(att)
@@ -309,9 +279,11 @@ class CArmPane(QWidget):
             if att is None:
                 self._waiting = None
                 return
-        pose, iso, size, needles, vis_fn, t_req = self._waiting
+        pose, iso, size, needles, screws, vis_fn, t_req = self._waiting
         self._waiting = None
-        task = Task("drr", lambda p, c: _render(att, pose, iso, size, needles, vis_fn, p, c))
+        shown = float(min(self.view.width(), self.view.height()))
+        task = Task("drr", lambda p, c: _render(att, pose, iso, size, needles, screws, vis_fn,
+                                                p, c, shown))
         task.requested = (pose, size, t_req)
         self._running = task
         task.signals.succeeded.connect(self._on_rendered)

@@ -9,6 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fluoroplan.geometry.xray import (
+    CT_EFFECTIVE_KEV,
+    FLUORO_EFFECTIVE_KEV,
+    bone_ct_number,
+    mu_per_mm,
+)
+
 # --- patient positions -------------------------------------------------------------------
 PATIENT_POSITIONS = ("HFS", "HFP", "FFS", "FFP")
 
@@ -41,12 +48,13 @@ class CArmLimits:
 DEFAULT_CARM_LIMITS = CArmLimits()
 
 # --- simulated fluoroscopy (DRR) ---------------------------------------------------------
-# Linear attenuation at an effective fluoroscopy energy of about 65 keV, per mm:
-# mu = MU_WATER_PER_MM * (1 + HU / 1000), clipped at 0. CT numbers of metal are clipped and
-# streaky, so voxels at or above TITANIUM_MIN_HU get titanium's attenuation instead
-# (about 0.5 cm^2/g x 4.5 g/cm^3 near 65 keV).
-MU_WATER_PER_MM = 0.02
-MU_METAL_PER_MM = 0.22
+# Linear attenuation per mm at the fluoroscopic effective energy (50 keV) of water and of
+# titanium (voxels at or above TITANIUM_MIN_HU: CT numbers of metal are clipped and streaky);
+# bone follows the two-material model of fluoroplan.geometry.xray (NIST XCOM tables).
+MU_WATER_PER_MM = mu_per_mm("water", FLUORO_EFFECTIVE_KEV)  # 0.0227
+MU_METAL_PER_MM = mu_per_mm("titanium", FLUORO_EFFECTIVE_KEV)  # 0.547
+MU_BONE_PER_MM = mu_per_mm("cortical bone", FLUORO_EFFECTIVE_KEV)  # 0.0814 (ICRU-44 cortical)
+BONE_CT_NUMBER = bone_ct_number(CT_EFFECTIVE_KEV)  # ~1590 HU: cortical bone at 120 kVp
 
 # --- needle --------------------------------------------------------------------------------
 NEEDLE_GAUGE = 15

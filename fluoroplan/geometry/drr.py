@@ -31,21 +31,42 @@ from scipy import sparse
 
 from fluoroplan.geometry.carm import CArmPose
 from fluoroplan.geometry.conventions import (
+    BONE_CT_NUMBER,
+    MU_BONE_PER_MM,
     MU_METAL_PER_MM,
     MU_WATER_PER_MM,
     NEEDLE_OUTER_DIAMETER_MM,
     TITANIUM_MIN_HU,
 )
+from fluoroplan.geometry.fluoro_marks import (
+    NEEDLE_RGB,
+    TARGET_RGB,
+    Marks,
+    NeedleMark,
+    ScrewMark,
+    draw_marks,
+)
 from fluoroplan.geometry.projection import Projection
+from fluoroplan.geometry.xray import (
+    DQE,
+    FLUORO_EFFECTIVE_KEV,
+    SOFT_TISSUE_MAX_HU,
+    ImagingChain,
+    photons_per_mm2_per_ngy,
+)
 
 __all__ = [
     "AttenuationVolume",
     "DRR",
     "LandmarkVisibility",
     "attenuation_from_hu",
+    "collimated_field",
     "compose_rgb",
+    "default_window",
+    "detected_line_integrals",
     "disc_mask",
     "fluoroscopy_display",
+    "fluoroscopy_frame",
     "landmark_visibility",
     "metal_points_lps",
     "needle_mask",
@@ -55,10 +76,11 @@ __all__ = [
 
 MU_UNIT_PER_MM = 1e-5  # one uint16 step of the stored attenuation, per mm
 AIR_HU = -900.0  # at or below: no attenuation (air with its noise; lets empty rows be skipped)
-EDGE_ENHANCE = 1.0
+EDGE_ENHANCE = 0.7
 """Strength of the display's unsharp mask (0: none)."""
-EDGE_SIGMA_FRACTION = 0.02
-"""Blur of the unsharp mask as a fraction of the image size (about 10 px at 512)."""
+EDGE_SIGMA_FRACTION = 0.005
+"""Blur of the unsharp mask as a fraction of the image size (about 2.6 px at 512: 1.5 mm at
+the detector, as :class:`~fluoroplan.geometry.xray.ImagingChain`)."""
 _SLICES_PER_BATCH = 16  # slices resampled together (keeps the transposes in cache)
 
 
@@ -68,13 +90,22 @@ def attenuation_from_hu(
     metal_hu: float = TITANIUM_MIN_HU,
     mu_metal_per_mm: float = MU_METAL_PER_MM,
     air_hu: float = AIR_HU,
+    mu_bone_per_mm: float = MU_BONE_PER_MM,
+    bone_hu: float = BONE_CT_NUMBER,
+    soft_hu: float = SOFT_TISSUE_MAX_HU,
 ) -> np.ndarray:
-    """Linear attenuation per mm (float32) of Hounsfield units: ``mu_water * (1 + HU/1000)``
-    clipped at 0, zero at or below ``air_hu``, ``mu_metal_per_mm`` at or above ``metal_hu``."""
+    """Linear attenuation per mm (float32) of Hounsfield units at the fluoroscopic energy
+    (:mod:`fluoroplan.geometry.xray`): density-scaled water ``mu_water * (1 + HU/1000)`` up to
+    ``soft_hu``, above it a mixture of soft tissue and cortical bone whose fraction is
+    ``(HU - soft_hu) / (bone_hu - soft_hu)``; zero at or below ``air_hu`` (and never
+    negative), ``mu_metal_per_mm`` at or above ``metal_hu``."""
     hu = np.asarray(hu)
-    mu = (hu.astype(np.float32) * np.float32(mu_water_per_mm / 1000.0)) + np.float32(
-        mu_water_per_mm
-    )
+    h = hu.astype(np.float32)
+    mu = h * np.float32(mu_water_per_mm / 1000.0) + np.float32(mu_water_per_mm)
+    mu_soft = mu_water_per_mm * (1.0 + soft_hu / 1000.0)
+    slope = (mu_bone_per_mm - mu_soft) / (bone_hu - soft_hu)
+    bone = h > soft_hu
+    mu[bone] = np.float32(mu_soft) + (h[bone] - np.float32(soft_hu)) * np.float32(slope)
     np.maximum(mu, 0.0, out=mu)
     mu[hu <= air_hu] = 0.0
     mu[hu >= metal_hu] = mu_metal_per_mm
@@ -372,49 +403,133 @@ def _bilinear(img: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 # --- display --------------------------------------------------------------------------------
+BODY_MIN_LINE_INTEGRAL = 0.45
+"""Rays attenuated at least this much (20 mm of water) pass through the patient; the exposure
+control reads only those (not the air beside the body)."""
+
+
+METAL_SPREAD = 1.5
+"""The window's dark end lies at most this many times the median's distance from the light
+end above the median: rays through metal, far beyond, do not set the grey scale."""
+PLAN_CHAIN = ImagingChain()
+"""The plan's images: round collimation, noise-free (the rehearsal adds quantum noise)."""
+ABC_FIELD_FRACTION = 0.5
+"""The exposure control's measuring field: the centre of the image, this fraction of the
+collimated field's radius."""
+
+
+def collimated_field(shape: tuple[int, int], collimator: str = "round") -> np.ndarray:
+    """Pixels inside the collimated field: a circle of the image's short side (``"round"``)
+    or the whole image (``"rect"``)."""
+    rows, cols = shape
+    if collimator == "rect":
+        return np.ones(shape, bool)
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    radius = 0.5 * min(rows, cols)
+    return np.hypot(xx - (cols - 1) / 2.0, yy - (rows - 1) / 2.0) <= radius - 0.5
+
+
+def detected_line_integrals(line_integrals: np.ndarray, field: np.ndarray, pixel_mm: float,
+                            frame_dose_ngy: float, kev: float = FLUORO_EFFECTIVE_KEV,
+                            seed: int = 0) -> np.ndarray:
+    """What the detector's log amplifier gives for one frame: ``-ln(N / N0)`` of Poisson
+    counts ``N`` of ``N0 exp(-line integral)`` photons per pixel (Beer-Lambert), the exposure
+    control setting ``N0`` so that the field's median ray through the patient brings
+    ``frame_dose_ngy`` to the detector (times the panel's DQE)."""
+    li = np.asarray(line_integrals, np.float32)
+    body = field & (li > BODY_MIN_LINE_INTEGRAL)
+    ref = float(np.median(li[body])) if body.any() else 0.0
+    quanta = frame_dose_ngy * photons_per_mm2_per_ngy(kev) * pixel_mm * pixel_mm * DQE
+    expected = quanta * np.exp(ref - li.astype(np.float64))
+    counts = np.random.default_rng(seed).poisson(expected).astype(np.float64)
+    return np.where(field, -np.log(np.maximum(counts, 0.5) / (quanta * np.exp(ref))),
+                    li).astype(np.float32)
+
+
 def fluoroscopy_display(
     line_integrals: np.ndarray,
     invert: bool = False,
     window: tuple[float, float] | None = None,
     enhance: float = EDGE_ENHANCE,
+    field: np.ndarray | None = None,
+    sigma_px: float | None = None,
 ) -> np.ndarray:
     """Grey image (uint8) of line integrals as a fluoroscopy monitor shows it.
 
     Grey falls linearly with the line integral between ``window = (lo, hi)``: at or below
-    ``lo`` white, at or above ``hi`` black (saturated: metal goes black as on an image
-    intensifier). Default window: :func:`default_window`. ``enhance`` adds the edge enhancement
-    (unsharp masking of the log image) every fluoroscopy chain applies, so cortices, endplates
-    and pedicle outlines stand out of the soft-tissue background as on the monitor; 0 turns it
-    off. ``invert=True`` shows bone bright on a dark background.
+    ``lo`` white, at or above ``hi`` black (saturated: metal goes black as on the monitor).
+    Default window: :func:`default_window` over the collimated ``field`` (the exposure
+    control's reading). ``enhance`` adds the chain's edge enhancement (an unsharp mask of the
+    log image, blur ``sigma_px``; default 1 % of the image size), so cortices, endplates and
+    pedicle outlines stand out; 0 turns it off. Outside ``field`` (the collimator's lead) the
+    image is black. ``invert=True`` shows bone bright on a dark background.
     """
     li = np.asarray(line_integrals, dtype=np.float32)
     if window is None:
-        window = default_window(li)
-    if enhance > 0:
-        from scipy.ndimage import gaussian_filter
-
-        sigma = max(1.0, EDGE_SIGMA_FRACTION * max(li.shape))
-        # on the windowed signal, so saturated metal does not ring into its surroundings
-        clipped = np.clip(li, window[0], window[1])
-        li = li + np.float32(enhance) * (clipped - gaussian_filter(clipped, sigma))
+        window = default_window(li, field)
     lo, hi = float(window[0]), float(window[1])
     if hi <= lo:
         raise ValueError(f"display window must have hi > lo, got {window}")
+    if enhance > 0:
+        from scipy.ndimage import gaussian_filter
+
+        sigma = sigma_px if sigma_px is not None else EDGE_SIGMA_FRACTION * max(li.shape)
+        # on the windowed signal, so saturated metal does not ring into its surroundings
+        clipped = np.clip(li, lo, hi)
+        li = li + np.float32(enhance) * (clipped - gaussian_filter(clipped, max(sigma, 0.7)))
     dark = np.clip((li - lo) / (hi - lo), 0.0, 1.0)
     grey = dark if invert else 1.0 - dark
-    return np.rint(grey * 255.0).astype(np.uint8)
+    out = np.rint(grey * 255.0).astype(np.uint8)
+    if field is not None:
+        out[~field] = 0
+    return out
 
 
-def default_window(line_integrals: np.ndarray) -> tuple[float, float]:
-    """The display window an image intensifier's automatic brightness control would give: from
-    a little below the 2nd percentile of the rays through the patient (air stays white) to their
-    97th percentile, so bone shows on soft tissue and metal saturates black."""
+def default_window(line_integrals: np.ndarray,
+                   field: np.ndarray | None = None) -> tuple[float, float]:
+    """The window the automatic brightness control gives. As on a fluoroscope it reads the
+    centre of the collimated field (its measuring field: the inner ``ABC_FIELD_FRACTION`` of
+    the field's radius), only the rays through the patient (not air, not the collimator): from
+    a little below their 2nd percentile to a little above their 98th, or below that where rays
+    cross metal (metal saturates black and does not set the grey scale). Thinner tissue toward
+    the flanks then burns out white, as it does on the monitor."""
     li = np.asarray(line_integrals, dtype=np.float32)
-    body = li[li > 0.05]
-    if body.size < 100:
+    rows, cols = li.shape
+    if field is None:
+        field = np.ones(li.shape, bool)
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    r = np.hypot(xx - (cols - 1) / 2.0, yy - (rows - 1) / 2.0)
+    radius = 0.5 * min(rows, cols)
+    body = field & (li > BODY_MIN_LINE_INTEGRAL)
+    centre = li[body & (r <= ABC_FIELD_FRACTION * radius)]
+    if centre.size < 100:
+        centre = li[body]
+    if centre.size < 100:
         return 0.0, max(float(li.max()), 1e-3)
-    lo, hi = np.percentile(body, [2.0, 97.0])
-    return float(lo) * 0.85, float(max(hi, lo + 1e-3))
+    lo_c, p50, hi = np.percentile(centre, [2.0, 50.0, 98.0])
+    # tissue spreads about as far above the median as below it; metal lies far beyond
+    hi = min(float(hi), float(p50 + METAL_SPREAD * (p50 - lo_c)))
+    # the light end: the thinnest tissue in the whole field stays just short of white
+    lo = min(float(lo_c), float(np.percentile(li[body], 1.0)))
+    pad = 0.1 * (hi - lo)
+    return float(lo - pad), float(max(hi + pad, lo + 1e-3))
+
+
+def fluoroscopy_frame(line_integrals: np.ndarray, proj: Projection,
+                      chain: ImagingChain = PLAN_CHAIN, invert: bool = False,
+                      window: tuple[float, float] | None = None, seed: int = 0) -> np.ndarray:
+    """The monitor's grey image (uint8) of a view's line integrals through the imaging chain:
+    collimation, quantum noise at the chain's frame dose (if any), the log detector, automatic
+    brightness over the field, edge enhancement; black outside the field."""
+    field = collimated_field(proj.shape_px, chain.collimator)
+    li = line_integrals
+    if chain.frame_dose_ngy is not None:
+        li = detected_line_integrals(li, field, proj.pose.pixel_mm, chain.frame_dose_ngy,
+                                     chain.kev, seed)
+    if window is None:
+        window = default_window(line_integrals, field)  # the exposure control: noise-free
+    return fluoroscopy_display(li, invert=invert, window=window, enhance=chain.edge_enhance,
+                               field=field, sigma_px=chain.edge_sigma_mm / proj.pose.pixel_mm)
 
 
 # --- overlays (boolean masks through the projection model) ----------------------------------
@@ -564,16 +679,33 @@ def landmark_visibility(
 # --- one call -------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class DRR:
-    """A simulated fluoroscopy image: display image, raw line integrals, the projection."""
+    """A simulated fluoroscopy image: the monitor's image with its marks (RGB, or grey when
+    drawn without marks), the grey frame beneath them, the raw line integrals, the projection
+    and where the marks went."""
 
-    image: np.ndarray  # uint8, (rows, cols) grey or (rows, cols, 3) with overlays
+    image: np.ndarray  # uint8, (rows, cols, 3) with the marks, or (rows, cols) grey
     line_integrals: np.ndarray  # float32, (rows, cols)
     projection: Projection
     level: int
+    grey: np.ndarray | None = None  # uint8 (rows, cols): the frame without marks
+    marks: Marks | None = None
 
 
-NEEDLE_COLOUR = (255, 200, 0)
-TARGET_COLOUR = (255, 60, 60)
+NEEDLE_COLOUR = NEEDLE_RGB
+TARGET_COLOUR = TARGET_RGB
+
+
+def _needle_marks(trajectories) -> list[NeedleMark]:
+    out = []
+    for t in trajectories or ():
+        if isinstance(t, NeedleMark):
+            out.append(t)
+        elif len(t) == 3:
+            out.append(NeedleMark(np.asarray(t[0], float), np.asarray(t[2], float),
+                                  None if t[1] is None else np.asarray(t[1], float)))
+        else:
+            out.append(NeedleMark(np.asarray(t[0], float), np.asarray(t[1], float)))
+    return out
 
 
 def render_drr(
@@ -582,17 +714,27 @@ def render_drr(
     isocenter_lps: np.ndarray,
     size: int | None = 512,
     invert: bool = False,
-    trajectories: list[tuple[np.ndarray, np.ndarray]] | None = None,
+    trajectories: list | None = None,
     level: int | None = None,
     window: tuple[float, float] | None = None,
     threads: int = 2,
+    chain: ImagingChain = PLAN_CHAIN,
+    seed: int = 0,
+    screws: list[ScrewMark] | None = None,
+    marks: bool = True,
+    scale_at_lps: np.ndarray | None = None,
+    mark_scale: float = 1.0,
 ) -> DRR:
     """Render a DRR of ``pose`` around ``isocenter_lps`` (usually the target).
 
     ``size`` reads a square field of the detector's short side at ``size`` x ``size``
-    pixels (``None``: the pose's own detector and pitch). Each trajectory ``(entry, target)``
-    is drawn as a 15-gauge needle (a dot in its bull's-eye view) with its target marked; the
-    image is then RGB.
+    pixels (``None``: the pose's own detector and pitch). ``chain`` is the imaging chain
+    (collimator, quantum noise at its frame dose, edge enhancement: :func:`fluoroscopy_frame`);
+    ``seed`` seeds the noise. With ``marks`` (the default) the image is RGB with the marks of
+    :mod:`fluoroplan.geometry.fluoro_marks`: side letters, a 10 mm scale at the depth of
+    ``scale_at_lps`` (default: the isocentre), each trajectory as its 15-gauge needle
+    (``(entry, tip)``, ``(entry, contact, tip)`` or a :class:`NeedleMark`) and the ``screws``;
+    ``mark_scale`` enlarges letters and symbols for an image shown small.
     """
     if size is not None:
         pose = pose.with_image_size(size)
@@ -600,13 +742,9 @@ def render_drr(
     if level is None:
         level = _pick_level(vol, proj)
     li = render_line_integrals(vol, proj, level=level, threads=threads)
-    image = fluoroscopy_display(li, invert=invert, window=window)
-    if trajectories:
-        layers = []
-        for entry, target in trajectories:
-            layers.append((needle_mask(proj, entry, target), NEEDLE_COLOUR))
-            layers.append(
-                (disc_mask(proj, target, 2.5) & ~disc_mask(proj, target, 1.5), TARGET_COLOUR)
-            )
-        image = compose_rgb(image, layers)
-    return DRR(image, li, proj, level)
+    grey = fluoroscopy_frame(li, proj, chain, invert=invert, window=window, seed=seed)
+    if not marks:
+        return DRR(grey, li, proj, level, grey, None)
+    image, where = draw_marks(grey, proj, _needle_marks(trajectories), screws or (),
+                              scale_at_lps=scale_at_lps, size_scale=mark_scale)
+    return DRR(image, li, proj, level, grey, where)

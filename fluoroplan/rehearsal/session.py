@@ -62,6 +62,7 @@ from fluoroplan.geometry.carm import CArmPose, bullseye_pose, check_reachable, p
 from fluoroplan.geometry.conventions import DEFAULT_CARM_LIMITS, CArmLimits
 from fluoroplan.geometry.drr import AttenuationVolume, render_drr
 from fluoroplan.geometry.projection import Projection
+from fluoroplan.geometry.xray import FRAME_DOSE_NGY, ImagingChain
 from fluoroplan.io.errors import FluoroplanError
 from fluoroplan.io.jsonio import _plain, read_json, write_json_atomic
 from fluoroplan.io.plan_json import check_to_json, pose_json, target_to_json, trajectory_to_json
@@ -303,17 +304,24 @@ Renderer = Callable[[CArmPose, np.ndarray, list], object]
 
 class DrrRenderer:
     """The default renderer: ``render_drr`` of the case's CT (attenuation built on first use),
-    ``size`` x ``size`` pixels, the needle drawn from its entry to its tip."""
+    ``size`` x ``size`` pixels, the needle drawn from its entry to its tip. Each shot is one
+    fluoroscopy frame with its own quantum noise at ``frame_dose_ngy`` at the detector (the
+    noise of shot n is seeded by n, so a rehearsal replays identically)."""
 
-    def __init__(self, volume, size: int = 256, threads: int = 2):
+    def __init__(self, volume, size: int = 256, threads: int = 2,
+                 frame_dose_ngy: float = FRAME_DOSE_NGY):
         self.volume, self.size, self.threads = volume, int(size), threads
+        self.chain = ImagingChain(frame_dose_ngy=frame_dose_ngy)
         self._att: AttenuationVolume | None = None
+        self._frames = 0
 
     def __call__(self, pose: CArmPose, isocenter_lps: np.ndarray, needles: list):
         if self._att is None:
             self._att = AttenuationVolume.from_ct(self.volume)
+        self._frames += 1
         return render_drr(self._att, pose, isocenter_lps, size=self.size,
-                          trajectories=needles or None, threads=self.threads)
+                          trajectories=needles or None, threads=self.threads,
+                          chain=self.chain, seed=self._frames)
 
 
 # --- the live session -----------------------------------------------------------------------

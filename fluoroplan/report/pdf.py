@@ -24,7 +24,8 @@ import numpy as np
 from scipy import ndimage
 
 from fluoroplan.geometry.carm import table_from_lps
-from fluoroplan.geometry.drr import AttenuationVolume, fluoroscopy_display, render_drr
+from fluoroplan.geometry.drr import AttenuationVolume, render_drr
+from fluoroplan.geometry.fluoro_marks import NeedleMark, ScrewMark
 from fluoroplan.io.plan_json import pose_from_json
 from fluoroplan.io.planfile import check_series, plan_document
 from fluoroplan.io.progress import ProgressCallback, no_progress
@@ -35,10 +36,8 @@ __all__ = ["ReportInfo", "reformat_plane", "write_plan_pdf"]
 
 # --- colours (RGB 0-255 for images, 0-1 for the PDF) -------------------------------------
 NEEDLE = (255, 205, 0)
-NEEDLE_EDGE = (40, 40, 40)
 RING_1MM = (230, 30, 30)
 RING_2MM = (0, 190, 255)
-SCREW_RING = (0, 220, 255)
 TICK = (230, 30, 30)
 STATUS_RGB = {"pass": (0.05, 0.55, 0.15), "warn": (0.85, 0.45, 0.0), "fail": (0.8, 0.0, 0.0)}
 
@@ -89,13 +88,25 @@ def _grey_rgb(grey: np.ndarray) -> np.ndarray:
 
 
 # --- DRRs ----------------------------------------------------------------------------------
-def _drr(att: AttenuationVolume, block: dict, patient_position: str, iso_lps: np.ndarray):
+def _drr(att: AttenuationVolume, block: dict, patient_position: str, iso_lps: np.ndarray,
+         traj: dict, screws: list[dict]):
+    """The view's noise-free frame with the marks every fluoroscopy image carries (side
+    letters, 10 mm scale at the target, the needle to its final tip, the screw concerned)."""
     from dataclasses import replace
 
     pose = replace(pose_from_json(block, patient_position), detector_mm=(DRR_FIELD_MM,) * 2)
-    drr = render_drr(att, pose, iso_lps, size=DRR_PX)
-    grey = fluoroscopy_display(drr.line_integrals)
-    return _grey_rgb(grey), drr.projection
+    needle = NeedleMark(np.asarray(traj["entry_lps"], float),
+                        np.asarray(traj["target_lps"], float),
+                        None if traj["contact_lps"] is None
+                        else np.asarray(traj["contact_lps"], float))
+    screw = _screw_for(traj, screws)
+    marks = [] if screw is None else [ScrewMark(
+        np.asarray(screw["head_lps"], float), np.asarray(screw["tip_lps"], float),
+        float(screw["diameter_mm"]), float(screw.get("halo_mm") or 0.0),
+        bool(screw.get("loose")))]
+    drr = render_drr(att, pose, iso_lps, size=DRR_PX, trajectories=[needle], screws=marks,
+                     scale_at_lps=needle.tip_lps)
+    return np.array(drr.image), drr.projection
 
 
 def _screw_for(traj: dict, screws: list[dict]) -> dict | None:
@@ -112,35 +123,10 @@ def _screw_for(traj: dict, screws: list[dict]) -> dict | None:
 
 
 def bullseye_image(att, traj: dict, screws: list[dict], patient_position: str) -> np.ndarray:
-    """Bull's-eye DRR: the needle as a dot (its true 15-ga size, at least 5 px), the screw's
-    outline (a ring when the screw is seen end-on), the target as a red cross."""
-    aim = np.asarray(traj["contact_lps"] or traj["target_lps"], float)
-    entry = np.asarray(traj["entry_lps"], float)
-    rgb, proj = _drr(att, traj["bullseye"], patient_position, aim)
-    shape = rgb.shape[:2]
-    screw = _screw_for(traj, screws)
-    if screw is not None:
-        ends = np.array([screw["head_lps"], screw["tip_lps"]], float)
-        uv = proj.detector_px_from_lps(ends)
-        mag = float(proj.magnification(ends).mean())
-        r_mm = float(screw["diameter_mm"]) / 2 + float(screw.get("halo_mm") or 0.0)
-        r_px = r_mm * mag / proj.pose.pixel_mm
-        d = _polyline_dist(shape, uv, r_px + 2.0)
-        _paint(rgb, np.abs(d - r_px) <= 1.2, SCREW_RING)
-    uv_aim = proj.detector_px_from_lps(aim)
-    uv_entry = proj.detector_px_from_lps(entry)
-    r_needle = max(5.0, 0.9145 * float(proj.magnification(aim)[0]) / proj.pose.pixel_mm)
-    d = _polyline_dist(shape, np.array([uv_entry, uv_aim]), r_needle + 3.0)
-    _paint(rgb, d <= r_needle + 2.0, NEEDLE_EDGE)
-    _paint(rgb, d <= r_needle, NEEDLE)
-    tgt = np.asarray(traj["target_lps"], float)
-    if np.linalg.norm(tgt - aim) > 0.5:  # slide target: a small red cross
-        t = proj.detector_px_from_lps(tgt)
-        bar = np.array([[7.0, 0.0], [-7.0, 0.0]])
-        cross = np.minimum(_polyline_dist(shape, t + bar, 3.0),
-                           _polyline_dist(shape, t + bar[:, ::-1], 3.0))
-        _paint(rgb, cross <= 1.0, RING_1MM)
-    return rgb
+    """Bull's-eye DRR centred on the final tip: the needle end-on as a ring around its dot,
+    the screw concerned as a ring (screw and halo) when seen end-on, the letters and scale."""
+    return _drr(att, traj["bullseye"], patient_position,
+                np.asarray(traj["target_lps"], float), traj, screws)[0]
 
 
 def _path_lps(traj: dict) -> np.ndarray:
@@ -171,12 +157,9 @@ def progression_image(att, traj: dict, patient_position: str):
     image and the ticks' (distance_mm, (u, v) px) for labels."""
     tip = np.asarray(traj["target_lps"], float)
     path = _path_lps(traj)
-    rgb, proj = _drr(att, traj["progression"], patient_position, 0.5 * (path[0] + tip))
+    rgb, proj = _drr(att, traj["progression"], patient_position, 0.5 * (path[0] + tip), traj,
+                     [])
     shape = rgb.shape[:2]
-    uv = proj.detector_px_from_lps(path)
-    d = _polyline_dist(shape, uv, 4.0)
-    _paint(rgb, d <= 3.2, NEEDLE_EDGE)
-    _paint(rgb, d <= 2.0, NEEDLE)
     ticks = []
     for dist, p in _ticks_lps(traj):
         u = proj.detector_px_from_lps(p)
@@ -188,8 +171,6 @@ def progression_image(att, traj: dict, patient_position: str):
         m = _polyline_dist(shape, np.array([u - half * normal, u + half * normal]), 2.0) <= 1.3
         _paint(rgb, m, TICK)
         ticks.append((dist, u + (half + 9.0) * normal))
-    tip_uv = proj.detector_px_from_lps(tip)
-    _paint(rgb, _polyline_dist(shape, np.array([tip_uv, tip_uv]), 5.0) <= 4.0, TICK)
     return rgb, ticks
 
 
@@ -673,8 +654,8 @@ def _trajectory_page(doc: _Doc, n: int, total: int, t: dict, volume, att, scene,
             doc.text(xb + big + gap + uv[0] * scale - 2, y1 + uv[1] * scale + 1.2,
                      f"{dist:.0f}", 8, True, (0.85, 0.05, 0.05))
     y2 = y1 + big + 3
-    doc.text(xb, y2, "yellow dot: needle end-on; cyan: screw + halo", 7.5)
-    doc.text(xb + big + gap, y2, "yellow: needle; red ticks: every 10 mm from the tip", 7.5)
+    doc.text(xb, y2, "yellow ring: needle end-on; red: tip; orange: screw", 7.5)
+    doc.text(xb + big + gap, y2, "yellow: needle, bar at its tip; ticks every 10 mm", 7.5)
     y3 = y2 + 3.5
     axial, along, field_mm = reformats(volume, t, screws, patient_position)
     for k, rf in enumerate((axial, along)):

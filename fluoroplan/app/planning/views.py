@@ -9,6 +9,7 @@ import numpy as np
 from fluoroplan.app.reformat import display_axes
 from fluoroplan.geometry.carm import bullseye_pose
 from fluoroplan.geometry.conventions import NEEDLE_OUTER_DIAMETER_MM
+from fluoroplan.geometry.fluoro_marks import NeedleMark, ScrewMark
 from fluoroplan.geometry.render3d import ellipsoid_actor
 from fluoroplan.io.plan_json import pose_from_json
 from fluoroplan.model.implants import Cement
@@ -185,10 +186,12 @@ class ViewsMixin:
         if self.att is None:
             return None, None, [], [], None
         traj = self.shown_selected()
-        iso = traj.aim_lps if traj is not None else self.win.state.crosshair_lps
-        needles = [] if traj is None else [(traj.entry_lps, traj.aim_lps)]
+        iso = traj.target_lps if traj is not None else self.win.state.crosshair_lps
+        needles = [] if traj is None else [NeedleMark(traj.entry_lps, traj.target_lps,
+                                                      traj.contact_lps)]
         case = self.doc.case
-        screws = [] if case is None else [(s.head_lps, s.tip_lps, s.loose)
+        screws = [] if case is None else [ScrewMark(s.head_lps, s.tip_lps, s.diameter_mm,
+                                                    s.halo_mm, s.loose)
                                           for s in case.findings.screws]
         vis_fn = None
         if traj is not None and case is not None:

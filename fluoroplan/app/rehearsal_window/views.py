@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
 )
 
 from fluoroplan.app.qtcompat import emit
-from fluoroplan.app.reformat import direction_letter
 from fluoroplan.app.slice_view import SliceView, ViewerState
 
 ENTRY_COLOUR = QColor("#4cd964")
@@ -57,7 +56,7 @@ class FluoroView(QWidget):
         fm = self.fontMetrics()
         self.setMinimumSize(fm.height() * 18, fm.height() * 18)
         self._image: QImage | None = None
-        self._letters: dict[str, str] = {}
+        self.projection = None
         self.caption = ""
         self.stale_text = ""
         self.empty_text = "No shot yet.\nPress Space or F (Fluoro) to take one."
@@ -67,13 +66,10 @@ class FluoroView(QWidget):
         return self._image is not None
 
     def set_shot(self, image: np.ndarray | None, projection=None, caption: str = "") -> None:
-        """Show a shot (``DRR.image``) with the caption; ``projection`` gives the edge letters."""
+        """Show a shot (``DRR.image``, its side letters, scale and needle already marked on it:
+        :mod:`fluoroplan.geometry.fluoro_marks`) with the caption."""
         self._image = None if image is None else qimage_from_array(image)
-        self._letters = {}
-        if projection is not None:
-            right, down = projection.right_lps, projection.down_lps
-            self._letters = {"left": direction_letter(-right), "right": direction_letter(right),
-                             "top": direction_letter(-down), "bottom": direction_letter(down)}
+        self.projection = projection
         self.caption = caption
         self.stale_text = ""
         self.update()
@@ -88,7 +84,7 @@ class FluoroView(QWidget):
         fm = self.fontMetrics()
         top = fm.height() * 2.6
         bottom = fm.height() * 2.4
-        side_margin = fm.height() * 2.0  # room for two-letter edge labels (oblique views)
+        side_margin = fm.height() * 0.5
         avail_w = max(self.width() - 2 * side_margin, 1.0)
         avail_h = max(self.height() - top - bottom, 1.0)
         if self._image is None:
@@ -119,7 +115,6 @@ class FluoroView(QWidget):
             p.drawImage(r, self._image)
             p.setPen(QColor("#c8ccd0"))
             p.drawText(QPointF(x, fm.ascent() + fm.height() * 1.4), self.caption)
-            self._draw_letters(p, r)
         if self.stale_text:
             p.setPen(QColor("#ffb347"))
             p.drawText(QRectF(x, self.height() - fm.height() * 2.2, self.width() - 2 * x,
@@ -127,27 +122,6 @@ class FluoroView(QWidget):
                        Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
                        | Qt.TextFlag.TextWordWrap, self.stale_text)
         p.end()
-
-    def _draw_letters(self, p: QPainter, r: QRectF) -> None:
-        if not self._letters:
-            return
-        fm = self.fontMetrics()
-        font = QFont(self.font())
-        font.setBold(True)
-        p.setFont(font)
-        p.setPen(QColor("#ffd27f"))
-        a = Qt.AlignmentFlag
-        h = fm.height() * 1.3
-        w = fm.height() * 1.9
-        p.drawText(QRectF(r.left() - w, r.top(), w, r.height()), a.AlignCenter,
-                   self._letters["left"])
-        p.drawText(QRectF(r.right(), r.top(), w, r.height()), a.AlignCenter,
-                   self._letters["right"])
-        p.drawText(QRectF(r.left(), r.top() - h, r.width(), h), a.AlignCenter,
-                   self._letters["top"])
-        p.drawText(QRectF(r.left(), r.bottom(), r.width(), h), a.AlignCenter,
-                   self._letters["bottom"])
-        p.setFont(self.font())
 
 
 class PlacementView(SliceView):
