@@ -148,6 +148,44 @@ def test_a_rod_over_the_target_warns_names_it_and_the_tilt_clears_it(phantom, ca
     assert drr.grey[v, u] <= 10
 
 
+def test_each_view_lists_its_landmarks_with_whether_they_are_visible(phantom, case):
+    traj = _planned(case, "L2-left", "transpedicular-parallel", "left")
+    _, poses = views_for(case, traj)
+    be = V.landmark_states(V.assess_view(case, traj, "bullseye", poses["bullseye"]))
+    names = [lm.name for lm in be]
+    assert names[:2] == ["pedicle outline", "target"]  # needed first
+    assert "screw end-on" in names and "needle path" in names
+    assert all(lm.needed == (lm.name in V.NEEDED["bullseye"]) for lm in be)
+    pg = {lm.name: lm for lm in V.landmark_states(
+        V.assess_view(case, traj, "progression", poses["progression"]))}
+    assert {"posterior wall", "needle tip", "endplates"} <= set(pg)
+    # each verdict agrees with the metal-only DRR's truth at the landmark's samples
+    att = _metal_only(phantom, None)
+    lms = V.landmarks(case, traj, "progression", -poses["progression"].detector_dir_lps)
+    for name in ("posterior wall", "endplates"):
+        truth = _truth_hidden(att, poses["progression"], traj, lms[name])
+        assert abs(truth - pg[name].hidden_fraction) <= 0.15, (name, truth)
+        assert pg[name].visible == (pg[name].hidden_fraction <= V.HIDDEN_WARN)
+    # the screw end-on: only other metal can hide it (its own ring is what is aimed at)
+    att_wo = _metal_only(phantom, "L2-left")
+    ring = V.landmarks(case, traj, "bullseye", -poses["bullseye"].detector_dir_lps)[
+        "screw end-on"]
+    end_on = next(lm for lm in be if lm.name == "screw end-on")
+    truth = _truth_hidden(att_wo, poses["bullseye"], traj, ring)
+    assert abs(truth - end_on.hidden_fraction) <= 0.15
+    check = next(c for c in V.visibility_checks(case, traj, poses) if "bull's-eye" in c.name)
+    assert "landmarks: pedicle outline visible" in check.detail
+
+
+def test_a_hidden_landmark_is_listed_as_hidden(case):
+    traj = _through_the_rod(case)
+    _, poses = views_for(case, traj)
+    vis = V.assess_view(case, traj, "bullseye", poses["bullseye"], search=False)
+    target = next(lm for lm in V.landmark_states(vis) if lm.name == "target")
+    assert target.needed and not target.visible and target.hidden_fraction > V.HIDDEN_WARN
+    assert "target HIDDEN" in V._check_of(vis).detail
+
+
 def test_visibility_checks_are_fast(case):
     import time
 

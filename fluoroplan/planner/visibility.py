@@ -14,12 +14,16 @@ saturated).
 Landmarks, and which the operator needs in which view (a warning only for those):
 
 - bull's-eye view: the target pedicle's outline (cortical rings at the isthmus and 4 mm either
-  side), the target point; needed: both.
+  side), the target point; needed: both. Also listed: the needle path and, for a loose screw's
+  path, the screw seen end-on (the ring of its shaft and halo at its head and mid-shaft).
 - working view (the needle's own en face view): the pedicle outline and the needle path;
-  needed: both.
+  needed: both; also the target and the screw end-on.
 - progression view (the lateral): the posterior wall of the target body (three lines along the
   wall between the endplates) and the needle tip (last 10 mm of the path and the target);
-  needed: both.
+  needed: both. Also listed: the endplates in profile (three lines across each) and the path.
+
+:func:`landmark_states` lists a view's landmarks, needed ones first, each with its hidden
+fraction and whether it is visible; the check's detail names them.
 
 In the bull's-eye and working views of a path that concerns a screw (a loose-screw target) that
 screw is excluded: seen end-on it is the ring the operator aims at, not something in the way.
@@ -218,6 +222,15 @@ def _vertebra(case, label):
         return None
 
 
+def _target_screw(case, traj: Trajectory):
+    if traj.target.kind != "loose-screw":
+        return None
+    try:
+        return case.screw(traj.target.ref)
+    except KeyError:
+        return None
+
+
 def landmarks(case, traj: Trajectory, view: str, beam_lps: np.ndarray) -> dict:
     """Sample points (LPS) of each landmark of a view: ``{name: (n, 3) array}``."""
     out: dict[str, np.ndarray] = {}
@@ -232,6 +245,13 @@ def landmarks(case, traj: Trajectory, view: str, beam_lps: np.ndarray) -> dict:
         out["target"] = np.concatenate([traj.target_lps[None, :],
                                         _ring(traj.target_lps, beam_lps, 1.5, 8)])
         out["needle path"] = path
+        screw = _target_screw(case, traj)
+        if screw is not None:
+            # the loose screw seen end-on: the ring of its shaft and halo the needle aims along
+            r = 0.5 * screw.diameter_mm + screw.halo_mm + 0.5
+            mid = 0.5 * (screw.head_lps + screw.tip_lps)
+            out["screw end-on"] = np.concatenate(
+                [_ring(c, screw.axis_lps, r, 16) for c in (screw.head_lps, mid)])
     else:
         if vert is not None:
             wall = vert.centroid_lps + vert.posterior_wall_offset_mm() * vert.posterior_lps
@@ -241,6 +261,16 @@ def landmarks(case, traj: Trajectory, view: str, beam_lps: np.ndarray) -> dict:
             t = np.linspace(-h, h, 15)
             out["posterior wall"] = np.concatenate([
                 wall + x * vert.left_lps + t[:, None] * vert.axis_lps for x in (-6.0, 0.0, 6.0)])
+            # the endplates in profile: lines across the body at its midline and 6 mm either side
+            front = np.linspace(-0.5 * vert.body_depth_mm + 2.0, 0.5 * vert.body_depth_mm - 2.0,
+                                9)
+            lines = []
+            for plane in (vert.superior_endplate, vert.inferior_endplate):
+                if plane is not None:
+                    lines += [plane.point_lps + x * vert.left_lps + front[:, None] * vert.posterior_lps
+                              for x in (-6.0, 0.0, 6.0)]
+            if lines:
+                out["endplates"] = np.concatenate(lines)
         d_tip = np.linalg.norm(path - traj.target_lps, axis=1)
         # the last 10 mm of the path (along the slide too) and the target itself
         out["needle tip"] = np.concatenate([path[d_tip <= 10.0], traj.target_lps[None, :]])
@@ -361,6 +391,27 @@ def _assess(case, traj, view: str, pose: CArmPose, metal: _Metal, needed) -> Vie
     return ViewVisibility(view, pose, hidden, blockers, tuple(needed), excluded)
 
 
+@dataclass(frozen=True)
+class LandmarkState:
+    """One fluoroscopic landmark of a view: whether the operator needs it there, the fraction
+    of it metal hides on the image, and whether it is visible (hidden at most ``HIDDEN_WARN``)."""
+
+    name: str
+    needed: bool
+    hidden_fraction: float
+    visible: bool
+
+
+def landmark_states(vis: ViewVisibility) -> list[LandmarkState]:
+    """The landmarks of a view, needed ones first: the list the operator checks on the image
+    (pedicle outline, target, screw end-on, needle path in the bull's-eye and working views;
+    posterior wall, endplates, needle tip in the progression view)."""
+    names = list(vis.needed) + [k for k in vis.hidden if k not in vis.needed]
+    return [LandmarkState(k, k in vis.needed, float(vis.hidden.get(k, 0.0)),
+                          float(vis.hidden.get(k, 0.0)) <= HIDDEN_WARN)
+            for k in names if k in vis.hidden]
+
+
 def _tilts():
     """Candidate (d_rotation, d_angulation) in table degrees, smallest first."""
     out = [(0.0, a) for a in TILTS_DEG] + [(0.0, -a) for a in TILTS_DEG]
@@ -448,6 +499,10 @@ def _check_of(vis: ViewVisibility, label: str | None = None) -> Check:
     else:
         parts.append("every landmark needed here is visible")
     parts.append("metal -> landmark: " + ("; ".join(pairs) if pairs else "none"))
+    parts.append("landmarks: " + ", ".join(
+        f"{lm.name} {'visible' if lm.visible else 'HIDDEN'}"
+        + (f" ({100 * lm.hidden_fraction:.0f}% hidden)" if lm.hidden_fraction > 0 else "")
+        for lm in landmark_states(vis)))
     parts.append(f"needed: {needed}; hidden where >= {SATURATION_MM:.0f} mm of titanium "
                  "lies on the ray")
     if vis.excluded:
