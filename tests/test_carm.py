@@ -14,6 +14,7 @@ from fluoroplan.geometry.carm import (
     check_reachable,
     describe_angles,
     detector_dir_from_angles,
+    lateral_view,
     patient_angles_from_table,
     progression_pose,
     table_angles_from_patient,
@@ -311,6 +312,37 @@ def test_progression_view_toward_named_direction_and_vertebra_axis():
     assert d2 @ (-lat) == pytest.approx(math.sqrt(1.0 - (lat @ n) ** 2), abs=1e-12)
     with pytest.raises(ValueError, match="along the needle"):
         progression_pose(entry, target, "HFP", toward_lps=n)
+
+
+def test_progression_is_the_true_lateral_of_the_vertebra_with_its_foreshortening():
+    target = np.array([0.0, 0.0, 0.0])
+    entry = target - 90.0 * WORKED_N  # right-sided entry, 15 deg medial, 10 deg cranial
+    rot = np.radians(8.0)  # a vertebra turned 8 deg in the axial plane
+    lat = np.array([math.cos(rot), math.sin(rot), 0.0])
+    lv = lateral_view(entry, target, lat, "HFP", level="L2")
+    d = lv.pose.detector_dir_lps
+    assert lv.true_lateral and lv.off_deg == pytest.approx(0.0, abs=1e-6)
+    np.testing.assert_allclose(d, -lat, atol=1e-9)  # along its axis, on the entry (right) side
+    # apparent length: the needle's projection onto the image plane over its length
+    n = WORKED_N / np.linalg.norm(WORKED_N)
+    assert lv.needle_length_fraction == pytest.approx(np.linalg.norm(n - (n @ d) * d))
+    # a needle converging 15 deg medially looks shorter on a true lateral of an unturned one
+    plain = lateral_view(entry, target, None, "HFP")
+    assert plain.needle_length_fraction == pytest.approx(
+        math.cos(math.asin(math.sin(math.radians(15)) * math.cos(math.radians(10)))), abs=1e-9)
+    assert "true lateral of L2" in lv.text and "RIGHT" in lv.text
+    assert f"{100 * lv.needle_length_fraction:.0f}% of its length" in lv.text
+    # the entry side out of reach: the mirrored lateral (same beam line), said so
+    left_only = CArmLimits(rotation_deg=(-117.0, 0.0))  # prone: the right lateral is +98
+    lv2 = lateral_view(entry, target, lat, "HFP", limits=left_only, level="L2")
+    assert lv2.true_lateral and lv2.pose.detector_dir_lps @ lat > 0.999
+    assert "out of the C-arm's reach" in lv2.text
+    # neither side reachable: the nearest reachable lateral, and the sentence warns
+    narrow = CArmLimits(rotation_deg=(-60.0, 60.0))
+    lv3 = lateral_view(entry, target, lat, "HFP", limits=narrow, level="L2")
+    assert not lv3.true_lateral and lv3.off_deg > 20.0
+    assert check_reachable(lv3.pose, narrow).reachable
+    assert "posterior wall is not in profile" in lv3.text
 
 
 # --- reachability ---------------------------------------------------------------------------

@@ -123,7 +123,11 @@ def test_bullseye_pose_agrees_with_direction(plan):
             detector_dir_from_angles(be["primary_deg"], be["secondary_deg"]), d, atol=1e-5)
         assert "patient's" in be["text"]
         pg = np.array(js["progression"]["detector_dir_lps"])
-        assert abs(pg @ t.direction_lps) < 1e-5  # perpendicular to the needle
+        assert js["progression"]["true_lateral"], js["progression"]["how"]
+        assert "true lateral of" in js["progression"]["how"]
+        # the needle's apparent length on the lateral, from its angle to the beam
+        frac = np.sqrt(1.0 - float(pg @ t.direction_lps) ** 2)
+        assert js["progression"]["needle_length_fraction"] == pytest.approx(frac, abs=2e-3)
         assert len(js["working_view"]["delta_from_screw_bullseye_deg"]) == 2
 
 

@@ -35,10 +35,12 @@ from fluoroplan.geometry.conventions import (
 
 __all__ = [
     "CArmPose",
+    "LateralView",
     "Reachability",
     "WorkingView",
     "angles_from_detector_dir",
     "bullseye_pose",
+    "lateral_view",
     "check_reachable",
     "describe_angles",
     "detector_dir_from_angles",
@@ -387,6 +389,64 @@ def progression_pose(
             "the needle is closest to it; name another direction"
         )
     return CArmPose.from_detector_dir(d, patient_position, **chain)
+
+
+@dataclass(frozen=True)
+class LateralView:
+    """The progression view as CONVENTIONS.md has it: the true lateral of the target vertebra
+    (beam along the vertebra's own left-right axis, endplates and posterior wall in profile) on
+    the side the C-arm reaches, else the nearest reachable lateral.
+
+    ``true_lateral``: whether the pose is the true lateral; ``off_deg``: the beam's angle from
+    the vertebra's left-right axis; ``needle_length_fraction``: how long the needle looks on
+    it relative to its real length (1: in the image plane); ``text``: the sentence."""
+
+    pose: CArmPose
+    true_lateral: bool
+    off_deg: float
+    needle_length_fraction: float
+    text: str
+
+
+def lateral_view(entry_lps: np.ndarray, target_lps: np.ndarray, lateral_lps: np.ndarray | None,
+                 patient_position: str = "HFS", limits: CArmLimits = DEFAULT_CARM_LIMITS,
+                 level: str = "", **chain) -> LateralView:
+    """The true lateral of the vertebra whose left-right axis is ``lateral_lps`` (default LPS
+    +x): the detector on the entry side first, else on the other side (the same beam line,
+    mirrored), else the nearest pose ``limits`` allow to the entry side's lateral."""
+    lat = _unit(np.array([1.0, 0.0, 0.0]) if lateral_lps is None else lateral_lps,
+                "lateral axis")
+    side = float((np.asarray(entry_lps, float) - np.asarray(target_lps, float)) @ lat)
+    first = lat if side >= 0 else -lat
+    n_dir = needle_dir_lps(entry_lps, target_lps)
+    what = f"true lateral of {level}" if level else "true lateral of the vertebra"
+    pose = None
+    mirrored = False
+    for k, d in enumerate((first, -first)):
+        cand = CArmPose.from_detector_dir(d, patient_position, **chain)
+        if check_reachable(cand, limits).reachable:
+            pose, mirrored = cand, k == 1
+            break
+    true = pose is not None
+    if pose is None:
+        pose = check_reachable(CArmPose.from_detector_dir(first, patient_position, **chain),
+                               limits).nearest
+    d = pose.detector_dir_lps
+    off = math.degrees(math.acos(min(1.0, abs(float(d @ lat)))))
+    out_of_plane = math.degrees(math.asin(min(1.0, abs(float(n_dir @ d)))))
+    fraction = math.cos(math.radians(out_of_plane))
+    where = "LEFT" if d[0] > 0 else "RIGHT"
+    needle = (f"the needle appears at {100 * fraction:.0f}% of its length "
+              f"({out_of_plane:.0f} deg out of the image plane)")
+    if true:
+        text = (f"{what} (endplates and posterior wall in profile), detector on the patient's "
+                f"{where} side" + (" (the entry side's lateral is out of the C-arm's reach)"
+                                   if mirrored else "") + f"; {needle}")
+    else:
+        text = (f"the {what} is out of the C-arm's reach: nearest reachable lateral, "
+                f"{off:.0f} deg from it (the posterior wall is not in profile: judge the depth "
+                f"with care); {needle}")
+    return LateralView(pose, true, off, fraction, text)
 
 
 # --- reachability ---------------------------------------------------------------------------

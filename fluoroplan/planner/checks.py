@@ -12,7 +12,7 @@ from fluoroplan.geometry.carm import (
     CArmPose,
     bullseye_pose,
     check_reachable,
-    progression_pose,
+    lateral_view,
     working_view,
 )
 from fluoroplan.geometry.conventions import NEEDLE_MIN_OUTSIDE_SKIN_MM, breach_grade
@@ -86,15 +86,13 @@ def views_for(case: PlanningCase, traj: Trajectory) -> tuple[dict, dict]:
         lateral = vert.left_lps
     except KeyError:
         lateral = None
-    # the lateral on the entry side first; if the C-arm cannot reach it, the mirrored lateral
-    # (detector on the other side: the same beam line) when that one is reachable
-    pg = progression_pose(entry, aim, pos, lateral_lps=lateral)
-    if not check_reachable(pg).reachable:
-        other = CArmPose.from_detector_dir(-pg.detector_dir_lps, pos)
-        if check_reachable(other).reachable:
-            pg = other
-    blocks["progression"] = pose_json(pg)
-    poses["progression"] = pg
+    # the true lateral of the target vertebra (CONVENTIONS.md), on the entry side first, else
+    # the mirrored one, else the nearest reachable lateral; the sentence says which
+    lv = lateral_view(entry, aim, lateral, pos, level=traj.level)
+    blocks["progression"] = {**pose_json(lv.pose), "true_lateral": lv.true_lateral,
+                             "needle_length_fraction": round(lv.needle_length_fraction, 4),
+                             "how": lv.text}
+    poses["progression"] = lv.pose
     return blocks, poses
 
 

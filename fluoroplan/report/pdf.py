@@ -655,7 +655,12 @@ def _trajectory_page(doc: _Doc, n: int, total: int, t: dict, volume, att, scene,
                      f"{dist:.0f}", 8, True, (0.85, 0.05, 0.05))
     y2 = y1 + big + 3
     doc.text(xb, y2, "yellow ring: needle end-on; red: tip; orange: screw", 7.5)
-    doc.text(xb + big + gap, y2, "yellow: needle, bar at its tip; ticks every 10 mm", 7.5)
+    pv = t.get("progression") or {}
+    lateral = ("true lateral" if pv.get("true_lateral", True) else "NOT a true lateral")
+    if "needle_length_fraction" in pv:
+        lateral += f", needle at {100 * pv['needle_length_fraction']:.0f}% of its length"
+    doc.text(xb + big + gap, y2, f"{lateral}; ticks every 10 mm from the tip", 7.5,
+             rgb=(0, 0, 0) if pv.get("true_lateral", True) else STATUS_RGB["warn"])
     y3 = y2 + 3.5
     axial, along, field_mm = reformats(volume, t, screws, patient_position)
     for k, rf in enumerate((axial, along)):
@@ -696,6 +701,9 @@ def _trajectory_page(doc: _Doc, n: int, total: int, t: dict, volume, att, scene,
             sentence += (f". From the {v.get('reference', 'reference')}: primary {_signed(dp)}"
                          f", secondary {_signed(ds)} deg")
         doc.para(L + 33, sentence + ".", W - 33, 10, True, lead=1.1)
+        if key == "progression" and v.get("true_lateral") is False and v.get("how"):
+            doc.para(L + 33, v["how"][0].upper() + v["how"][1:] + ".", W - 33, 9,
+                     rgb=STATUS_RGB["warn"])
     # checks
     doc.y += 2.5
     doc.need(8)
