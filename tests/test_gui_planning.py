@@ -397,6 +397,47 @@ def test_propose_accept_bullseye_drag_undo_save_pdf(qtbot, window, case_dir, pha
 
 
 # --- placing by clicking, screenshots ---------------------------------------------------------------
+def test_biplane_shows_the_lateral_plane_beside_the_frontal(qtbot, window, case_dir, phantom,
+                                                             boxes):
+    from fluoroplan.io.plan_json import pose_from_json
+
+    _open(qtbot, window, case_dir)
+    pl = window.planning
+    traj = _accept_proposal(qtbot, window, f"loose-screw:{_loose(phantom)['id']}", boxes)
+    carm = pl.carm
+    assert not carm.lateral.isVisible()
+    # the C-arm menu's biplane item, by its shortcut, as a user would
+    _key(qtbot, window, Qt.Key.Key_L, Qt.KeyboardModifier.ControlModifier
+         | Qt.KeyboardModifier.ShiftModifier)
+    _settle(qtbot, window)
+    assert carm.biplane and carm.biplane_button.isChecked() and pl.act_biplane.isChecked()
+    qtbot.waitUntil(lambda: carm.lateral.drr is not None, timeout=WAIT_MS)
+    assert carm.lateral.isVisible() and carm.view.isVisible()
+    # the lateral plane is the trajectory's progression view: the true lateral of its vertebra
+    want = pose_from_json(traj.views["progression"], pl.position)
+    lat = carm.lateral.drr.projection.pose
+    assert lat.primary_deg == pytest.approx(want.primary_deg, abs=1e-6)
+    assert traj.views["progression"]["true_lateral"]
+    text = carm.lateral_label.text()
+    assert text.startswith("Lateral plane: true lateral of L") and "% of its length" in text
+    assert "reachable by the lateral plane" in text and "patient's" in text
+    assert "patient's" in carm.lateral_label.toolTip() and "DICOM primary" in \
+        carm.lateral_label.toolTip()
+    # its own letters: a lateral of a prone patient has A/P at its sides, H at the top
+    letters = carm.lateral.drr.marks.letters
+    assert {letters["left"][0], letters["right"][0]} == {"A", "P"}
+    assert letters["top"][0] == "H"
+    # moving the frontal plane leaves the lateral plane where it is
+    _key(qtbot, window, Qt.Key.Key_B)
+    _settle(qtbot, window)
+    carm.nudge(10.0, 0.0)
+    _settle(qtbot, window)
+    assert carm.lateral.drr.projection.pose.primary_deg == pytest.approx(want.primary_deg)
+    assert carm.view.drr.projection.pose.primary_deg != pytest.approx(want.primary_deg)
+    carm.biplane_button.click()
+    assert not carm.lateral.isVisible() and not pl.act_biplane.isChecked()
+
+
 def test_place_by_clicking_and_screenshot_content(qtbot, window, case_dir, phantom):
     from fluoroplan.app.capture import capture_window
 

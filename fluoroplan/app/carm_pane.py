@@ -28,7 +28,8 @@ from PySide6.QtWidgets import (
 
 from fluoroplan.app.qtcompat import emit
 from fluoroplan.app.tasks import Task
-from fluoroplan.geometry.carm import CArmPose
+from fluoroplan.geometry.carm import CArmPose, check_reachable
+from fluoroplan.geometry.conventions import LATERAL_PLANE_LIMITS
 
 PREVIEW_PX = 256
 FULL_PX = 512
@@ -36,17 +37,20 @@ FULL_DELAY_MS = 250
 
 
 def _render(att, pose: CArmPose, iso, size: int, needles, screws, visibility_fn, progress,
-            cancel, shown_px: float = 512.0):
+            cancel, shown_px: float = 512.0, lateral: CArmPose | None = None):
     from fluoroplan.geometry.drr import render_drr
 
     t0 = time.perf_counter()
     # the marks (letters, scale, needles, screws) are the ones every fluoroscopy image carries;
     # letters about 14 screen pixels high however small the pane shows the image
-    drr = render_drr(att, pose, iso, size=size, trajectories=needles or None, screws=screws,
-                     scale_at_lps=needles[0].tip_lps if needles else None,
-                     mark_scale=max(1.0, 0.7 * 512.0 / max(shown_px, 1.0)))
+    kw = dict(trajectories=needles or None, screws=screws,
+              scale_at_lps=needles[0].tip_lps if needles else None,
+              mark_scale=max(1.0, 0.7 * 512.0 / max(shown_px, 1.0)))
+    drr = render_drr(att, pose, iso, size=size, **kw)
     vis = visibility_fn(pose) if visibility_fn is not None else None
-    return drr, vis, (time.perf_counter() - t0) * 1000.0
+    # the biplane suite's lateral plane, at its own pose (rendered when it changed)
+    lat = None if lateral is None else render_drr(att, lateral, iso, size=size, **kw)
+    return drr, vis, (time.perf_counter() - t0) * 1000.0, lat
 
 
 class DrrImage(QWidget):
@@ -134,14 +138,26 @@ class CArmPane(QWidget):
         self._full_timer.setInterval(FULL_DELAY_MS)
         self._full_timer.timeout.connect(self.render_full)
         self._syncing = False
+        self.biplane = False
+        self.lateral_pose: CArmPose | None = None
+        self._lateral_key = None
         self._build()
 
     # --- construction -----------------------------------------------------------------------
     def _build(self) -> None:
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
+        images = QHBoxLayout()
         self.view = DrrImage(self)
-        layout.addWidget(self.view, 1)
+        images.addWidget(self.view, 1)
+        # the biplane suite's lateral plane beside the frontal one (hidden on a monoplane)
+        self.lateral = DrrImage(self)
+        self.lateral.setObjectName("drr_lateral")
+        self.lateral.message = ("The lateral plane shows the selected trajectory's progression "
+                                "view")
+        self.lateral.hide()
+        images.addWidget(self.lateral, 1)
+        layout.addLayout(images, 1)
         fm = self.fontMetrics()
         self.angles_label = QLabel("")
         self.angles_label.setObjectName("angles_label")
@@ -150,6 +166,13 @@ class CArmPane(QWidget):
         self.angles_label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.angles_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.angles_label)
+        self.lateral_label = QLabel("")
+        self.lateral_label.setObjectName("lateral_label")
+        self.lateral_label.setWordWrap(True)
+        self.lateral_label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.lateral_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.lateral_label.hide()
+        layout.addWidget(self.lateral_label)
         self.visibility_label = QLabel("")
         self.visibility_label.setObjectName("visibility_label")
         self.visibility_label.setWordWrap(True)
@@ -183,6 +206,14 @@ class CArmPane(QWidget):
             b.clicked.connect(lambda _=False, n=name: self.go_to(n))
             buttons.addWidget(b)
             self.buttons[name] = b
+        self.biplane_button = QPushButton("Biplane")
+        self.biplane_button.setObjectName("button_biplane")
+        self.biplane_button.setCheckable(True)
+        self.biplane_button.setToolTip(
+            "Biplane suite: the lateral plane shows the selected trajectory's progression view "
+            "(the true lateral of its vertebra) beside the frontal plane")
+        self.biplane_button.toggled.connect(self.set_biplane)
+        buttons.addWidget(self.biplane_button)
         layout.addLayout(buttons)
         self._update_buttons(False)
         self._show_angles()
@@ -231,12 +262,54 @@ class CArmPane(QWidget):
         self.set_pose(pose, description)
         return True
 
+    # --- biplane -----------------------------------------------------------------------------
+    def set_biplane(self, on: bool) -> None:
+        """Show (or hide) the lateral plane beside the frontal one."""
+        if bool(on) == self.biplane:
+            return
+        self.biplane = bool(on)
+        if self.biplane_button.isChecked() != self.biplane:
+            self.biplane_button.setChecked(self.biplane)
+        self.lateral.setVisible(self.biplane)
+        self.lateral_label.setVisible(self.biplane)
+        self._lateral_key = None
+        if self.biplane:
+            self._update_lateral_pose()
+        self.refresh()
+
+    def _update_lateral_pose(self) -> None:
+        """The lateral plane's pose: the selected trajectory's progression view (the true
+        lateral of its vertebra), else a plain lateral (table rotation +90)."""
+        found = self.controller.named_pose("progression")
+        if found is not None:
+            pose, description = found
+        else:
+            pose = CArmPose.from_table_angles(90.0, 0.0, self.patient_position)
+            description = "lateral (table rotation +90); select a trajectory for its own"
+        self.lateral_pose = pose
+        reach = check_reachable(pose, LATERAL_PLANE_LIMITS)
+        tp, ts = pose.table_angles_deg
+        where = ("reachable by the lateral plane" if reach.reachable
+                 else f"NOT reachable by the lateral plane: {reach.reason}")
+        # one short line under the images (the pane is small); the whole pose in the tooltip
+        short = description.split(": ", 1)[-1].replace(
+            " (endplates and posterior wall in profile)", "")
+        self.lateral_label.setText(f"Lateral plane: {short}; {where.split(':')[0]}.")
+        self.lateral_label.setToolTip(
+            f"{pose.text}. {pose.dicom_text}; table rotation {tp:+.1f} deg, angulation "
+            f"{ts:+.1f} deg; {where}.")
+        self.lateral_label.setStyleSheet("" if reach.reachable else
+                                         "background: #5a3a00; color: #ffd27f;")
+
     def _update_buttons(self, enabled: bool) -> None:
         for b in self.buttons.values():
             b.setEnabled(enabled)
 
     def trajectory_changed(self, has_trajectory: bool) -> None:
         self._update_buttons(has_trajectory)
+        if self.biplane:
+            self._lateral_key = None
+            self._update_lateral_pose()
 
     def angles_text(self) -> str:
         pose = self.pose
@@ -266,8 +339,17 @@ class CArmPane(QWidget):
         att, iso, needles, screws, vis_fn = self.controller.drr_context()
         if att is None:
             return
+        lateral = key = None
+        if self.biplane:
+            self._update_lateral_pose()
+            key = (self.lateral_pose.primary_deg, self.lateral_pose.secondary_deg,
+                   tuple(np.round(np.asarray(iso, float), 3)), size,
+                   tuple((tuple(n.entry_lps), tuple(n.tip_lps)) for n in needles))
+            if key != self._lateral_key:
+                lateral = self.lateral_pose
         self._waiting = (self.pose, np.asarray(iso, float), size, needles, screws,
-                         vis_fn if size == FULL_PX else None, time.perf_counter())
+                         vis_fn if size == FULL_PX else None, time.perf_counter(),
+                         (lateral, key))
         if self._running is None:
             self._start_waiting(att)
 
@@ -279,12 +361,13 @@ class CArmPane(QWidget):
             if att is None:
                 self._waiting = None
                 return
-        pose, iso, size, needles, screws, vis_fn, t_req = self._waiting
+        pose, iso, size, needles, screws, vis_fn, t_req, (lateral, key) = self._waiting
         self._waiting = None
         shown = float(min(self.view.width(), self.view.height()))
         task = Task("drr", lambda p, c: _render(att, pose, iso, size, needles, screws, vis_fn,
-                                                p, c, shown))
+                                                p, c, shown, lateral))
         task.requested = (pose, size, t_req)
+        task.lateral_key = key
         self._running = task
         task.signals.succeeded.connect(self._on_rendered)
         task.signals.failed.connect(self._on_failed)
@@ -294,10 +377,13 @@ class CArmPane(QWidget):
         if task is not self._running:
             return
         self._running = None
-        drr, vis, _ms = result
+        drr, vis, _ms, lat = result
         pose, size, t_req = task.requested
         elapsed = (time.perf_counter() - t_req) * 1000.0
         self.view.set_drr(drr)
+        if lat is not None and self.biplane:
+            self.lateral.set_drr(lat)
+            self._lateral_key = task.lateral_key
         self.view.repaint()
         (self.preview_ms if size == PREVIEW_PX else self.full_ms).append(elapsed)
         self.last_size = size
@@ -320,12 +406,18 @@ class CArmPane(QWidget):
             self.visibility_label.setText("")
             self.visibility_label.setStyleSheet("")
             return
+        # the verdict, the tilt that clears it and the landmarks list; the rest in the tooltip
+        parts = check.detail.split("; ")
+        keep = [p for p in parts if not p.startswith(("metal -> landmark", "needed:"))
+                and "seen end-on" not in p]
+        text = "; ".join(keep)
+        self.visibility_label.setToolTip(check.detail)
         if check.status != "pass":
-            self.visibility_label.setText(f"\u26a0 Metal hides a landmark you need: {check.detail}")
+            self.visibility_label.setText(f"\u26a0 Metal hides a landmark you need: {text}")
             self.visibility_label.setStyleSheet(
                 "background: #5a3a00; color: #ffd27f; padding: 0.2em;")
         else:
-            self.visibility_label.setText(f"Needed landmarks visible: {check.detail}")
+            self.visibility_label.setText(f"Needed landmarks visible: {text}")
             self.visibility_label.setStyleSheet("color: #9fd89f;")
 
     @property

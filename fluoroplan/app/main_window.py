@@ -626,6 +626,7 @@ class MainWindow(QMainWindow):
             "Shift+left-drag: window (left/right) and level (up/down)\n"
             "1 / 2 / 3: bone / soft tissue / metal window\n"
             "Ctrl+Shift+B: show or hide the canal (magenta), foramina, ilia and ribs\n"
+            "Ctrl+Shift+L: biplane suite (the lateral plane's progression view beside)\n"
             "Ctrl+O: open a folder;  Ctrl+Q: quit\n\n"
             "Planning: select a target (Targets), Ctrl+P propose, Ctrl+Enter accept;\n"
             "T place a trajectory (click entry, then target); drag an end to move it;\n"

@@ -46,6 +46,11 @@ class CArmLimits:
 
 
 DEFAULT_CARM_LIMITS = CArmLimits()
+# A biplane suite's lateral plane has limits of its own (CONVENTIONS.md): configurable; the
+# default assumes the lateral plane reaches the true laterals either side (table rotation
+# +-90 deg, the plane's own range +-115 deg) and tilts +-30 deg cranio-caudally. Set it from
+# the suite's data sheet.
+LATERAL_PLANE_LIMITS = CArmLimits(rotation_deg=(-115.0, 115.0), angulation_deg=(-30.0, 30.0))
 
 # --- simulated fluoroscopy (DRR) ---------------------------------------------------------
 # Linear attenuation per mm at the fluoroscopic effective energy (50 keV) of water and of

@@ -195,7 +195,7 @@ def draw_marks(image: np.ndarray, proj: Projection, needles=(), screws=(),
             # the operator must see the dot at a glance: a ring around it, and the dot itself
             c = uv[0] if len(uv) == 2 else uv[1]
             _ring(draw, uv[0], max(4.0 * float(half[0]), 9.0 * unit), 2.0 * unit, colour)
-            rd = max(float(half[0]), 2.5 * unit)  # the dot survives an image shown small
+            rd = max(float(half[0]), 3.5 * unit)  # the dot survives an image shown small
             draw.ellipse([c[0] - rd, c[1] - rd, c[0] + rd, c[1] + rd], fill=colour)
         else:
             # a bar across the tip

@@ -112,6 +112,14 @@ class ChromeMixin:
             self.act_views[name] = self._action(text, lambda n=name: self.go_view(n), key,
                                                 menu=carm)
         carm.addSeparator()
+        self.act_biplane = carm.addAction("Bi&plane suite (lateral plane beside)")
+        self.act_biplane.setCheckable(True)
+        self.act_biplane.setShortcut("Ctrl+Shift+L")
+        self.act_biplane.setToolTip("Show the lateral plane's progression view beside the "
+                                    "frontal plane")
+        self.act_biplane.toggled.connect(self.carm.set_biplane)
+        self.carm.biplane_button.toggled.connect(self.act_biplane.setChecked)
+        carm.addSeparator()
         for text, key, d in (("Rotate \u2212", "Alt+Left", (-1, 0)), ("Rotate +", "Alt+Right", (1, 0)),
                              ("Angulate +", "Alt+Up", (0, 1)), ("Angulate \u2212", "Alt+Down", (0, -1)),
                              ("Rotate \u2212 5", "Alt+Shift+Left", (-5, 0)),

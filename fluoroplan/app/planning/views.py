@@ -218,7 +218,7 @@ class ViewsMixin:
                  "progression": "Progression view"}[name]
         self.carm.angles_label.setToolTip(block.get("how", ""))
         if name == "progression" and block.get("how"):  # true lateral or not, foreshortening
-            return pose, f"{label} of {traj.id} ({block['how']})"
+            return pose, f"{label} of {traj.id}: {block['how']}"
         return pose, f"{label} of {traj.id}"
 
     def go_view(self, name: str) -> None:
