@@ -14,9 +14,9 @@ from fluoroplan.geometry.carm import CArmPose, bullseye_pose, progression_pose
 from fluoroplan.geometry.conventions import MU_METAL_PER_MM, MU_WATER_PER_MM
 from fluoroplan.geometry.drr import (
     AttenuationVolume,
+    collimated_field,
     compose_rgb,
     disc_mask,
-    collimated_field,
     fluoroscopy_display,
     landmark_visibility,
     metal_points_lps,
