@@ -318,6 +318,32 @@ def test_complete_attempt_through_the_gui(qtbot, window, case, tmp_path):
     assert len([e for e in errors if "in bone" not in e]) == 0, errors
 
 
+def test_biplane_suite_in_the_rehearsal_window(qtbot, window):
+    win = window
+    assert not win.fluoro_lateral.isVisible() and not win.lateral_shot_button.isVisible()
+    # ticking the suite before anything is done restarts the attempt on a biplane suite
+    qtbot.mouseClick(win.biplane_check, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: win.session is not None and win.session.setup.biplane,
+                    timeout=30000)
+    assert win.fluoro_lateral.isVisible() and win.lateral_shot_button.isVisible()
+    frontal = win.session.state.table_deg
+    with qtbot.waitSignal(win.shot_taken, timeout=30000):
+        qtbot.keyClick(win, Qt.Key.Key_G)  # the lateral plane's shot, by its key
+    st = win.session.state
+    assert st.shots == 1 and st.table_deg == frontal  # counted; the frontal plane stayed
+    assert win.fluoro_lateral.has_image and not win.fluoro.has_image
+    pose = win.fluoro_lateral.projection.pose
+    lat = win.case.vertebra(win.session.target.level).left_lps
+    assert abs(pose.detector_dir_lps @ lat) == pytest.approx(1.0, abs=1e-6)  # true lateral
+    assert "lateral plane" in win.fluoro_lateral.caption
+    shown = _grey(win.fluoro_lateral.grab().toImage())
+    assert shown.std() > 10  # an image, not an empty monitor
+    # the frontal plane's shot goes to its own monitor
+    with qtbot.waitSignal(win.shot_taken, timeout=30000):
+        qtbot.keyClick(win, Qt.Key.Key_Space)
+    assert win.fluoro.has_image and win.session.state.shots == 2
+
+
 def test_refused_actions_are_dialogs_and_the_window_survives(qtbot, window, monkeypatch):
     from PySide6.QtWidgets import QMessageBox
 

@@ -390,3 +390,39 @@ def test_cli_score_summary_and_mark_reference(case, screw_target, plan_json, tmp
     bad.write_text(json.dumps({"schema": "fluoroplan.plan/1"}))
     assert main(["rehearse", "score", str(bad)]) == 2
     assert "rehearsal" in capsys.readouterr().err
+
+
+# --- a biplane suite ------------------------------------------------------------------------
+def test_biplane_suite_shoots_the_true_lateral_without_moving_the_frontal_plane(
+        case, screw_target, plan_json):
+    from fluoroplan.geometry.conventions import LATERAL_PLANE_LIMITS
+
+    mono = _session(case, screw_target, plan_json)
+    with pytest.raises(RehearsalError, match="monoplane"):
+        mono.lateral_shot()
+    counter = Counter()
+    s = _session(case, screw_target, plan_json, renderer=counter,
+                 lateral_limits=LATERAL_PLANE_LIMITS)
+    assert s.setup.biplane
+    tip, _ = _attempt(s, shots=2)
+    frontal = s.state.table_deg
+    before = (s.state.shots, s.state.fluoro_s)
+    s.lateral_shot()
+    assert s.state.table_deg == frontal  # the frontal plane stays where it is
+    assert (s.state.shots, s.state.fluoro_s) == (before[0] + 1, before[1] + s.setup.shot_s)
+    pose, needles = counter.calls[-1]
+    lat = case.vertebra(screw_target.level).left_lps
+    # the lateral plane's beam runs along the vertebra's own left-right axis
+    assert abs(pose.detector_dir_lps @ lat) == pytest.approx(1.0, abs=1e-6)
+    assert needles and np.allclose(needles[0][1], s.state.tip_lps)
+    # the depth read on the lateral plane is the frontal one's reading of the same tip
+    on_lateral = s.depth_reading(plane="lateral")
+    assert on_lateral["mm_anterior_of_posterior_wall"] == pytest.approx(
+        s.depth_reading()["mm_anterior_of_posterior_wall"])
+    # the attempt replays with its lateral shot, and the suite is saved with it
+    doc = json.loads(json.dumps(s.attempt_json()))
+    assert doc["settings"]["lateral_limits"]["rotation_deg"] == list(
+        LATERAL_PLANE_LIMITS.rotation_deg)
+    assert [e.get("plane") for e in doc["events"] if e["type"] == "shot"][-1] == "lateral"
+    *_, last = replay(doc)
+    assert last.shots == s.state.shots

@@ -66,6 +66,9 @@ def add_arguments(p) -> None:
     gu.add_argument("--plan", metavar="PLAN.json",
                     help="the case's plan; its trajectory marked as reference is the expert's")
     gu.add_argument("--trainee", default="", metavar="NAME", help="the trainee's name")
+    gu.add_argument("--biplane", action="store_true",
+                    help="a biplane suite: the lateral plane shoots the target vertebra's true "
+                         "lateral (key G) while the frontal plane stays")
     gu.add_argument("--screenshot", metavar="FILE.png",
                     help="open, take one fluoro shot, save a picture of the window and exit")
     add_series_argument(gu)
@@ -175,4 +178,5 @@ def run_gui(args: argparse.Namespace) -> int:
     from fluoroplan.app.rehearsal_window import run_rehearsal
 
     return run_rehearsal(volume, analysis, plan_json, trainee=args.trainee,
-                         screenshot=args.screenshot, labels=found.anatomy.labels)
+                         screenshot=args.screenshot, labels=found.anatomy.labels,
+                         biplane=args.biplane)

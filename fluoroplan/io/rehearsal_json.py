@@ -37,14 +37,23 @@ def setup_json(s: RehearsalSetup) -> dict:
         "phases": [phase_json(p) for p in s.phases],
         "isocenter_lps": [float(v) for v in s.isocenter_lps],
         "tolerance_deg": s.tolerance_deg,
-        "limits": {"rotation_deg": list(s.limits.rotation_deg),
-                   "angulation_deg": list(s.limits.angulation_deg),
-                   "sid_mm": list(s.limits.sid_mm)},
+        "limits": _limits_json(s.limits),
         "shot_s": s.shot_s,
         "start_table_deg": list(s.start_table_deg),
         "chain": {k: list(v) if isinstance(v, tuple) else v for k, v in s.chain.items()},
         "needle_length_mm": s.needle_length_mm,
+        **({} if s.lateral_limits is None else {"lateral_limits": _limits_json(s.lateral_limits)}),
     }
+
+
+def _limits_json(lim: CArmLimits) -> dict:
+    return {"rotation_deg": list(lim.rotation_deg), "angulation_deg": list(lim.angulation_deg),
+            "sid_mm": list(lim.sid_mm)}
+
+
+def _limits_from_json(lim: dict) -> CArmLimits:
+    return CArmLimits(tuple(lim["rotation_deg"]), tuple(lim["angulation_deg"]),
+                      tuple(lim["sid_mm"]))
 
 
 def setup_from_json(attempt: dict) -> RehearsalSetup:
@@ -62,10 +71,11 @@ def setup_from_json(attempt: dict) -> RehearsalSetup:
         patient_position=pos, phases=phases, reference=attempt["reference"],
         target=attempt["target"], isocenter_lps=np.asarray(s["isocenter_lps"], float),
         tolerance_deg=float(s["tolerance_deg"]),
-        limits=CArmLimits(tuple(lim["rotation_deg"]), tuple(lim["angulation_deg"]),
-                          tuple(lim["sid_mm"])),
+        limits=_limits_from_json(lim),
         shot_s=float(s["shot_s"]), start_table_deg=tuple(s["start_table_deg"]),
         chain=chain, needle_length_mm=float(s.get("needle_length_mm", 150.0)),
+        lateral_limits=(None if s.get("lateral_limits") is None
+                        else _limits_from_json(s["lateral_limits"])),
     )
 
 

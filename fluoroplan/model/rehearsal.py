@@ -43,6 +43,11 @@ class RehearsalSetup:
     start_table_deg: tuple[float, float] = (0.0, 0.0)
     chain: dict = field(default_factory=dict)  # CArmPose keyword arguments (sid_mm, ...)
     needle_length_mm: float = 150.0
+    lateral_limits: CArmLimits | None = None  # a biplane suite's lateral plane; None: monoplane
+
+    @property
+    def biplane(self) -> bool:
+        return self.lateral_limits is not None
 
     def pose(self, table_deg: tuple[float, float]) -> CArmPose:
         return CArmPose.from_table_angles(table_deg[0], table_deg[1], self.patient_position,

@@ -58,7 +58,13 @@ from dataclasses import replace
 
 import numpy as np
 
-from fluoroplan.geometry.carm import CArmPose, bullseye_pose, check_reachable, progression_pose
+from fluoroplan.geometry.carm import (
+    CArmPose,
+    bullseye_pose,
+    check_reachable,
+    lateral_view,
+    progression_pose,
+)
 from fluoroplan.geometry.conventions import DEFAULT_CARM_LIMITS, CArmLimits
 from fluoroplan.geometry.drr import AttenuationVolume, render_drr
 from fluoroplan.geometry.projection import Projection
@@ -409,6 +415,7 @@ class RehearsalSession:
         limits: CArmLimits = DEFAULT_CARM_LIMITS,
         clock: Callable[[], float] = time.monotonic,
         chain: dict | None = None,
+        lateral_limits: CArmLimits | None = None,
     ):
         if tolerance_deg <= 0 or shot_s <= 0:
             raise ValueError("the tolerance and the time per shot must be positive")
@@ -432,6 +439,7 @@ class RehearsalSession:
             isocenter_lps=np.asarray(iso, float),
             tolerance_deg=float(tolerance_deg), limits=limits, shot_s=float(shot_s),
             chain=chain, needle_length_mm=float(reference.needle.length_mm),
+            lateral_limits=lateral_limits,
         )
         # through the saved (JSON-plain) form, so the live session and a replay agree exactly
 
@@ -447,6 +455,7 @@ class RehearsalSession:
         self.state = initial_state(self.setup)
         self.events: list[dict] = []
         self.last_image = None
+        self.last_lateral_image = None
         self.trajectory: Trajectory | None = None
         self.score: Score | None = None
         self._observers: list[Callable[[RehearsalSession, dict], None]] = []
@@ -522,6 +531,42 @@ class RehearsalSession:
         image = self.renderer(pose, self.setup.isocenter_lps, needles)
         self.last_image = image
         self._emit({"type": "shot", "table_deg": [round(v, 4) for v in self.state.table_deg],
+                    "pose": pose_json(pose)})
+        return image
+
+    def lateral_plane_pose(self) -> CArmPose:
+        """A biplane suite's lateral plane: the true lateral of the target vertebra (on the
+        needle's entry side once it is placed, else on the reference's), within the lateral
+        plane's limits (the nearest reachable lateral otherwise)."""
+        if not self.setup.biplane:
+            raise RehearsalError("this suite is monoplane: turn the C-arm to a lateral instead")
+        s = self.state
+        ref = self.setup.reference
+        entry = s.entry_lps if s.entry_lps is not None else np.asarray(ref["entry_lps"], float)
+        aim = s.aim_lps if s.aim_lps is not None else np.asarray(ref["target_lps"], float)
+        try:
+            lateral = self.case.vertebra(self.target.level).left_lps
+        except KeyError:
+            lateral = None
+        assert self.setup.lateral_limits is not None  # biplane
+        return lateral_view(entry, aim, lateral, self.setup.patient_position,
+                            self.setup.lateral_limits, self.target.level,
+                            **self.setup.chain).pose
+
+    def lateral_shot(self):
+        """On a biplane suite, a shot of the lateral plane (the frontal plane stays where it
+        is): rendered, counted as one more exposure, and returned (also in
+        :attr:`last_lateral_image`)."""
+        if self.state.ended:
+            raise RehearsalError("the attempt has ended; start a new one to go on")
+        pose = self.lateral_plane_pose()
+        needles = []
+        if self.state.entry_lps is not None and self.state.depth_mm >= 0.5:
+            needles = [(self.state.entry_lps.copy(), self.state.tip_lps)]
+        image = self.renderer(pose, self.setup.isocenter_lps, needles)
+        self.last_lateral_image = image
+        self._emit({"type": "shot", "plane": "lateral",
+                    "table_deg": [round(v, 4) for v in pose.table_angles_deg],
                     "pose": pose_json(pose)})
         return image
 
@@ -614,17 +659,31 @@ class RehearsalSession:
                 pg = other
         return pg
 
-    def depth_reading(self) -> dict:
+    def depth_reading(self, plane: str = "frontal") -> dict:
         """How deep the tip is, as a progression (lateral) view shows it: mm anterior of the
         vertebral body's posterior wall (negative: not yet in the body) and the fraction of
-        the body's depth (0 posterior wall, 1 anterior cortex). Raises unless the current view
-        is within :data:`PROGRESSION_TOLERANCE_DEG` of perpendicular to the needle."""
+        the body's depth (0 posterior wall, 1 anterior cortex). On the frontal plane it raises
+        unless the current view is within :data:`PROGRESSION_TOLERANCE_DEG` of perpendicular
+        to the needle; ``plane="lateral"`` reads it on a biplane suite's lateral plane, which
+        must be within that angle of the vertebra's true lateral (the posterior wall in
+        profile)."""
         s = self.state
         if s.entry_lps is None:
             raise RehearsalError("place the needle first")
         assert s.dir_lps is not None  # placed with the entry
-        off = 90.0 - _angle_deg(self.pose.detector_dir_lps, s.dir_lps)
-        if abs(off) > PROGRESSION_TOLERANCE_DEG:
+        if plane == "lateral":
+            pose = self.lateral_plane_pose()
+            lat = self.case.vertebra(self.target.level).left_lps
+            off = math.degrees(math.acos(min(1.0, abs(float(pose.detector_dir_lps @ lat)))))
+            if off > PROGRESSION_TOLERANCE_DEG:
+                raise RehearsalError(
+                    f"the lateral plane is {abs(off):.0f} deg from the vertebra's true lateral "
+                    "(its posterior wall is not in profile): the depth cannot be judged on it")
+        elif plane != "frontal":
+            raise ValueError(f"plane must be 'frontal' or 'lateral', got {plane!r}")
+        else:
+            off = 90.0 - _angle_deg(self.pose.detector_dir_lps, s.dir_lps)
+        if plane == "frontal" and abs(off) > PROGRESSION_TOLERANCE_DEG:
             raise RehearsalError(
                 f"this view is {abs(off):.0f} deg from a progression view (the needle is "
                 "foreshortened); turn the C-arm to a lateral of the needle to judge depth")

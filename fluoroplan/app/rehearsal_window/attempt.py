@@ -11,15 +11,18 @@ from fluoroplan.app.qtcompat import emit
 from fluoroplan.app.rehearsal_window.common import NUDGE_MM, SLIDER_STEPS_PER_DEG
 from fluoroplan.app.rehearsal_window.views import ScoreDialog
 from fluoroplan.app.tasks import Task
+from fluoroplan.geometry.conventions import LATERAL_PLANE_LIMITS
 from fluoroplan.io.errors import FluoroplanError
 from fluoroplan.rehearsal.session import RehearsalError, RehearsalSession
 
 
-def _build_session(case, target, plan_json, trainee, progress, cancel):
+def _build_session(case, target, plan_json, trainee, progress, cancel, lateral_limits=None):
     """Worker: the session (the expert reference is computed here) and a first render that
-    builds the attenuation volume, so the first shot is quick. Not counted: no shot event."""
+    builds the attenuation volume, so the first shot is quick. Not counted: no shot event.
+    ``lateral_limits``: a biplane suite's lateral plane (None: monoplane)."""
     progress(0.1, f"Preparing the rehearsal of {target.description or target.id}")
-    session = RehearsalSession(case, target, plan_json=plan_json, trainee=trainee)
+    session = RehearsalSession(case, target, plan_json=plan_json, trainee=trainee,
+                               lateral_limits=lateral_limits)
     cancel.check()
     progress(0.7, "Preparing the simulated fluoroscopy")
     session.renderer(session.pose, session.setup.isocenter_lps, [])
@@ -52,8 +55,15 @@ class AttemptMixin:
         if self.score_dialog is not None:
             self.score_dialog.close()
             self.score_dialog = None
+        lateral = LATERAL_PLANE_LIMITS if self.biplane_check.isChecked() else None
+        self.fluoro_lateral.set_shot(None)
+        if self.fluoro_lateral.isHidden() == (lateral is not None):  # the suite changed
+            self.fluoro_lateral.setVisible(lateral is not None)
+            self.split.setSizes([1000, 1000, 1000])  # monitors and the axial view share it
+        self.lateral_shot_button.setVisible(lateral is not None)
         task = Task("rehearsal", lambda p, c: _build_session(
-            self.case, target, self.plan_json, self.trainee_edit.text().strip(), p, c))
+            self.case, target, self.plan_json, self.trainee_edit.text().strip(), p, c,
+            lateral))
         self._task = task
         task.signals.progress.connect(self._on_task_progress)
         task.signals.succeeded.connect(self._on_session)
@@ -157,6 +167,47 @@ class AttemptMixin:
                              f"Shot {st.shots}: rotation {r:+.1f}\u00b0, angulation {a:+.1f}\u00b0")
         self._refresh()
         emit(self.shot_taken, st.shots)
+
+    def take_lateral_shot(self) -> None:
+        """Biplane suite: a shot of the lateral plane (the vertebra's true lateral); the
+        frontal plane stays where it is. Counted as one more exposure."""
+        s = self.session
+        if s is None or self.replay_data is not None:
+            return
+        # on a monoplane suite the session refuses it in words (a dialog): turn to a lateral
+        drr = self._do("taking the lateral shot", lambda s: s.lateral_shot())
+        if drr is None:
+            return
+        st = s.state
+        pose = drr.projection.pose
+        depth = ""
+        if st.entry_lps is not None and st.depth_mm > 0.0:
+            try:
+                d = s.depth_reading(plane="lateral")
+                depth = (f"; tip {d['mm_anterior_of_posterior_wall']:.1f} mm anterior of the "
+                         "posterior wall")
+            except RehearsalError as exc:
+                depth = f"; depth not readable: {exc}"
+        self.fluoro_lateral.set_shot(drr.image, drr.projection,
+                                     f"Shot {st.shots} (lateral plane): {pose.text}{depth}")
+        self._refresh()
+        emit(self.shot_taken, st.shots)
+
+    def _on_biplane(self, on: bool) -> None:
+        """The suite for the attempts: the current one restarts when nothing was done in it
+        yet, else the choice applies from the next attempt."""
+        s = self.session
+        if s is None:
+            return
+        if s.setup.biplane == bool(on):
+            return
+        untouched = all(e["type"] == "start" for e in s.events)
+        if untouched and not self.busy:
+            self.start_attempt(self.target_combo.currentIndex())
+        else:
+            self.status_label.setText(
+                f"{'Biplane' if on else 'Monoplane'} suite from the next attempt (this one has "
+                "begun on the other).")
 
     def _needle_key(self):
         st = self.session.state

@@ -15,20 +15,20 @@ from fluoroplan.app.rehearsal_window.window import RehearsalWindow
 
 def open_rehearsal(volume, analysis_json: dict, plan_json: dict | None = None,
                    trainee: str = "", interactive: bool = True,
-                   labels=None) -> RehearsalWindow:
+                   labels=None, biplane: bool = False) -> RehearsalWindow:
     """Open (show) the rehearsal window on a loaded volume and its analysis (``labels``: its
     label volume, measured again when not given); the expert plan (``plan_json``, optional)
-    stays hidden until an attempt ends. Needs a QApplication."""
+    stays hidden until an attempt ends; ``biplane``: a biplane suite. Needs a QApplication."""
     application()
     win = RehearsalWindow(volume, analysis_json, plan_json, trainee, interactive=interactive,
-                          labels=labels)
+                          labels=labels, biplane=biplane)
     win.show()
     return win
 
 
 def run_rehearsal(volume, analysis_json: dict, plan_json: dict | None = None,
                   trainee: str = "", screenshot: str | None = None,
-                  timeout_s: float = 300.0, labels=None) -> int:
+                  timeout_s: float = 300.0, labels=None, biplane: bool = False) -> int:
     """The application around :func:`open_rehearsal`; returns the exit code.
 
     With ``screenshot`` (a PNG name) the window opens, takes one fluoro shot once the attempt
@@ -41,12 +41,14 @@ def run_rehearsal(volume, analysis_json: dict, plan_json: dict | None = None,
     app = application()
     batch = screenshot is not None
     win = open_rehearsal(volume, analysis_json, plan_json, trainee, interactive=not batch,
-                         labels=labels)
+                         labels=labels, biplane=biplane)
     if batch:
         run = BatchScreenshot(win, screenshot, "the rehearsal window", timeout_s)
 
         def save() -> None:
             win.take_shot()
+            if biplane:
+                win.take_lateral_shot()
             app.processEvents()
             run.save(win.grab().toImage())
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -40,9 +41,16 @@ class PanelMixin:
         split = QSplitter(Qt.Orientation.Horizontal)
         split.setObjectName("rehearsal_split")
         split.addWidget(self.fluoro)
+        # a biplane suite's lateral plane (hidden on a monoplane suite)
+        self.fluoro_lateral = FluoroView()
+        self.fluoro_lateral.setObjectName("fluoro_lateral")
+        self.fluoro_lateral.title = "Lateral plane (last image hold)"
+        self.fluoro_lateral.empty_text = "No lateral shot yet.\nPress G (Lateral shot)."
+        self.fluoro_lateral.hide()
+        split.addWidget(self.fluoro_lateral)
         split.addWidget(self.axial)
         split.setChildrenCollapsible(False)
-        split.setSizes([1000, 1000])
+        split.setSizes([1000, 1000, 1000])  # the lateral monitor counts only when shown
         self.split = split
 
     def _build_panel(self) -> None:
@@ -66,6 +74,13 @@ class PanelMixin:
             self.target_combo.addItem(t.description or t.id, t.id)
         self.target_combo.activated.connect(self._on_target_chosen)
         form.addRow("Target", self.target_combo)
+        self.biplane_check = QCheckBox("Biplane suite (a lateral plane beside the frontal)")
+        self.biplane_check.setObjectName("biplane_check")
+        self.biplane_check.setToolTip("The next attempt runs on a biplane suite: the lateral "
+                                      "plane shoots the vertebra's true lateral (G) while the "
+                                      "frontal plane stays where it is")
+        self.biplane_check.toggled.connect(self._on_biplane)
+        form.addRow(self.biplane_check)
         self.status_label = QLabel("")
         self.status_label.setWordWrap(True)
         self.status_label.setObjectName("status_label")
@@ -106,6 +121,13 @@ class PanelMixin:
                                        "a shot to see it)")
         self.lateral_button.clicked.connect(self.go_lateral)
         row.addWidget(self.lateral_button)
+        self.lateral_shot_button = QPushButton("Lateral shot (G)")
+        self.lateral_shot_button.setObjectName("lateral_shot_button")
+        self.lateral_shot_button.setToolTip("Biplane suite: a shot of the lateral plane (the "
+                                            "vertebra's true lateral); the frontal plane stays")
+        self.lateral_shot_button.clicked.connect(self.take_lateral_shot)
+        self.lateral_shot_button.hide()
+        row.addWidget(self.lateral_shot_button)
         grid.addLayout(row, 4, 0, 1, 3)
         self.dose_label = QLabel("")
         self.dose_label.setObjectName("dose_label")
@@ -267,7 +289,8 @@ class PanelMixin:
                 ("Angulate +5 deg", ["Shift+Up"], lambda: self.angulate(5.0)),
                 ("Angulate -5 deg", ["Shift+Down"], lambda: self.angulate(-5.0)),
                 ("Fluoro shot", ["Space", "F"], self.take_shot),
-                ("Progression (lateral) view", ["L"], self.go_lateral)):
+                ("Progression (lateral) view", ["L"], self.go_lateral),
+                ("Lateral plane shot (biplane suite)", ["G"], self.take_lateral_shot)):
             act = self._action(text, keys, fn)
             c.addAction(act)
             self.carm_actions.append(act)

@@ -51,6 +51,7 @@ class FluoroView(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setObjectName("fluoro_view")
+        self.title = "Fluoro (last image hold)"
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
         fm = self.fontMetrics()
@@ -104,7 +105,7 @@ class FluoroView(QWidget):
         p.setFont(font)
         p.setPen(QColor("#f0f0f0"))
         x = fm.height() * 0.4
-        p.drawText(QPointF(x, fm.ascent() + fm.height() * 0.2), "Fluoro (last image hold)")
+        p.drawText(QPointF(x, fm.ascent() + fm.height() * 0.2), self.title)
         p.setFont(self.font())
         r = self.image_rect()
         if self._image is None:

@@ -51,7 +51,7 @@ class RehearsalWindow(PanelMixin, AttemptMixin, DisplayMixin, ErrorsMixin, Files
 
     def __init__(self, volume, analysis_json: dict, plan_json: dict | None = None,
                  trainee: str = "", interactive: bool = True,
-                 settings: QSettings | None = None, labels=None):
+                 settings: QSettings | None = None, labels=None, biplane: bool = False):
         super().__init__()
         self.setObjectName("fluoroplan_rehearsal")
         self.interactive = interactive
@@ -84,6 +84,7 @@ class RehearsalWindow(PanelMixin, AttemptMixin, DisplayMixin, ErrorsMixin, Files
             else ""
         self.setWindowTitle(f"fluoroplan rehearsal \u2014 {desc or 'CT'}")
         self.trainee_edit.setText(trainee)
+        self.biplane_check.setChecked(bool(biplane))
         self.resize(1400, 900)
         if self.targets:
             self.start_attempt(self._default_target_index())
@@ -100,6 +101,7 @@ class RehearsalWindow(PanelMixin, AttemptMixin, DisplayMixin, ErrorsMixin, Files
             "Down/Up: angulation -1/+1 deg (Shift: 5 deg)\n"
             "Space or F (foot pedal): fluoro shot\n"
             "L: progression (lateral) view of the needle\n"
+            "G: lateral plane shot (biplane suite)\n"
             "A: advance the needle 2 mm (Shift+A: 5 mm)\n"
             "W: withdraw 2 mm (Shift+W: 5 mm)\n\n"
             "Angles are table-relative, as on the C-arm console; the sentence under them "
