@@ -10,24 +10,23 @@ metal saturates black as on a real image intensifier (bone dark on a light backg
 Method (chosen over VTK's vtkImageReslice slab sums, which were 3-4x slower here, and
 VTK's fixed-point ray caster, which returns an 8-bit frame buffer; see bench/drr.py): a
 perspective shear-warp. The volume axis closest to the beam is the
-slice axis; each slice is resampled (bilinear, separable, as sparse interpolation matrices)
-onto one intermediate plane parallel to the slices, where the cone-beam projection of a slice
-is a pure scale and shift; the summed intermediate image is then warped once to the
-detector (a plane-to-plane homography) and multiplied by each ray's path length per slice.
+slice axis; each slice is resampled (bilinear) onto one intermediate plane parallel to the
+slices, where the cone-beam projection of a slice is a pure scale and shift, and summed (the
+loop compiled with numba: :mod:`fluoroplan.geometry.drr_kernel`); the summed intermediate
+image is then warped once to the detector (a plane-to-plane homography) and multiplied by each
+ray's path length per slice.
 Attenuation is precomputed once per volume as uint16 (:class:`AttenuationVolume`) with a
 2x/4x pyramid for previews; transposed copies per slice axis are cached on first use.
 
-This module imports only numpy/scipy and ``fluoroplan.geometry``.
+This module imports numpy/scipy, numba (through ``drr_kernel``) and ``fluoroplan.geometry``.
 """
 
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse
 
 from fluoroplan.geometry.carm import CArmPose
 from fluoroplan.geometry.conventions import (
@@ -38,6 +37,7 @@ from fluoroplan.geometry.conventions import (
     NEEDLE_OUTER_DIAMETER_MM,
     TITANIUM_MIN_HU,
 )
+from fluoroplan.geometry.drr_kernel import accumulate_slices
 from fluoroplan.geometry.fluoro_marks import (
     NEEDLE_RGB,
     TARGET_RGB,
@@ -81,7 +81,6 @@ EDGE_ENHANCE = 0.7
 EDGE_SIGMA_FRACTION = 0.005
 """Blur of the unsharp mask as a fraction of the image size (about 2.6 px at 512: 1.5 mm at
 the detector, as :class:`~fluoroplan.geometry.xray.ImagingChain`)."""
-_SLICES_PER_BATCH = 16  # slices resampled together (keeps the transposes in cache)
 
 
 def attenuation_from_hu(
@@ -309,7 +308,6 @@ def render_line_integrals(
         return out
     r_grid = np.arange(r_lo, r_hi + 1)
     q_grid = np.arange(q_lo, q_hi + 1)
-    nb, na = len(r_grid), len(q_grid)
 
     # which slice columns any slice samples
     q_src = s_q + (q_grid[None, :] - s_q) / sigma[:, None]
@@ -317,59 +315,16 @@ def render_line_integrals(
     col_hi = int(min(nq - 1, np.ceil(q_src.max())))
     if col_hi < col_lo:
         return out
-    nqw = col_hi - col_lo + 1
 
     occupied = vol.occupied_rows(level, c_ax)
 
-    def batch(cs: np.ndarray) -> np.ndarray:
-        """Intermediate image (transposed, (na, nb)) of the slices ``cs``."""
-        m = len(cs)
-        # step 1: resample the rows r of each slice onto grid rows b (row gathers; rows of
-        # air are skipped)
-        r_src = s_r + (r_grid[None, :] - s_r) / sigma[cs, None]  # (m, nb)
-        j0, w0, w1 = _interp_rows(r_src, nr)
-        rows0 = (cs[:, None] * stride_c + j0 * stride_r).ravel()
-        w0, w1 = w0.ravel(), w1.ravel()
-        keep = np.nonzero(((w0 > 0) & occupied[rows0]) | ((w1 > 0) & occupied[rows0 + stride_r]))[0]
-        u = np.zeros((m * nb, nqw), np.float32)  # [(c, b), q]
-        if len(keep):
-            r0 = rows0[keep]
-            part = data2[r0, col_lo : col_hi + 1] * w0[keep, None]
-            part += data2[r0 + stride_r, col_lo : col_hi + 1] * w1[keep, None]
-            u[keep] = part
-        u = np.ascontiguousarray(u.reshape(m, nb, nqw).transpose(0, 2, 1))  # [c, q, b]
-        # step 2: resample the columns q onto grid columns a and sum over the slices, as
-        # one sparse interpolation matrix Q[a, (c, q)] times U[(c, q), b]
-        i0, v0, v1 = _interp_rows(q_src[cs] - col_lo, nqw)  # (m, na)
-        col0 = (np.arange(m)[:, None] * nqw + i0).ravel()
-        a_idx = np.broadcast_to(np.arange(na), (m, na)).ravel()
-        qmat = sparse.csr_matrix(
-            (
-                np.concatenate([v0.ravel(), v1.ravel()]),
-                (np.concatenate([a_idx, a_idx]), np.concatenate([col0, col0 + 1])),
-            ),
-            shape=(na, m * nqw),
-        )
-        return np.asarray(qmat @ u.reshape(m * nqw, nb))
-
-    def chunk(c0: int, c1: int) -> np.ndarray:
-        acc = np.zeros((na, nb), np.float32)
-        for b0 in range(c0, c1, _SLICES_PER_BATCH):
-            acc += batch(np.arange(b0, min(c1, b0 + _SLICES_PER_BATCH)))
-        return acc
-
-    bounds = np.linspace(0, nc, max(1, int(threads)) + 1).astype(int)
-    spans = [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
-    if len(spans) == 1:
-        inter_t = chunk(*spans[0])
-    else:
-        with ThreadPoolExecutor(len(spans)) as pool:
-            inter_t = np.asarray(sum(pool.map(lambda ab: chunk(*ab), spans)))
-    inter = inter_t.T  # (nb, na)
+    # every slice resampled (bilinear) onto the intermediate grid and summed (compiled loop)
+    rows_w = _interp_rows(s_r + (r_grid[None, :] - s_r) / sigma[:, None], nr)  # (nc, nb)
+    cols_w = _interp_rows(q_src, nq)  # (nc, na)
+    inter = accumulate_slices(data2, stride_c, stride_r, occupied, rows_w, cols_w, threads)
 
     # warp the intermediate image to the detector (bilinear); weight by the path length (mm)
     # of one slice step along each ray: |ray_lps| / |ray_c|
-    inter = np.ascontiguousarray(inter_t.T, dtype=np.float32)  # (nb, na)
     out[:] = _bilinear(inter, (r_px - r_lo).astype(np.float32), (q_px - q_lo).astype(np.float32))
     off_u = (np.arange(cols, dtype=np.float32) - np.float32(proj.center_px[0])) * pitch
     off_v = (np.arange(rows, dtype=np.float32) - np.float32(proj.center_px[1])) * pitch
