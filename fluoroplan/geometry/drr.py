@@ -1,11 +1,14 @@
 """Simulated fluoroscopy: digitally reconstructed radiographs (DRR) through the CT.
 
 A DRR pixel holds the line integral of linear attenuation along the X-ray from the source to
-that detector pixel (:class:`~fluoroplan.geometry.projection.Projection` defines the rays):
-``mu = MU_WATER_PER_MM * (1 + HU/1000)`` clipped at 0, metal (``HU >= TITANIUM_MIN_HU``) set
-to ``MU_METAL_PER_MM``. The display maps line integrals to grey levels with a window, so
-metal saturates black as on a real image intensifier (bone dark on a light background;
-``invert=True`` for bone bright on dark).
+that detector pixel (:class:`~fluoroplan.geometry.projection.Projection` defines the rays),
+the attenuation at the fluoroscopic energy of :mod:`fluoroplan.geometry.xray` (soft tissue as
+density-scaled water, bone as a soft-tissue/cortical-bone mixture, metal
+``HU >= TITANIUM_MIN_HU`` as titanium). :func:`fluoroscopy_frame` makes the monitor's image:
+round collimation, quantum noise at a frame dose, the log detector, automatic brightness over
+the field, edge enhancement; metal saturates black (bone dark on a light background;
+``invert=True`` for bone bright on dark). :func:`render_drr` adds the marks every image
+carries (:mod:`fluoroplan.geometry.fluoro_marks`).
 
 Method (chosen over VTK's vtkImageReslice slab sums, which were 3-4x slower here, and
 VTK's fixed-point ray caster, which returns an 8-bit frame buffer; see bench/drr.py): a
@@ -415,7 +418,7 @@ def fluoroscopy_display(
     ``lo`` white, at or above ``hi`` black (saturated: metal goes black as on the monitor).
     Default window: :func:`default_window` over the collimated ``field`` (the exposure
     control's reading). ``enhance`` adds the chain's edge enhancement (an unsharp mask of the
-    log image, blur ``sigma_px``; default 1 % of the image size), so cortices, endplates and
+    log image, blur ``sigma_px``; default ``EDGE_SIGMA_FRACTION`` of the image size), so cortices, endplates and
     pedicle outlines stand out; 0 turns it off. Outside ``field`` (the collimator's lead) the
     image is black. ``invert=True`` shows bone bright on a dark background.
     """
