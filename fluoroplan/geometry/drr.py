@@ -418,8 +418,8 @@ def fluoroscopy_display(
     ``lo`` white, at or above ``hi`` black (saturated: metal goes black as on the monitor).
     Default window: :func:`default_window` over the collimated ``field`` (the exposure
     control's reading). ``enhance`` adds the chain's edge enhancement (an unsharp mask of the
-    log image, blur ``sigma_px``; default ``EDGE_SIGMA_FRACTION`` of the image size), so cortices, endplates and
-    pedicle outlines stand out; 0 turns it off. Outside ``field`` (the collimator's lead) the
+    log image, blur ``sigma_px``; default ``EDGE_SIGMA_FRACTION`` of the image size), so
+    cortices, endplates and pedicle outlines stand out; 0 turns it off. Outside ``field`` (the collimator's lead) the
     image is black. ``invert=True`` shows bone bright on a dark background.
     """
     li = np.asarray(line_integrals, dtype=np.float32)
