@@ -153,13 +153,10 @@ class AttemptMixin:
 
     def take_shot(self) -> None:
         """A fluoro shot: the monitor shows the new image, the counters go up."""
-        s = self.session
-        if s is None or self.replay_data is not None:
-            return
         drr = self._do("taking the shot", lambda s: s.shot())
-        if drr is None:
+        if drr is None:  # no attempt, a replay, or refused (a dialog said why)
             return
-        st = s.state
+        st = self.session.state
         r, a = st.table_deg
         self.depth_text = self._depth_now()
         self._shot_key = self._needle_key()
@@ -171,13 +168,11 @@ class AttemptMixin:
     def take_lateral_shot(self) -> None:
         """Biplane suite: a shot of the lateral plane (the vertebra's true lateral); the
         frontal plane stays where it is. Counted as one more exposure."""
-        s = self.session
-        if s is None or self.replay_data is not None:
-            return
         # on a monoplane suite the session refuses it in words (a dialog): turn to a lateral
         drr = self._do("taking the lateral shot", lambda s: s.lateral_shot())
         if drr is None:
             return
+        s = self.session
         st = s.state
         pose = drr.projection.pose
         depth = ""
