@@ -10,6 +10,7 @@ import pytest
 from fluoroplan.geometry.carm import (
     CArmPose,
     angles_from_detector_dir,
+    angulation_end,
     bullseye_pose,
     check_reachable,
     describe_angles,
@@ -17,8 +18,11 @@ from fluoroplan.geometry.carm import (
     lateral_view,
     patient_angles_from_table,
     progression_pose,
+    rotation_side,
+    signed,
     table_angles_from_patient,
     table_from_lps,
+    tilt_words,
     working_view,
     wrap180,
 )
@@ -403,3 +407,28 @@ def test_pose_validation():
     assert CArmPose(370.0, 0.0).primary_deg == 10.0
     sq = CArmPose(0.0, 0.0).with_image_size(512)
     assert sq.image_shape_px == (512, 512) and sq.detector_mm == (300.0, 300.0)
+
+
+def test_words_name_each_angle_change_in_patient_terms():
+    assert signed(-0.04) == "0.0" and signed(0.04) == "0.0" and signed(-0.06) == "-0.1"
+    assert signed(15.44) == "+15.4" and signed(-3.0, 0) == "-3"
+    # prone: table rotation + turns the detector toward the patient's right, angulation +
+    # toward the head; the detector's own movement says the same
+    for pos in ("HFS", "HFP", "FFS", "FFP"):
+        a = CArmPose.from_table_angles(0.0, 0.0, pos)
+        b = CArmPose.from_table_angles(5.0, 0.0, pos)
+        c = CArmPose.from_table_angles(0.0, 5.0, pos)
+        moved_left = (b.detector_dir_lps - a.detector_dir_lps)[0] > 0
+        assert rotation_side(pos) == ("LEFT" if moved_left else "RIGHT")
+        assert rotation_side(pos, -1.0) != rotation_side(pos)
+        moved_head = (c.detector_dir_lps - a.detector_dir_lps)[2] > 0
+        assert angulation_end(pos) == ("HEAD" if moved_head else "FEET")
+    assert rotation_side("HFP") == "RIGHT" and angulation_end("FFP") == "FEET"
+    # the worked check's needle from a straight PA: each DICOM angle's part named
+    ref = CArmPose(180.0, 0.0, "HFP")
+    pose = CArmPose(-165.0, -10.0, "HFP")
+    words = tilt_words(ref, pose)
+    assert words == "tilt the detector 15 deg toward the patient's RIGHT and 10 deg toward the FEET"
+    wv = working_view(np.zeros(3) - 90.0 * WORKED_N, np.zeros(3), ref)
+    assert wv.text.startswith("from the reference bull's-eye, tilt the detector 15 deg toward "
+                              "the patient's RIGHT and 10 deg toward the FEET")

@@ -438,6 +438,32 @@ def test_biplane_shows_the_lateral_plane_beside_the_frontal(qtbot, window, case_
     assert not carm.lateral.isVisible() and not pl.act_biplane.isChecked()
 
 
+def test_every_angle_and_count_the_user_reads_is_worded(qtbot, window, case_dir, phantom):
+    _open(qtbot, window, case_dir)
+    pl = window.planning
+    carm = pl.carm
+    # the C-arm menu's nudges name the side they turn the detector toward (prone: + is right)
+    texts = [a.text() for a, _ in pl.nudge_actions]
+    assert all("patient's" in t or "HEAD" in t or "FEET" in t for t in texts), texts
+    assert not any(t.startswith(("Rotate +", "Rotate \u2212", "Angulate +")) for t in texts)
+    right = next(a for a, d in pl.nudge_actions if d == (1, 0))
+    assert "patient's RIGHT" in right.text()  # HFP: table rotation + is the patient's right
+    before = carm.pose.detector_dir_lps.copy()
+    _key(qtbot, window, Qt.Key.Key_Right, Qt.KeyboardModifier.AltModifier)
+    _settle(qtbot, window)
+    assert carm.pose.detector_dir_lps[0] < before[0]  # it went to the patient's right (-x)
+    # no "-0.0" in the angles the user reads (the straight PA's table angles are 0)
+    carm.set_pose(carm.pose.from_table_angles(0.0, 0.0, carm.patient_position), "PA")
+    _settle(qtbot, window)
+    assert "-0.0" not in carm.angles_label.text()
+    assert "table rotation 0.0 deg, angulation 0.0 deg" in carm.angles_label.text()
+    # counts read as words: "1 loose screw", never "1 loose screw(s)" or "1 targets"
+    status = pl.targets_panel.status.text()
+    n = len(pl.doc.targets)
+    assert status.startswith(f"{n} target{'s' if n != 1 else ''}:") and "(s)" not in status
+    assert "1 loose screw," in status
+
+
 def test_place_by_clicking_and_screenshot_content(qtbot, window, case_dir, phantom):
     from fluoroplan.app.capture import capture_window
 

@@ -17,6 +17,7 @@ from phantom_fixtures import small_phantom
 from scipy import ndimage
 
 from fluoroplan.cli import main
+from fluoroplan.geometry.carm import signed
 from fluoroplan.io.planfile import WrongSeriesError, save_plan
 from fluoroplan.model.plan import format_check_value
 from fluoroplan.report.pdf import write_plan_pdf
@@ -114,11 +115,15 @@ def test_text_is_the_plan_files_numbers(report):
         assert f"{t['depth_mm']:.1f} mm" in text
         for key in ("bullseye", "working_view", "progression"):
             v = t[key]
-            assert f"DICOM primary {v['primary_deg']:+.1f} deg, secondary " \
-                   f"{v['secondary_deg']:+.1f} deg" in text
-            assert f"table rotation {v['table_primary_deg']:+.1f}" in text
+            assert f"DICOM primary {signed(v['primary_deg'])} deg, secondary " \
+                   f"{signed(v['secondary_deg'])} deg" in text
+            assert f"table rotation {signed(v['table_primary_deg'])}" in text
             sentence = " ".join(v["text"].split())
             assert sentence[1:] in text  # the room-terms sentence, never a bare angle
+        # the working view's tilt from its reference in patient terms, not bare signed deltas
+        assert f"From the {t['working_view']['reference']}: tilt the detector" in text \
+            or f"From the {t['working_view']['reference']}: no tilt" in text
+        assert "-0.0" not in text
         for c in t["checks"]:
             assert c["name"][:30] in text
             val = c["value"]

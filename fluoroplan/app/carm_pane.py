@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 
 from fluoroplan.app.qtcompat import emit
 from fluoroplan.app.tasks import Task
-from fluoroplan.geometry.carm import CArmPose, check_reachable
+from fluoroplan.geometry.carm import CArmPose, check_reachable, signed
 from fluoroplan.geometry.conventions import LATERAL_PLANE_LIMITS
 
 PREVIEW_PX = 256
@@ -296,8 +296,8 @@ class CArmPane(QWidget):
             " (endplates and posterior wall in profile)", "")
         self.lateral_label.setText(f"Lateral plane: {short}; {where.split(':')[0]}.")
         self.lateral_label.setToolTip(
-            f"{pose.text}. {pose.dicom_text}; table rotation {tp:+.1f} deg, angulation "
-            f"{ts:+.1f} deg; {where}.")
+            f"{pose.text}. {pose.dicom_text}; table rotation {signed(tp)} deg, angulation "
+            f"{signed(ts)} deg; {where}.")
         self.lateral_label.setStyleSheet("" if reach.reachable else
                                          "background: #5a3a00; color: #ffd27f;")
 
@@ -315,8 +315,8 @@ class CArmPane(QWidget):
         pose = self.pose
         tp, ts = pose.table_angles_deg
         head = f"{self.pose_name}: " if self.pose_name else ""
-        return (f"{head}{pose.text}.\n{pose.dicom_text}; table rotation {tp:+.1f} deg, "
-                f"angulation {ts:+.1f} deg ({pose.patient_position})")
+        return (f"{head}{pose.text}.\n{pose.dicom_text}; table rotation {signed(tp)} deg, "
+                f"angulation {signed(ts)} deg ({pose.patient_position})")
 
     def _show_angles(self) -> None:
         self.angles_label.setText(self.angles_text())

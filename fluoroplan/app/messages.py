@@ -1,8 +1,14 @@
-"""Words for an error the windows did not expect: what happened, and that it was logged."""
+"""Words the windows share: counts said right ("1 target", "2 targets"), and an error the
+windows did not expect (what happened, and that it was logged)."""
 
 from __future__ import annotations
 
 import logging
+
+
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``"1 target"``, ``"2 targets"``, ``"0 targets"`` (``plural`` for irregular nouns)."""
+    return f"{n} {noun if n == 1 else (plural or noun + 's')}"
 
 
 def unexpected_error(exc: BaseException, doing: str, outcome: str,

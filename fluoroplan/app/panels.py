@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from fluoroplan.app.messages import count
 from fluoroplan.app.qtcompat import emit
 from fluoroplan.model.findings import Findings
 
@@ -186,9 +187,9 @@ class TargetsPanel(QWidget):
         self.tree.expandAll()
         n_loose = len(findings.loose_screws)
         self.status.setText(
-            f"{len(targets)} targets: {n_loose} loose screw(s), "
-            f"{sum(t.kind == 'fracture' for t in targets)} fracture(s), "
-            f"{sum(t.kind == 'cage' for t in targets)} subsided cage(s). "
+            f"{count(len(targets), 'target')}: {count(n_loose, 'loose screw')}, "
+            f"{count(sum(t.kind == 'fracture' for t in targets), 'fracture')}, "
+            f"{count(sum(t.kind == 'cage' for t in targets), 'subsided cage')}. "
             "Select one, then Propose (Ctrl+P) or place a trajectory (T).")
 
     def select_key(self, key: str) -> bool:

@@ -41,6 +41,8 @@ __all__ = [
     "angles_from_detector_dir",
     "bullseye_pose",
     "lateral_view",
+    "signed",
+    "tilt_words",
     "check_reachable",
     "describe_angles",
     "detector_dir_from_angles",
@@ -124,6 +126,51 @@ def patient_angles_from_table(
 
 
 # --- words ----------------------------------------------------------------------------------
+def signed(value: float, nd: int = 1) -> str:
+    """A signed read-out of an angle: ``+15.4``, ``-5.6``, and ``0.0`` for anything that rounds
+    to zero (never ``-0.0``)."""
+    v = round(float(value), nd)
+    if v == 0:
+        return f"{0.0:.{nd}f}"
+    return f"{v:+.{nd}f}"
+
+
+def rotation_side(patient_position: str, sign: float = 1.0) -> str:
+    """The patient's side a positive (``sign`` > 0) table rotation turns the detector toward:
+    table rotation moves the detector toward the table's left (+Xt), which is the patient's
+    LEFT when head first supine or feet first prone, the patient's RIGHT otherwise."""
+    sx = LPS_AXES_IN_TABLE[_check_position(patient_position)][0]  # L = sx * Xt
+    return "LEFT" if (sx > 0) == (sign > 0) else "RIGHT"
+
+
+def angulation_end(patient_position: str, sign: float = 1.0) -> str:
+    """The end (HEAD or FEET) a positive table angulation tilts the detector toward (the
+    table's head end, +Zt)."""
+    sz = LPS_AXES_IN_TABLE[_check_position(patient_position)][2]  # S = sz * Zt
+    return "HEAD" if (sz > 0) == (sign > 0) else "FEET"
+
+
+def tilt_words(reference: CArmPose, pose: CArmPose) -> str:
+    """The tilt from ``reference`` to ``pose`` in patient terms, one part per DICOM angle:
+    "tilt the detector 6.6 deg toward the patient's RIGHT and 6.8 deg toward the FEET" (each
+    part names where that angle's change alone moves the detector)."""
+    dp = wrap180(pose.primary_deg - reference.primary_deg)
+    ds = pose.secondary_deg - reference.secondary_deg
+    names = (("the patient's LEFT", "the patient's RIGHT"), ("the patient's back", "the "
+             "patient's chest"), ("the HEAD", "the FEET"))
+    parts = []
+    for step, moved in ((dp, reference.with_angles(reference.primary_deg + dp,
+                                                   reference.secondary_deg)),
+                        (ds, reference.with_angles(reference.primary_deg,
+                                                   reference.secondary_deg + ds))):
+        if _deg_words(step) == "0":
+            continue
+        delta = moved.detector_dir_lps - reference.detector_dir_lps
+        i = int(np.argmax(np.abs(delta)))
+        parts.append(f"{_deg_words(step)} deg toward {names[i][0 if delta[i] > 0 else 1]}")
+    return "tilt the detector " + " and ".join(parts) if parts else "no tilt"
+
+
 def _deg_words(angle_deg: float) -> str:
     a = round(abs(angle_deg), 1)
     return f"{a:.0f}" if a == int(a) else f"{a:.1f}"
@@ -169,7 +216,7 @@ def describe_angles(primary_deg: float, secondary_deg: float, patient_position: 
 def _dicom_words(primary_deg: float, secondary_deg: float) -> str:
     cc = "CRA" if secondary_deg > 0 else "CAU"
     tail = f" ({cc} {_deg_words(secondary_deg)})" if _deg_words(secondary_deg) != "0" else ""
-    return f"DICOM primary {primary_deg:+.1f} deg, secondary {secondary_deg:+.1f} deg{tail}"
+    return f"DICOM primary {signed(primary_deg)} deg, secondary {signed(secondary_deg)} deg{tail}"
 
 
 # --- the pose -------------------------------------------------------------------------------
@@ -322,20 +369,6 @@ class WorkingView:
     text: str
 
 
-def _move_words(d_from: np.ndarray, d_to: np.ndarray) -> str:
-    delta = d_to - d_from
-    mag = float(np.linalg.norm(delta))
-    if mag < 1e-6:
-        return "no change"
-    names = (("patient's LEFT", "patient's RIGHT"), ("back", "chest"), ("HEAD", "FEET"))
-    words = [
-        names[i][0 if delta[i] > 0 else 1]
-        for i in np.argsort(-np.abs(delta))
-        if abs(delta[i]) >= 0.25 * mag
-    ]
-    return "the detector moves toward the " + " and ".join(words)
-
-
 def working_view(entry_lps: np.ndarray, target_lps: np.ndarray, reference: CArmPose) -> WorkingView:
     """Working view of a planned needle (its bull's-eye), reported also as the tilt
     (dP, dS), patient- and table-relative, away from ``reference`` (the screw's bull's-eye,
@@ -352,10 +385,9 @@ def working_view(entry_lps: np.ndarray, target_lps: np.ndarray, reference: CArmP
     cos_ab = float(np.clip(pose.detector_dir_lps @ reference.detector_dir_lps, -1.0, 1.0))
     between = math.degrees(math.acos(cos_ab))
     text = (
-        f"from the reference bull's-eye, change primary by {dp:+.1f} deg and secondary by "
-        f"{ds:+.1f} deg (table rotation {dtp:+.1f}, angulation {dts:+.1f}; "
-        f"{_move_words(reference.detector_dir_lps, pose.detector_dir_lps)}, "
-        f"{_deg_words(between)} deg in all): {pose.text}"
+        f"from the reference bull's-eye, {tilt_words(reference, pose)} (DICOM primary "
+        f"{signed(dp)}, secondary {signed(ds)} deg; table rotation {signed(dtp)}, angulation "
+        f"{signed(dts)}; {_deg_words(between)} deg in all): {pose.text}"
     )
     return WorkingView(pose, reference, dp, ds, dtp, dts, between, text)
 
@@ -495,13 +527,13 @@ def check_reachable(pose: CArmPose, limits: CArmLimits = DEFAULT_CARM_LIMITS) ->
     problems = []
     if not _in(tp, limits.rotation_deg):
         problems.append(
-            f"table rotation {tp:+.1f} deg is outside the C-arm's "
-            f"{limits.rotation_deg[0]:+.0f}..{limits.rotation_deg[1]:+.0f} deg"
+            f"table rotation {signed(tp)} deg is outside the C-arm's "
+            f"{signed(limits.rotation_deg[0], 0)}..{signed(limits.rotation_deg[1], 0)} deg"
         )
     if not _in(ts, limits.angulation_deg):
         problems.append(
-            f"table angulation {ts:+.1f} deg is outside the C-arm's "
-            f"{limits.angulation_deg[0]:+.0f}..{limits.angulation_deg[1]:+.0f} deg"
+            f"table angulation {signed(ts)} deg is outside the C-arm's "
+            f"{signed(limits.angulation_deg[0], 0)}..{signed(limits.angulation_deg[1], 0)} deg"
         )
     sid = min(max(pose.sid_mm, limits.sid_mm[0]), limits.sid_mm[1])
     if not _in(pose.sid_mm, limits.sid_mm):

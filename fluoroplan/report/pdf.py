@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from fluoroplan.geometry.carm import table_from_lps
+from fluoroplan.geometry.carm import signed, table_from_lps, tilt_words
 from fluoroplan.geometry.drr import AttenuationVolume, render_drr
 from fluoroplan.geometry.fluoro_marks import NeedleMark, ScrewMark
 from fluoroplan.io.plan_json import pose_from_json
@@ -336,7 +336,7 @@ def _fmt(v, nd: int = 1) -> str:
 
 
 def _signed(v: float) -> str:
-    return f"{v:+.1f}"
+    return signed(v)
 
 
 # --- the PDF ---------------------------------------------------------------------------------
@@ -696,10 +696,11 @@ def _trajectory_page(doc: _Doc, n: int, total: int, t: dict, volume, att, scene,
                  f"{_signed(v['table_primary_deg'])}, angulation "
                  f"{_signed(v['table_secondary_deg'])}", 9)
         sentence = v["text"][0].upper() + v["text"][1:]
-        if key == "working_view" and "delta_from_screw_bullseye_deg" in v:
-            dp, ds = v["delta_from_screw_bullseye_deg"]
-            sentence += (f". From the {v.get('reference', 'reference')}: primary {_signed(dp)}"
-                         f", secondary {_signed(ds)} deg")
+        if key == "working_view" and "reference_pose" in v:
+            # the tilt from the reference in words, each angle's part toward a patient side
+            ref = pose_from_json(v["reference_pose"], patient_position)
+            words = tilt_words(ref, pose_from_json(v, patient_position))
+            sentence += f". From the {v.get('reference', 'reference')}: {words}"
         doc.para(L + 33, sentence + ".", W - 33, 10, True, lead=1.1)
         if key == "progression" and v.get("true_lateral") is False and v.get("how"):
             doc.para(L + 33, v["how"][0].upper() + v["how"][1:] + ".", W - 33, 9,

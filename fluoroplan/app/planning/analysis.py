@@ -12,7 +12,7 @@ import logging
 
 from PySide6.QtWidgets import QMessageBox
 
-from fluoroplan.app.messages import unexpected_error
+from fluoroplan.app.messages import count, unexpected_error
 from fluoroplan.app.planning import workers
 from fluoroplan.app.qtcompat import emit
 from fluoroplan.app.tasks import Task
@@ -76,6 +76,7 @@ class AnalysisMixin:
         self.proposals_panel.set_results([])
         self.doc.reset(volume)
         self.carm.set_patient_position(self.position)
+        self.name_nudges(self.position)
         self.targets_panel.status.setText("Analysing the CT (vertebrae, implants, halos)\u2026")
         att_task = Task("attenuation", lambda p, c: AttenuationVolume.from_ct(volume))
         self.att_task = att_task
@@ -117,8 +118,8 @@ class AnalysisMixin:
         self.analysis_done = True
         found = result[2].findings
         self.win.statusBar().showMessage(
-            f"Analysis: {len(found.vertebrae)} vertebrae, {len(found.screws)} screws, "
-            f"{len(result[3])} targets", 8000)
+            f"Analysis: {count(len(found.vertebrae), 'vertebra', 'vertebrae')}, "
+            f"{count(len(found.screws), 'screw')}, {count(len(result[3]), 'target')}", 8000)
         wanted, self.pending_recovery = self.pending_recovery, None
         if self.pending_plan:
             path, self.pending_plan = self.pending_plan, None

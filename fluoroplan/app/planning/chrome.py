@@ -10,6 +10,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QMenu, QProgressBar, QPushButton
 
+from fluoroplan.geometry.carm import angulation_end, rotation_side
+
 
 class ChromeMixin:
     """Docks, actions, menus and the status bar of :class:`PlanningController`."""
@@ -38,6 +40,17 @@ class ChromeMixin:
                       Qt.Orientation.Horizontal)
         w.resizeDocks([self.docks["carm"], self.docks["targets"]], [540, 460],
                       Qt.Orientation.Vertical)
+
+    def name_nudges(self, position: str) -> None:
+        """Name the C-arm menu's nudges for the patient position: "Rotate toward the
+        patient's RIGHT 1 deg (table rotation +1)"."""
+        for act, (d_rot, d_ang) in self.nudge_actions:
+            if d_rot:
+                act.setText(f"Rotate toward the patient's {rotation_side(position, d_rot)} "
+                            f"{abs(d_rot)} deg (table rotation {d_rot:+d})")
+            else:
+                act.setText(f"Angulate toward the {angulation_end(position, d_ang)} "
+                            f"{abs(d_ang)} deg (table angulation {d_ang:+d})")
 
     def _action(self, text: str, slot, shortcut=None, tip: str = "", menu=None) -> QAction:
         act = QAction(text, self.win)
@@ -120,13 +133,16 @@ class ChromeMixin:
         self.act_biplane.toggled.connect(self.carm.set_biplane)
         self.carm.biplane_button.toggled.connect(self.act_biplane.setChecked)
         carm.addSeparator()
-        for text, key, d in (("Rotate \u2212", "Alt+Left", (-1, 0)), ("Rotate +", "Alt+Right", (1, 0)),
-                             ("Angulate +", "Alt+Up", (0, 1)), ("Angulate \u2212", "Alt+Down", (0, -1)),
-                             ("Rotate \u2212 5", "Alt+Shift+Left", (-5, 0)),
-                             ("Rotate + 5", "Alt+Shift+Right", (5, 0)),
-                             ("Angulate + 5", "Alt+Shift+Up", (0, 5)),
-                             ("Angulate \u2212 5", "Alt+Shift+Down", (0, -5))):
-            self._action(text, lambda d=d: self.carm.nudge(*d), key, menu=carm)
+        # each item says where it turns the detector in patient terms (renamed for the CT's
+        # patient position: name_nudges)
+        self.nudge_actions = []
+        for key, d in (("Alt+Left", (-1, 0)), ("Alt+Right", (1, 0)), ("Alt+Up", (0, 1)),
+                       ("Alt+Down", (0, -1)), ("Alt+Shift+Left", (-5, 0)),
+                       ("Alt+Shift+Right", (5, 0)), ("Alt+Shift+Up", (0, 5)),
+                       ("Alt+Shift+Down", (0, -5))):
+            act = self._action("", lambda d=d: self.carm.nudge(*d), key, menu=carm)
+            self.nudge_actions.append((act, d))
+        self.name_nudges("HFP")
 
         for act in (self.act_place, self.act_remove):
             self.plan_panel.add_button(act)

@@ -47,6 +47,7 @@ class FilesMixin:
         self.stack.clear()
         self.doc.set_plan(plan, str(path))
         self.carm.set_patient_position(self.position)
+        self.name_nudges(self.position)
         self.win.settings.setValue("plan_folder", str(Path(path).parent))
         self._update_title()
         self.win.statusBar().showMessage(

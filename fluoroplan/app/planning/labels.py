@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMenu
 
+from fluoroplan.app.messages import count
 from fluoroplan.app.planning import workers
 from fluoroplan.app.planning.workers import _case_state, label_map_source
 from fluoroplan.app.qtcompat import emit
@@ -140,7 +141,7 @@ class LabelsMixin:
         self.stack.push(Relabel(self.doc, task.before, result, task.text))
         levels = result[2].findings.levels
         self.win.statusBar().showMessage(
-            f"Vertebrae from {task.source.name}: {', '.join(levels)}; {len(result[3])} targets "
+            f"Vertebrae from {task.source.name}: {', '.join(levels)}; {count(len(result[3]), 'target')} "
             "(Ctrl+Z goes back to the previous analysis)", 10000)
         self._update_actions()
         emit(self.analysis_ready)

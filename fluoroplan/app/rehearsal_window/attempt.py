@@ -11,6 +11,7 @@ from fluoroplan.app.qtcompat import emit
 from fluoroplan.app.rehearsal_window.common import NUDGE_MM, SLIDER_STEPS_PER_DEG
 from fluoroplan.app.rehearsal_window.views import ScoreDialog
 from fluoroplan.app.tasks import Task
+from fluoroplan.geometry.carm import signed
 from fluoroplan.geometry.conventions import LATERAL_PLANE_LIMITS
 from fluoroplan.io.errors import FluoroplanError
 from fluoroplan.rehearsal.session import RehearsalError, RehearsalSession
@@ -161,7 +162,7 @@ class AttemptMixin:
         self.depth_text = self._depth_now()
         self._shot_key = self._needle_key()
         self.fluoro.set_shot(drr.image, drr.projection,
-                             f"Shot {st.shots}: rotation {r:+.1f}\u00b0, angulation {a:+.1f}\u00b0")
+                             f"Shot {st.shots}: rotation {signed(r)}\u00b0, angulation {signed(a)}\u00b0")
         self._refresh()
         emit(self.shot_taken, st.shots)
 

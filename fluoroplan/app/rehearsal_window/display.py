@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from fluoroplan.app.rehearsal_window.common import SLIDER_STEPS_PER_DEG, _lps_words
+from fluoroplan.geometry.carm import signed
 
 
 class DisplayMixin:
@@ -80,7 +81,7 @@ class DisplayMixin:
             self._syncing = False
         limit = "  (the C-arm is at its limit)" if st.clamped else ""
         self.angle_label.setText(
-            f"Table: rotation {r:+.1f}\u00b0, angulation {a:+.1f}\u00b0{limit}\n"
+            f"Table: rotation {signed(r)}\u00b0, angulation {signed(a)}\u00b0{limit}\n"
             f"{pose.dicom_text} (patient-relative, {setup.patient_position})")
         self.sentence_label.setText(pose.text[0].upper() + pose.text[1:])
         self.dose_label.setText(

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from fluoroplan.app.rehearsal_window.common import _lps_words
+from fluoroplan.geometry.carm import signed
 from fluoroplan.io.errors import FluoroplanError
 from fluoroplan.io.plan_json import pose_from_json
 from fluoroplan.io.rehearsal_json import score_from_json, setup_from_json
@@ -103,8 +104,8 @@ class ReplayMixin:
             drr = rd["images"][j]
             r, a = states[j].table_deg
             self.fluoro.set_shot(drr.image, drr.projection,
-                                 f"Replay, shot {states[j].shots}: rotation {r:+.1f}\u00b0, "
-                                 f"angulation {a:+.1f}\u00b0")
+                                 f"Replay, shot {states[j].shots}: rotation {signed(r)}\u00b0, "
+                                 f"angulation {signed(a)}\u00b0")
         else:
             self.fluoro.set_shot(None)
             self.fluoro.empty_text = "Shot taken (made on another CT: not re-rendered)"
