@@ -464,6 +464,47 @@ def test_every_angle_and_count_the_user_reads_is_worded(qtbot, window, case_dir,
     assert "1 loose screw," in status
 
 
+def test_open_file_opens_a_dicom_image_s_series_a_nifti_and_refuses_other_files(
+        qtbot, window, case_dir, phantom, tmp_path, monkeypatch, boxes):
+    import nibabel as nib
+    from PySide6.QtWidgets import QFileDialog
+
+    _open(qtbot, window, case_dir)
+    asked = []
+
+    def dialog(parent, title, start, filters):
+        asked.append(start)
+        return str(chosen), filters
+
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(dialog))
+    # one image of the series: the whole series opens (not one slice), the dialog starts in
+    # the case's folder, not in the home folder
+    chosen = sorted(case_dir.rglob("*.dcm"))[7]
+    with qtbot.waitSignal(window.planning.analysis_ready, timeout=WAIT_MS):
+        _key(qtbot, window, Qt.Key.Key_O, Qt.KeyboardModifier.ControlModifier
+             | Qt.KeyboardModifier.AltModifier)
+    assert asked[-1] == str(case_dir)
+    assert window.volume.hu.shape == phantom.volume.hu.shape
+    # a NIfTI file (the same CT written as one, RAS affine)
+    vol = phantom.volume
+    ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ vol.lps_from_ijk
+    chosen = tmp_path / "ct.nii.gz"
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(vol.hu.transpose(2, 1, 0)), ras), chosen)
+    with qtbot.waitSignal(window.planning.analysis_ready, timeout=WAIT_MS):
+        window.act_open_file.trigger()
+    assert window.volume.hu.shape == vol.hu.shape
+    np.testing.assert_allclose(window.volume.lps_from_ijk, vol.lps_from_ijk, atol=1e-3)
+    # anything else: a sentence that says what is wrong and what to do; the case stays open
+    chosen = tmp_path / "notes.txt"
+    chosen.write_text("not a CT")
+    shown = window.volume
+    with qtbot.waitSignal(window.error_reported, timeout=5000) as err:
+        window.act_open_file.trigger()
+    assert "neither a NIfTI volume" in err.args[0] and "Open folder" in err.args[0]
+    assert window.volume is shown
+    assert asked[-1] == str(tmp_path)  # the dialog now starts where the NIfTI file was
+
+
 def test_place_by_clicking_and_screenshot_content(qtbot, window, case_dir, phantom):
     from fluoroplan.app.capture import capture_window
 

@@ -181,6 +181,12 @@ class MainWindow(QMainWindow):
         self.act_open.setStatusTip("Open a folder of DICOM images (or a NIfTI file)")
         self.act_open.triggered.connect(self.choose_folder)
         file_menu.addAction(self.act_open)
+        self.act_open_file = QAction("Open &file\u2026", self)
+        self.act_open_file.setShortcut(QKeySequence("Ctrl+Alt+O"))
+        self.act_open_file.setStatusTip("Open a CT file: a NIfTI volume, an Enhanced CT file, or "
+                                        "one image of a DICOM series (its whole series opens)")
+        self.act_open_file.triggered.connect(self.choose_file)
+        file_menu.addAction(self.act_open_file)
         self.recent_menu = file_menu.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         self.act_demo = QAction("Open &demo case", self)
@@ -298,11 +304,54 @@ class MainWindow(QMainWindow):
         s.sync()
 
     # --- opening ----------------------------------------------------------------------------
+    def start_folder(self) -> str:
+        """Where the open dialogs start: the folder of the case last opened (the current one),
+        else the home folder (nothing opened yet)."""
+        for recent in self.recent_folders():
+            p = Path(recent)
+            folder = p.parent if p.is_file() or _is_nifti(p) else p
+            if folder.is_dir():
+                return str(folder)
+        return str(Path.home())
+
     def choose_folder(self) -> None:
-        start = self.recent_folders()[0] if self.recent_folders() else str(Path.home())
-        folder = QFileDialog.getExistingDirectory(self, "Open a CT folder", start)
+        folder = QFileDialog.getExistingDirectory(self, "Open a CT folder", self.start_folder())
         if folder:
             self.open_folder(folder)
+
+    def choose_file(self) -> None:
+        name, _ = QFileDialog.getOpenFileName(
+            self, "Open a CT file", self.start_folder(),
+            "CT files (*.nii *.nii.gz *.dcm *.DCM *.ima *.IMA *);;NIfTI (*.nii *.nii.gz);;"
+            "DICOM (*.dcm *.DCM *.ima *.IMA *);;All files (*)")
+        if name:
+            self.open_file(name)
+
+    def open_file(self, path: str | os.PathLike) -> None:
+        """Open one file: a NIfTI volume, an Enhanced (multi-frame) CT, or one image of a
+        DICOM series, whose series is then opened from its folder (that series, without
+        asking, when the folder holds several)."""
+        path = Path(path)
+        if _is_nifti(path):
+            self.open_folder(path)
+            return
+        try:
+            import pydicom
+
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+            uid = str(getattr(ds, "SeriesInstanceUID", "") or "")
+        except (OSError, ValueError, pydicom.errors.InvalidDicomError) as exc:
+            self.report_error(FluoroplanError(
+                f"{path.name} is neither a NIfTI volume (.nii, .nii.gz) nor a DICOM file "
+                f"({exc}). Choose a CT file, or open its folder with File > Open folder."),
+                "opening a file")
+            return
+        if frames > 1:  # an Enhanced CT: the file is the whole series
+            self.open_folder(path)
+            return
+        self._restore_key = uid or None
+        self.open_folder(path.parent)
 
     def open_folder(self, path: str | os.PathLike) -> None:
         """Scan ``path`` and load its CT (asks which series when there are several)."""
@@ -396,7 +445,7 @@ class MainWindow(QMainWindow):
             _, found, default = result
             wanted = [i for i in found if self._restore_key is not None and i.usable
                       and i.series_instance_uid == self._restore_key]
-            if wanted:  # restoring a plan: its series, without asking
+            if wanted:  # restoring a plan, or a file the user opened: its series, unasked
                 self.open_series(wanted[0])
                 return
             self._choose_series(found, default)
