@@ -129,3 +129,18 @@ def test_stored_forms_without_optional_fields_read_with_clear_defaults():
     # an older rod calls its centreline a polyline and gives no diameter
     rod = rod_from_json({"side": "left", "polyline_lps": [[0, 0, 0], [0, 0, 30.0]]})
     assert rod.length_mm == pytest.approx(30.0) and rod.diameter_mm == 5.5
+
+
+def test_findings_say_where_a_point_is_in_the_spine_s_words(found):
+    from fluoroplan.io.analysis_json import findings_from_json
+    from fluoroplan.model.findings import MIN_LISTED_CEMENT_MM3
+
+    ph, _, doc = found
+    f = findings_from_json(doc)
+    l2 = f.vertebrae[[v.label for v in f.vertebrae].index("L2")]
+    assert f.where(l2.centroid_lps + [5.0, 0.0, 3.0]) == "at L2"
+    lowest = min(f.vertebrae, key=lambda v: v.centroid_lps[2])
+    p = lowest.centroid_lps + np.array([60.0, 0.0, -80.0])
+    assert f.where(p) == f"not at a vertebra: 80 mm below {lowest.label}, on the patient's LEFT"
+    assert f.where(lowest.centroid_lps + [-50.0, 0.0, 0.0]).endswith("patient's RIGHT")
+    assert all(c.volume_mm3 >= MIN_LISTED_CEMENT_MM3 for c in f.listed_cement)

@@ -297,6 +297,33 @@ def test_crosslinks_and_cement_in_tree_and_3d(qtbot, window, construct_dir, cons
     assert near_cement.sum() >= 10  # the label's text is drawn in the cement colour
 
 
+def test_other_metal_listed_and_cement_named_by_where_it_is_on_a_real_ct(qtbot, window):
+    from conftest import shared_data
+
+    path = shared_data("totalseg-abdomen-ct", "ct.nii.gz")
+    pl = window.planning
+    with qtbot.waitSignal(pl.analysis_ready, timeout=WAIT_MS):
+        window.open_file(path)
+    qtbot.waitUntil(lambda: window.is_ready and pl.is_settled(), timeout=WAIT_MS)
+    tree = pl.targets_panel
+    # the femoral implant: its two metal objects are listed, said where they are
+    others = [tree.items[k] for k in tree.items if k.startswith("other:")]
+    assert len(others) == 2
+    for it in others:
+        assert it.text(0).startswith("metal, ") and " ml" in it.text(0)
+        assert "not at a vertebra" in it.text(1) and "below S1" in it.text(1)
+        assert "patient's LEFT" in it.text(1)  # a left femoral implant
+    # cement: the deposit that counts, named by where it is (not a vertebra), no 0.0 ml rows
+    cement = [tree.items[k] for k in tree.items if k.startswith("cement:")]
+    assert len(cement) == 1, [c.text(0) for c in cement]
+    assert cement[0].text(0) == "cement (not in a vertebra)"
+    assert "not at a vertebra" in cement[0].text(1) and "0.0 ml" not in cement[0].text(1)
+    # one 3-D label for it (the three overlapping labels of the specks are gone)
+    props = pl.win.view3d.renderer.GetViewProps()
+    labels = [props.GetItemAsObject(i) for i in range(props.GetNumberOfItems())]
+    assert sum(1 for a in labels if hasattr(a, "GetInput") and a.GetInput() == "cement") == 1
+
+
 # --- the main flow --------------------------------------------------------------------------------
 def test_propose_accept_bullseye_drag_undo_save_pdf(qtbot, window, case_dir, phantom, tmp_path,
                                                     boxes):

@@ -174,16 +174,31 @@ class TargetsPanel(QWidget):
             it.setData(0, Qt.ItemDataRole.UserRole, ("cross-link", None, list(c.center_lps)))
             self.items[f"cross-link:{c.level or n}"] = it
         cement = QTreeWidgetItem(self.tree, ["Cement", ""])
-        for c in findings.cement:
-            ref = c.level or c.screw or "?"
+        for c in findings.listed_cement:
+            ref = c.level or c.screw or "not in a vertebra"
             kind = f"augmenting {c.screw}" if c.screw else "vertebroplasty"
             ml = c.volume_mm3 / 1000.0
-            it = QTreeWidgetItem(cement, [f"cement {ref}", f"{kind}, {ml:.1f} ml dense"])
+            if c.level or c.screw:
+                name, detail = f"cement {ref}", f"{kind}, {ml:.1f} ml dense"
+            else:  # not a vertebra's: say where it is
+                name, detail = ("cement (not in a vertebra)",
+                                f"{ml:.1f} ml dense, {findings.where(c.center_lps)}")
+            it = QTreeWidgetItem(cement, [name, detail])
             for col in (0, 1):
                 it.setToolTip(col, f"{c.description}; {ml:.1f} ml of it "
                               "is above the metal threshold (its thin rim is not counted)")
             it.setData(0, Qt.ItemDataRole.UserRole, ("cement", None, list(c.center_lps)))
-            self.items[f"cement:{ref}" + (f":{c.screw}" if c.screw else "")] = it
+            self.items[f"cement:{ref}" + (f":{c.screw}" if c.screw else "")
+                       + (f":{len(self.items)}" if not (c.level or c.screw) else "")] = it
+        other = QTreeWidgetItem(self.tree, ["Other metal", ""])
+        for n, o in enumerate(findings.other_metal):
+            size = " x ".join(f"{e:.0f}" for e in o.extent_mm[:3])
+            it = QTreeWidgetItem(other, [f"metal, {o.volume_mm3 / 1000.0:.1f} ml",
+                                         f"{size} mm, {findings.where(o.center_lps)}"])
+            it.setToolTip(0, f"{o.description}: not a screw, rod, cage or cross-link (a "
+                             "prosthesis, a stent, wires)")
+            it.setData(0, Qt.ItemDataRole.UserRole, ("other metal", None, list(o.center_lps)))
+            self.items[f"other:{n}"] = it
         self.tree.expandAll()
         n_loose = len(findings.loose_screws)
         self.status.setText(

@@ -130,7 +130,7 @@ class ViewsMixin:
         for link in found.connectors:
             a, b = link.ends_lps[0], link.ends_lps[-1]
             v3.add_cylinder(a, b, rod_r + 0.2, rgb=CONNECTOR_RGB, group="implants")
-        self._draw_cement(found.cement)
+        self._draw_cement(tuple(found.listed_cement))
         axes = self.win.view3d_axes()
         for v in found.vertebrae:
             # beside the vertebra and behind it (toward the camera looking at the back), so
@@ -149,6 +149,7 @@ class ViewsMixin:
         coronal = display_axes(volume.patient_position)["coronal"]
         out = (CEMENT_CALLOUT_MM[0] * coronal.right_lps
                - CEMENT_CALLOUT_MM[1] * coronal.into_screen_lps)
+        placed: list[np.ndarray] = []
         for c in cement:
             lo, hi = (np.asarray(x, float) for x in c.bbox_ijk)
             corners = np.array([[x, y, z] for x in (lo[0], hi[0] - 1) for y in (lo[1], hi[1] - 1)
@@ -158,9 +159,14 @@ class ViewsMixin:
             semi_mm = 0.5 * (lps.max(axis=0) - lps.min(axis=0) + voxel_mm)
             centre = c.center_lps
             v3.add_actor(ellipsoid_actor(centre, semi_mm, CEMENT_RGB, 0.7), group="implants")
-            v3.add_polyline(np.array([centre, centre + out]), rgb=CEMENT_RGB, width_px=2.0,
+            # labels kept apart: one within 15 mm of another moves up by 12 mm until clear
+            at = centre + out
+            while any(np.linalg.norm(at - q) < 15.0 for q in placed):
+                at = at + np.array([0.0, 0.0, 12.0])
+            placed.append(at)
+            v3.add_polyline(np.array([centre, at]), rgb=CEMENT_RGB, width_px=2.0,
                             group="implants")
-            v3.add_label(centre + out, "cement", rgb=CEMENT_RGB, group="implants")
+            v3.add_label(at, "cement", rgb=CEMENT_RGB, group="implants")
 
     def _draw_trajectories(self) -> None:
         v3 = self.win.view3d
