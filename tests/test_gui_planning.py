@@ -532,6 +532,47 @@ def test_open_file_opens_a_dicom_image_s_series_a_nifti_and_refuses_other_files(
     assert asked[-1] == str(tmp_path)  # the dialog now starts where the NIfTI file was
 
 
+def test_captions_follow_the_document(qtbot, window, case_dir, other_dir, phantom, boxes):
+    from fluoroplan.geometry.carm import bullseye_pose
+
+    _open(qtbot, window, case_dir)
+    pl = window.planning
+    carm = pl.carm
+    traj = _accept_proposal(qtbot, window, f"loose-screw:{_loose(phantom)['id']}", boxes)
+    _key(qtbot, window, Qt.Key.Key_B)
+    _settle(qtbot, window)
+    assert carm.angles_label.text().startswith(f"Bull's-eye of {traj.id}")
+    # drag the entry: the C-arm caption follows the edited needle (its new bull's-eye)
+    axial = window.views["axial"]
+    window.state.set_crosshair(traj.entry_lps)
+    start = axial.widget_from_lps(traj.entry_lps)
+    with qtbot.waitSignal(pl.checks_updated, timeout=WAIT_MS):
+        _drag(qtbot, axial, start, start + QPointF(14.0, 6.0))
+    _settle(qtbot, window)
+    moved = pl.doc.selected
+    want = bullseye_pose(moved.entry_lps, moved.aim_lps, pl.position)
+    assert carm.pose.primary_deg == pytest.approx(want.primary_deg, abs=0.05)
+    assert carm.pose.secondary_deg == pytest.approx(want.secondary_deg, abs=0.05)
+    assert f"{want.primary_deg:+.1f} deg" in carm.angles_label.text()
+    # the 3-D caption says where the camera is after the user turns it
+    v3 = window.view3d
+    assert "viewed from the back" in v3.title.text()
+    cam = v3.renderer.GetActiveCamera()
+    cam.Azimuth(90.0)
+    v3.interactor.InvokeEvent("EndInteractionEvent")
+    assert "viewed from the back" not in v3.title.text()
+    assert "patient's" in v3.title.text()
+    # another CT: the needle panes and the title drop the old case's needle and plan file
+    saved = case_dir.parent / "captions-plan.json"
+    assert pl.save_to(str(saved))
+    assert "captions-plan.json" in window.windowTitle()
+    _open(qtbot, window, other_dir)
+    assert "captions-plan.json" not in window.windowTitle()
+    for nv in window.needle_views.values():
+        assert nv.grid is None and nv.label == ""
+    assert not carm.angles_label.text().startswith("Bull's-eye of")
+
+
 def test_place_by_clicking_and_screenshot_content(qtbot, window, case_dir, phantom):
     from fluoroplan.app.capture import capture_window
 

@@ -139,6 +139,7 @@ class CArmPane(QWidget):
         self._full_timer.timeout.connect(self.render_full)
         self._syncing = False
         self.biplane = False
+        self.named_view: str | None = None  # the trajectory view the pose is, while it is
         self.lateral_pose: CArmPose | None = None
         self._lateral_key = None
         self._build()
@@ -221,6 +222,7 @@ class CArmPane(QWidget):
     # --- pose -------------------------------------------------------------------------------
     def set_patient_position(self, position: str) -> None:
         self.patient_position = position
+        self.named_view = None
         self.set_pose(CArmPose.from_table_angles(0.0, 0.0, position), "straight PA (table 0/0)")
 
     def set_pose(self, pose: CArmPose, name: str = "", full: bool = True) -> None:
@@ -243,6 +245,7 @@ class CArmPane(QWidget):
         tp, ts = self.pose.table_angles_deg
         ts = float(np.clip(ts + d_angulation, -90.0, 90.0))
         pose = CArmPose.from_table_angles(tp + d_rotation, ts, self.patient_position)
+        self.named_view = None  # moved by hand: no longer that trajectory's view
         self.set_pose(pose, "", full=False)
 
     def _slider_moved(self) -> None:
@@ -251,16 +254,36 @@ class CArmPane(QWidget):
         pose = CArmPose.from_table_angles(self.rotation.value() / 10.0,
                                           self.angulation.value() / 10.0, self.patient_position)
         self.pose, self.pose_name = pose, ""
+        self.named_view = None
         self._show_angles()
         self.render_preview()
 
-    def go_to(self, name: str) -> bool:
+    def go_to(self, name: str, full: bool = True) -> bool:
+        """Set the C-arm to the selected trajectory's ``name`` view ("bullseye",
+        "working_view", "progression"); it then follows that trajectory's edits and the
+        selection (:meth:`follow`) until moved by hand."""
         found = self.controller.named_pose(name)
         if found is None:
             return False
         pose, description = found
-        self.set_pose(pose, description)
+        self.named_view = name
+        self.set_pose(pose, description, full=full)
         return True
+
+    def follow(self, full: bool = True) -> None:
+        """The trajectory (or the selection) changed: a named view moves with it, its caption
+        names the trajectory it now belongs to; with no trajectory left the pose stays and
+        its caption no longer names one."""
+        if self.named_view is not None:
+            if self.go_to(self.named_view, full=full):
+                return
+            self.named_view = None
+            self.pose_name = ""
+            self._show_angles()
+        if full:
+            self.refresh()
+        else:
+            self.render_preview()
 
     # --- biplane -----------------------------------------------------------------------------
     def set_biplane(self, on: bool) -> None:

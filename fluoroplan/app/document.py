@@ -74,6 +74,7 @@ class PlanDocument:
         self.plan = None if volume is None else Plan(series=volume.series_json())
         self._notify("plan")
         self._notify("analysis")
+        self._notify("path", None)  # the previous plan's file is not this CT's
 
     def set_analysis(self, analysis, analysis_json: dict, case, targets: list[Target]) -> None:
         """What the analysis found (computed off the GUI thread)."""

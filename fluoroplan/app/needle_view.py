@@ -78,6 +78,7 @@ class NeedleView(QWidget):
         vol = self.state.volume
         if entry_lps is None or vol is None:
             self.grid, self._hu, self._image, self.entry, self.aim = None, None, None, None, None
+            self.label = ""  # no caption of a needle that is not shown (another CT, none)
             self.update()
             return
         self.entry, self.aim = np.asarray(entry_lps, float), np.asarray(aim_lps, float)

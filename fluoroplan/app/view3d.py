@@ -164,6 +164,9 @@ class View3D(QWidget):
         self.render_window.AddRenderer(self.renderer)
         self.interactor = self.render_window.GetInteractor()
         self.interactor.SetInteractorStyle(vtkInteractorStyleTrackballCamera())
+        # the caption says where the camera is after every rotation, zoom or reset
+        self.interactor.AddObserver("EndInteractionEvent", lambda *_: self.update_title())
+        self.interactor.AddObserver("InteractionEvent", lambda *_: self.update_title())
         self._marker = vtkOrientationMarkerWidget()
         self._marker.SetOrientationMarker(_orientation_cube())
         self._marker.SetInteractor(self.interactor)
@@ -201,15 +204,36 @@ class View3D(QWidget):
             self.renderer.AddActor(actor)
         axes = display_axes(surfaces.volume.patient_position)["coronal"]
         self.reset_camera(axes.into_screen_lps, -axes.down_lps)
-        self.title.setText(
-            f"3D  viewed from {axes.viewed_from()}   bone \u2265 {BONE_HU:.0f} HU,  "
-            f"metal \u2265 {METAL_HU:.0f} HU (blue)"
-        )
+        self.update_title()
         if not self._marker_on:
             self._marker.SetEnabled(1)
             self._marker.InteractiveOff()
             self._marker_on = True
         self.render()
+
+    def viewed_from(self) -> str:
+        """Where the camera looks from, in patient terms: "the back", "the patient's left",
+        or "obliquely, mostly from the back" when no side is within ~25 deg."""
+        cam = self.renderer.GetActiveCamera()
+        toward_viewer = np.asarray(cam.GetPosition(), float) - np.asarray(cam.GetFocalPoint(),
+                                                                           float)
+        n = float(np.linalg.norm(toward_viewer))
+        if n == 0:
+            return "the front"
+        v = toward_viewer / n
+        i = int(np.argmax(np.abs(v)))
+        side = [("the patient's left", "the patient's right"), ("the back", "the front"),
+                ("the head", "the feet")][i][0 if v[i] > 0 else 1]
+        return side if abs(v[i]) >= 0.9 else f"obliquely, mostly from {side}"
+
+    def update_title(self) -> None:
+        """The caption follows the camera (called after every camera move)."""
+        if self.surfaces is None:
+            self.title.setText("3D")
+            return
+        self.title.setText(
+            f"3D  viewed from {self.viewed_from()}   bone \u2265 {BONE_HU:.0f} HU,  "
+            f"metal \u2265 {METAL_HU:.0f} HU (blue)")
 
     def set_metal_opacity(self, opacity: float) -> None:
         """Opacity of the metal surface (translucent once the implants are drawn in colour)."""
@@ -242,6 +266,7 @@ class View3D(QWidget):
         self.renderer.ResetCamera()
         cam.Zoom(1.25)
         self.renderer.ResetCameraClippingRange()
+        self.update_title()
 
     # --- overlays for later features -------------------------------------------------------
     def add_actor(self, actor, group: str = "default") -> None:

@@ -201,8 +201,8 @@ class ChromeMixin:
                                       has_case and target is not None)
 
     def _update_title(self) -> None:
-        base = self.win.windowTitle().lstrip("*")
+        base = self.win.windowTitle().lstrip("*").split("  [")[0]  # the CT's part
         name = Path(self.doc.path).name if self.doc.path else None
-        if name and f"[{name}]" not in base:
-            base = base.split("  [")[0] + f"  [{name}]"
+        if name:
+            base += f"  [{name}]"
         self.win.setWindowTitle(("*" if not self.stack.isClean() else "") + base)

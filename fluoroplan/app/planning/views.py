@@ -92,10 +92,9 @@ class ViewsMixin:
                 nv.set_trajectory(None, None)
             else:
                 nv.set_trajectory(traj.entry_lps, traj.aim_lps, traj.id)
-        if self._drag is not None:
-            self.carm.render_preview()
-        else:
-            self.carm.refresh()
+        # a named view (bull's-eye, working, progression) follows the edited or newly
+        # selected trajectory, caption included
+        self.carm.follow(full=self._drag is None)
 
     def _draw_implants(self) -> None:
         v3 = self.win.view3d
