@@ -62,8 +62,15 @@ def plan_json(case):
 
 
 @pytest.fixture
-def window(qtbot, tmp_path, phantom, plan_json):
+def window(qtbot, tmp_path, phantom, plan_json, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
     from fluoroplan.app.rehearsal_window import RehearsalWindow
+
+    # a test that turns the dialogs on may leave unsaved work: closing (by pytest-qt at the
+    # end of the test) then discards it instead of waiting for an answer
+    monkeypatch.setattr(QMessageBox, "question",
+                        staticmethod(lambda *a, **k: QMessageBox.StandardButton.Discard))
 
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     win = RehearsalWindow(phantom.volume, phantom.truth, plan_json, trainee="Trainee T",
@@ -75,6 +82,7 @@ def window(qtbot, tmp_path, phantom, plan_json):
     qtbot.waitActive(win)
     qtbot.waitUntil(lambda: win.session is not None, timeout=30000)
     yield win
+    win.interactive = False
     win.close()
 
 
@@ -342,6 +350,43 @@ def test_biplane_suite_in_the_rehearsal_window(qtbot, window):
     with qtbot.waitSignal(win.shot_taken, timeout=30000):
         qtbot.keyClick(win, Qt.Key.Key_Space)
     assert win.fluoro.has_image and win.session.state.shots == 2
+
+
+def test_space_in_an_angle_box_moves_the_c_arm_there_and_shoots(qtbot, window):
+    win = window
+    qtbot.waitUntil(lambda: win.session is not None, timeout=30000)
+    win.rot_spin.setFocus()
+    win.rot_spin.selectAll()
+    qtbot.keyClicks(win.rot_spin, "12.5")
+    with qtbot.waitSignal(win.shot_taken, timeout=30000):
+        qtbot.keyClick(win.rot_spin, Qt.Key.Key_Space)
+    st = win.session.state
+    assert st.shots == 1
+    assert st.table_deg[0] == pytest.approx(12.5)  # the typed angle, then the shot
+    assert win.rot_spin.value() == pytest.approx(12.5)  # the box keeps it (not blanked)
+
+
+def test_closing_with_an_unsaved_attempt_offers_to_save_it(qtbot, window, tmp_path,
+                                                          monkeypatch):
+    from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+    win = window
+    win.interactive = True
+    qtbot.waitUntil(lambda: win.session is not None, timeout=30000)
+    with qtbot.waitSignal(win.shot_taken, timeout=30000):
+        qtbot.keyClick(win, Qt.Key.Key_Space)
+    asked = []
+    answer = [QMessageBox.StandardButton.Cancel]
+    monkeypatch.setattr(QMessageBox, "question",
+                        staticmethod(lambda *a, **k: asked.append(a[2]) or answer[0]))
+    assert not win.close()  # Cancel: the window stays, the attempt with it
+    assert win.isVisible() and "not been saved" in asked[-1]
+    out = tmp_path / "attempt.json"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *a, **k: (str(out), "")))
+    answer[0] = QMessageBox.StandardButton.Save
+    assert win.close()
+    assert json.loads(out.read_text())["schema"] == "fluoroplan.rehearsal/1"
 
 
 def test_refused_actions_are_dialogs_and_the_window_survives(qtbot, window, monkeypatch):

@@ -22,6 +22,7 @@ class FilesMixin:
             raise FluoroplanError("there is no attempt to save yet")
         path = Path(path)
         self.session.save(path)
+        self._saved_events = len(self.session.events)
         self.statusBar().showMessage(f"Attempt saved to {path}", 8000)
         return path
 

@@ -4,7 +4,7 @@ keyboard shortcuts and the replay bar."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -27,6 +27,24 @@ from PySide6.QtWidgets import (
 from fluoroplan.app.rehearsal_window.common import ADVANCE_BIG_MM, ADVANCE_MM, SLIDER_STEPS_PER_DEG
 from fluoroplan.app.rehearsal_window.views import FluoroView, PlacementView
 from fluoroplan.geometry.conventions import DEFAULT_CARM_LIMITS
+
+
+class _SpaceToShot(QObject):
+    """Event filter of the angle boxes: Space commits the typed angle (the C-arm moves there)
+    and takes the shot, as the foot pedal does anywhere else in the window."""
+
+    def __init__(self, parent, shoot):
+        super().__init__(parent)
+        self._shoot = shoot
+
+    def eventFilter(self, obj, ev) -> bool:  # noqa: N802 (Qt)
+        if (ev.type() == QEvent.Type.KeyPress and ev.key() == Qt.Key.Key_Space
+                and ev.modifiers() == Qt.KeyboardModifier.NoModifier):
+            box = obj if hasattr(obj, "interpretText") else obj.parent()
+            box.interpretText()  # the typed value (valueChanged moves the C-arm)
+            self._shoot()
+            return True
+        return False
 
 
 class PanelMixin:
@@ -54,6 +72,7 @@ class PanelMixin:
         self.split = split
 
     def _build_panel(self) -> None:
+        self._space_filter = _SpaceToShot(self, lambda: self.take_shot())
         panel = QWidget()
         panel.setObjectName("rehearsal_panel")
         lay = QVBoxLayout(panel)
@@ -261,6 +280,9 @@ class PanelMixin:
         spin.setSuffix(" \u00b0")
         spin.setKeyboardTracking(False)
         spin.valueChanged.connect(lambda v: self._on_spin())
+        # Space (the foot pedal) in a box being typed in: take the typed angle, then the shot
+        spin.installEventFilter(self._space_filter)
+        spin.lineEdit().installEventFilter(self._space_filter)
         return slider, spin
 
     def _build_actions(self) -> None:

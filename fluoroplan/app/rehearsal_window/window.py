@@ -73,6 +73,7 @@ class RehearsalWindow(PanelMixin, AttemptMixin, DisplayMixin, ErrorsMixin, Files
         self._pool.setMaxThreadCount(1)
         self._task: Task | None = None
         self._syncing = False
+        self._saved_events: int | None = None  # the session's event count when last saved
 
         self.viewer = ViewerState(self)
         self._build_central()
@@ -107,7 +108,34 @@ class RehearsalWindow(PanelMixin, AttemptMixin, DisplayMixin, ErrorsMixin, Files
             "Angles are table-relative, as on the C-arm console; the sentence under them "
             "says where the detector is in room terms.")
 
+    def confirm_close(self) -> bool:
+        """Whether the window may close: an attempt with work in it (a scored one above all)
+        that was not saved since is offered to be saved first (Save / Discard / Cancel).
+        Without dialogs (batch runs) it closes."""
+        s = self.session
+        if not self.interactive or s is None or self.replay_data is not None:
+            return True
+        worked = any(e["type"] != "start" for e in s.events)
+        if not worked or self._saved_events == len(s.events):
+            return True
+        what = "The scored attempt" if s.score is not None else "This attempt"
+        answer = QMessageBox.question(
+            self, "Save the attempt?",
+            f"{what} of {s.trainee or 'the trainee'} ({s.target.description}) has not been "
+            "saved. Save it before closing?",
+            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
+            | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Save)
+        if answer == QMessageBox.StandardButton.Cancel:
+            return False
+        if answer == QMessageBox.StandardButton.Save:
+            self._save_dialog()
+            return self._saved_events == len(s.events)  # a cancelled save keeps it open
+        return True
+
     def closeEvent(self, ev) -> None:  # noqa: N802 (Qt)
+        if not self.confirm_close():
+            ev.ignore()
+            return
         if self._task is not None:
             self._task.cancel.cancel()
         self._pool.waitForDone(10000)
