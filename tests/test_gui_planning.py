@@ -465,6 +465,102 @@ def test_biplane_shows_the_lateral_plane_beside_the_frontal(qtbot, window, case_
     assert not carm.lateral.isVisible() and not pl.act_biplane.isChecked()
 
 
+def _click_row(qtbot, table, row: int, ctrl: bool = False) -> None:
+    rect = table.visualRect(table.model().index(row, 1))
+    mods = Qt.KeyboardModifier.ControlModifier if ctrl else Qt.KeyboardModifier.NoModifier
+    qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, mods, rect.center())
+
+
+def _yellow_near(view, lps, radius: int = 4) -> bool:
+    img = _rgb(view.grab().toImage())
+    dpr = view.devicePixelRatioF()
+    w = view.widget_from_lps(lps)
+    x, y = int(round(w.x() * dpr)), int(round(w.y() * dpr))
+    patch = img[max(0, y - radius):y + radius + 1, max(0, x - radius):x + radius + 1]
+    return any(_yellow(px) for px in patch.reshape(-1, 3))
+
+
+def test_proposals_are_seen_compared_and_the_recommended_one_explained(qtbot, window, case_dir,
+                                                                       phantom, boxes):
+    """Issue 16, point 1: a proposal is drawn in every view before it is accepted, two are
+    compared side by side, the recommended one is starred, selected and explained in clinical
+    words, and at 1600x1000 the panel shows five proposals with their key numbers."""
+    window.resize(1600, 1000)
+    _open(qtbot, window, case_dir)
+    pl = window.planning
+    panel = pl.proposals_panel
+    target_id = f"loose-screw:{_loose(phantom)['id']}"
+    pl.select_target(target_id)
+    _key(qtbot, window, Qt.Key.Key_P, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: pl.propose_task is None, timeout=WAIT_MS)
+    _settle(qtbot, window)
+    assert not boxes and not pl.doc.trajectories  # nothing accepted yet
+    table = panel.table
+    rec = panel.recommendation
+    assert rec is not None and rec.index is not None
+    # the recommended one: starred, selected, and why in words (no cost number)
+    assert table.item(rec.index, 0).text() == "\u2605"
+    assert all(table.item(r, 0).text() == "" for r in range(table.rowCount()) if r != rec.index)
+    assert panel.selected() is panel.results[rec.index]
+    why = panel.why.text()
+    assert "Recommended" in why and "cost" not in why.lower()
+    assert ("passes every check" in why or "warns on" in why) and "compared with" in why
+    # it is drawn before it is accepted: reformats (yellow at its entry), needle views, 3-D,
+    # and the C-arm's bull's-eye is the proposal's
+    shown = panel.selected()
+    assert pl.shown_selected() is shown
+    axial = window.views["axial"]
+    window.state.set_crosshair(shown.entry_lps)
+    qtbot.wait(50)
+    assert _yellow_near(axial, shown.entry_lps)
+    assert window.needle_views["across"].grid is not None
+    assert window.needle_views["along"].label == f"{shown.id} (proposal)"
+    n_drawn = len(pl.drawn_proposals())
+    assert n_drawn == sum(hasattr(r, "entry_lps") for r in panel.results) >= 2
+    _key(qtbot, window, Qt.Key.Key_B)
+    _settle(qtbot, window)
+    assert "proposal, not accepted" in pl.carm.angles_label.text()
+    assert pl.carm.pose.primary_deg == pytest.approx(shown.views["bullseye"]["primary_deg"],
+                                                     abs=0.01)
+    # another proposal clicked: it is the one drawn and the C-arm follows it
+    other_row = next(r for r in range(table.rowCount())
+                     if r != rec.index and hasattr(panel.results[r], "entry_lps"))
+    other = panel.results[other_row]
+    _click_row(qtbot, table, other_row)
+    _settle(qtbot, window)
+    assert pl.shown_selected() is other and panel.compared() is None
+    window.state.set_crosshair(other.entry_lps)
+    qtbot.wait(50)
+    assert _yellow_near(axial, other.entry_lps)
+    assert pl.carm.pose.primary_deg == pytest.approx(other.views["bullseye"]["primary_deg"],
+                                                     abs=0.01)
+    # Ctrl+click the recommended one too: the two side by side
+    _click_row(qtbot, table, rec.index, ctrl=True)
+    pair = panel.compared()
+    assert pair is not None and {id(pair[0]), id(pair[1])} == {id(other), id(rec and
+                                                                  panel.results[rec.index])}
+    assert panel.compare.isVisible() and not panel.checks.isVisible()
+    rows = {panel.compare.item(r, 0).text(): r for r in range(panel.compare.rowCount())}
+    assert {"proposal", "status", "depth", "bull's-eye", "spinal canal clearance"} <= set(rows)
+    a_depth = panel.compare.item(rows["depth"], 1).text()
+    assert a_depth == f"{pair[0].depth_mm:.1f} mm"
+    assert panel.compare.item(rows["depth"], 2).text() == f"{pair[1].depth_mm:.1f} mm"
+    # the layout at 1600x1000: five proposal rows fit, the target text is not a word per line
+    row_h = table.rowHeight(0)
+    assert table.viewport().height() >= 5 * row_h, (table.viewport().height(), row_h)
+    lines = panel.target_label.height() / panel.target_label.fontMetrics().lineSpacing()
+    assert lines < 3.5, lines
+    depth_col = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
+    assert {"Depth", "Canal", "Metal"} <= set(depth_col)
+    # accepting takes the one shown; the preview ends, the accepted one is the selection
+    _click_row(qtbot, table, rec.index)
+    best = panel.results[rec.index]
+    _key(qtbot, window, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    _settle(qtbot, window)
+    assert len(pl.doc.trajectories) == 1 and pl.preview is None and not pl.drawn_proposals()
+    assert np.allclose(pl.doc.selected.entry_lps, best.entry_lps)
+
+
 def test_every_angle_and_count_the_user_reads_is_worded(qtbot, window, case_dir, phantom):
     _open(qtbot, window, case_dir)
     pl = window.planning

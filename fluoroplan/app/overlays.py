@@ -31,6 +31,8 @@ from fluoroplan.model.anatomy import (
 
 SLAB_MM = 3.0  # the part of a trajectory this close to the slice is drawn solid
 HANDLE_PX = 9.0  # grab distance of an end, widget pixels
+PROPOSAL_RGB = (220, 220, 220)  # proposals not looked at, faint
+PROPOSAL_ALPHA = 120
 SELECTED_RGB = (255, 205, 0)  # the selected trajectory (yellow, like the DRR needle)
 OTHER_RGB = (0, 200, 255)  # other trajectories of the plan (cyan)
 TARGET_RGB = (255, 70, 70)  # the current target
@@ -316,7 +318,17 @@ class TrajectoryOverlay:
             r = unit * 5
             p.drawLine(c + QPointF(-r, -r), c + QPointF(r, r))
             p.drawLine(c + QPointF(-r, r), c + QPointF(r, -r))
+        proposals = getattr(self.controller, "drawn_proposals", lambda: [])()
+        for entry, aim, tgt, current in proposals:
+            if current:
+                continue  # drawn last, over the plan's trajectories
+            rgb = PROPOSAL_RGB
+            self._segment(p, view, entry, aim, slice_depth, rgb, unit * 1.0, alpha=PROPOSAL_ALPHA)
+            if not np.allclose(aim, tgt):
+                self._segment(p, view, aim, tgt, slice_depth, rgb, unit * 0.8,
+                              alpha=PROPOSAL_ALPHA)
         items = sorted(self.controller.drawn_trajectories(), key=lambda it: it[4])
+        items += [(None, e, a, t, True) for e, a, t, cur in proposals if cur]
         for _tid, entry, aim, tgt, selected in items:
             rgb = SELECTED_RGB if selected else OTHER_RGB
             self._segment(p, view, entry, aim, slice_depth, rgb, unit * (2.2 if selected else 1.5))
@@ -337,10 +349,10 @@ class TrajectoryOverlay:
                 p.drawLine(a, view.widget_from_lps(cursor))
         p.restore()
 
-    def _segment(self, p, view, a_lps, b_lps, slice_depth, rgb, width) -> None:
+    def _segment(self, p, view, a_lps, b_lps, slice_depth, rgb, width, alpha=255) -> None:
         grid = view.grid
         a, b = view.widget_from_lps(a_lps), view.widget_from_lps(b_lps)
-        pen = QPen(QColor(*rgb))
+        pen = QPen(QColor(*rgb, alpha))
         pen.setWidthF(width)
         pen.setCapStyle(Qt.PenCapStyle.FlatCap)
         pen.setStyle(Qt.PenStyle.DashLine)

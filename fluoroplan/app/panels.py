@@ -6,7 +6,7 @@ They show what the document holds and emit what the user asks for; the controlle
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QItemSelectionModel, Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -233,21 +233,33 @@ class TargetsPanel(QWidget):
 
 
 class ProposalsPanel(QWidget):
-    """Proposals for the current target side by side, and the checks of the selected one."""
+    """Proposals for the current target, the recommended one marked (and why, in clinical
+    words), and the checks of the selected one; two selected (Ctrl+click) are compared side by
+    side. The selected proposal is drawn in every view before it is accepted
+    (``preview_changed``).
+
+    Signals: ``propose_clicked()``; ``accept_clicked(Trajectory)``;
+    ``preview_changed(current Trajectory or None, list of the other proposals' Trajectory)``.
+    """
 
     propose_clicked = Signal()
     accept_clicked = Signal(object)  # the proposed Trajectory
+    preview_changed = Signal(object, object)
+
+    VISIBLE_ROWS = 5  # five proposals and their key numbers fit without scrolling
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setObjectName("proposals_panel")
         self.results: list = []
+        self.recommendation = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
-        top = QHBoxLayout()
         self.target_label = QLabel("No target selected")
+        self.target_label.setObjectName("proposals_target")
         self.target_label.setWordWrap(True)
-        top.addWidget(self.target_label, 1)
+        layout.addWidget(self.target_label)
+        top = QHBoxLayout()
         self.propose_button = QPushButton("Propose (Ctrl+P)")
         self.propose_button.setObjectName("propose_button")
         self.propose_button.clicked.connect(lambda: emit(self.propose_clicked))
@@ -256,17 +268,53 @@ class ProposalsPanel(QWidget):
         self.accept_button.setObjectName("accept_button")
         self.accept_button.clicked.connect(self._accept)
         top.addWidget(self.accept_button)
+        top.addStretch(1)
         layout.addLayout(top)
         split = QSplitter(Qt.Orientation.Vertical)
-        self.table = _table(["Approach", "Side", "Status", "Depth", "Needle", "Cost"],
+        split.setChildrenCollapsible(False)
+        self.table = _table(["", "Approach", "Side", "Status", "Depth", "Canal", "Metal"],
                             "proposals_table")
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setToolTip("Click a proposal to see it in every view; Ctrl+click a second "
+                              "one to compare the two; double-click to accept")
+        self.table.setWordWrap(False)
+        rows = self.table.verticalHeader()
+        rows.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        rows.setDefaultSectionSize(self.table.fontMetrics().height() + 6)
+        self.table.setMinimumHeight(self.table.horizontalHeader().sizeHint().height()
+                                    + self.VISIBLE_ROWS * rows.defaultSectionSize() + 6)
         self.table.itemSelectionChanged.connect(self._show_checks)
+        self.table.currentCellChanged.connect(lambda *_: self._show_checks())
         self.table.cellDoubleClicked.connect(lambda r, c: self._accept())
+        self.why = QLabel("")
+        self.why.setObjectName("recommendation_label")
+        self.why.setWordWrap(True)
+        self.why.setTextFormat(Qt.TextFormat.RichText)
         self.checks = checks_table("proposal_checks")
-        split.addWidget(self.table)
-        split.addWidget(self.checks)
-        split.setStretchFactor(0, 1)
-        split.setStretchFactor(1, 2)
+        self.compare = _table(["", "A", "B"], "proposal_compare")
+        self.compare.setWordWrap(True)
+        self.compare.verticalHeader().setSectionResizeMode(
+            QHeaderView.ResizeMode.ResizeToContents)
+        h = self.compare.horizontalHeader()
+        for col in (1, 2):
+            h.setSectionResizeMode(col, QHeaderView.ResizeMode.Stretch)
+        h.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        self.compare.setColumnWidth(0, self.compare.fontMetrics().averageCharWidth() * 20)
+        self.compare.hide()
+        top_box = QWidget()
+        tl = QVBoxLayout(top_box)
+        tl.setContentsMargins(0, 0, 0, 0)
+        tl.addWidget(self.table)
+        tl.addWidget(self.why)
+        bottom = QWidget()
+        bl = QVBoxLayout(bottom)
+        bl.setContentsMargins(0, 0, 0, 0)
+        bl.addWidget(self.checks)
+        bl.addWidget(self.compare)
+        split.addWidget(top_box)
+        split.addWidget(bottom)
+        split.setStretchFactor(0, 0)
+        split.setStretchFactor(1, 1)
         layout.addWidget(split, 1)
         self.set_busy(False, False)
 
@@ -279,54 +327,134 @@ class ProposalsPanel(QWidget):
         self.accept_button.setEnabled(not busy and self.selected() is not None)
 
     def set_results(self, results) -> None:
+        """Show the proposals; the recommended one is starred, explained and selected."""
         from fluoroplan.model.plan import Trajectory
+        from fluoroplan.planner.recommend import approach_words, recommend
 
         self.results = list(results)
+        self.recommendation = rec = recommend(self.results) if self.results else None
+        self.table.blockSignals(True)
         self.table.setRowCount(0)
-        for res in self.results:
+        for n, res in enumerate(self.results):
             r = self.table.rowCount()
             self.table.insertRow(r)
+            star = _item("\u2605" if rec is not None and n == rec.index else "", "#ffd24d",
+                         "recommended" if rec is not None and n == rec.index else "")
+            name = _item(approach_words(res.approach), tip=res.approach)
             if isinstance(res, Trajectory):
-                cells = [_item(res.approach), _item(res.side),
+                canal, metal = (_check_cell(res, "spinal canal clearance"),
+                                _check_cell(res, "metal clearance"))
+                cells = [star, name, _item(res.side),
                          _item(res.status.upper(), STATUS_RGB[res.status]),
-                         _item(f"{res.depth_mm:.1f} mm"),
-                         _item(f"{res.needle.gauge} G {res.needle.length_mm:.0f} mm"),
-                         _item(f"{res.cost:.2f}", tip=", ".join(
-                             f"{k} {v:.2f}" for k, v in res.cost_terms.items()))]
+                         _item(f"{res.depth_mm:.0f} mm",
+                               tip=f"{res.needle.gauge} G {res.needle.length_mm:.0f} mm needle"),
+                         canal, metal]
             else:
-                cells = [_item(res.approach), _item(res.target.side or ""),
+                cells = [star, name, _item(res.side or res.target.side or ""),
                          _item("NO SAFE PATH", STATUS_RGB["fail"], res.reason),
-                         _item("\u2014"), _item("\u2014"), _item(res.failed_check, tip=res.reason)]
+                         _item("\u2014", tip=res.reason), _item("\u2014"), _item("\u2014")]
             for c, it in enumerate(cells):
                 self.table.setItem(r, c, it)
-        ok = [n for n, res in enumerate(self.results) if isinstance(res, Trajectory)]
-        if ok:
-            self.table.selectRow(ok[0])
+        self.table.blockSignals(False)
+        self.table.resizeColumnsToContents()
+        if rec is None:
+            self.why.setText("")
+        else:
+            items = "".join(f"<li>{_html(x)}</li>" for x in rec.reasons)
+            self.why.setText(f"<b>\u2605 {_html(rec.headline)}</b><ul style='margin:0'>"
+                             f"{items}</ul>")
+            self.why.setToolTip(rec.sentence + " Ctrl+click another proposal to compare the "
+                                "two side by side.")
+        if rec is not None and rec.index is not None:
+            # through the selection model: selectRow() would read the keyboard's modifiers
+            # (Ctrl still down after Ctrl+P toggles the row off again)
+            flags = (QItemSelectionModel.SelectionFlag.ClearAndSelect
+                     | QItemSelectionModel.SelectionFlag.Rows)
+            self.table.selectionModel().setCurrentIndex(
+                self.table.model().index(rec.index, 1), flags)
         self._show_checks()
 
+    def _rows(self) -> list[int]:
+        return sorted({i.row() for i in self.table.selectedIndexes()})
+
     def selected(self):
+        """The proposal the user is looking at (the current one of the selected rows)."""
         from fluoroplan.model.plan import Trajectory
 
-        rows = {i.row() for i in self.table.selectedIndexes()}
-        if len(rows) != 1:
+        rows = self._rows()
+        if not rows:
             return None
-        res = self.results[rows.pop()]
+        row = self.table.currentRow() if self.table.currentRow() in rows else rows[-1]
+        res = self.results[row] if row < len(self.results) else None
         return res if isinstance(res, Trajectory) else None
+
+    def compared(self) -> tuple | None:
+        """The two proposals compared (current first), when two are selected."""
+        from fluoroplan.model.plan import Trajectory
+
+        rows = self._rows()
+        if len(rows) != 2:
+            return None
+        pair = [self.results[r] for r in rows]
+        if not all(isinstance(p, Trajectory) for p in pair):
+            return None
+        cur = self.selected()
+        return (cur, pair[1] if pair[0] is cur else pair[0]) if cur is not None else tuple(pair)
 
     def _show_checks(self) -> None:
         traj = self.selected()
-        rows = {i.row() for i in self.table.selectedIndexes()}
-        if traj is None and rows:
-            res = self.results[rows.pop()]
+        rows = self._rows()
+        pair = self.compared()
+        self.compare.setVisible(pair is not None)
+        self.checks.setVisible(pair is None)
+        if pair is not None:
+            self._fill_compare(*pair)
+        elif traj is None and rows:
+            res = self.results[rows[-1]]
             fill_checks(self.checks, [], f"No safe trajectory: {res.reason}")
         else:
             fill_checks(self.checks, traj.checks if traj else [], "Select a proposal")
         self.accept_button.setEnabled(traj is not None)
+        from fluoroplan.model.plan import Trajectory
+
+        others = [r for r in self.results if isinstance(r, Trajectory) and r is not traj]
+        emit(self.preview_changed, traj, others)
+
+    def _fill_compare(self, a, b) -> None:
+        from fluoroplan.planner.recommend import comparison, proposal_name
+
+        t = self.compare
+        t.setHorizontalHeaderLabels(["", "A (shown)", "B"])
+        t.setRowCount(0)
+        for what, ta, tb, better in [("proposal", proposal_name(a), proposal_name(b), ""),
+                                     *comparison(a, b)]:
+            r = t.rowCount()
+            t.insertRow(r)
+            t.setItem(r, 0, _item(what, tip=what))
+            for col, text, side in ((1, ta, "a"), (2, tb, "b")):
+                it = _item(text, tip=text)
+                if better == side:
+                    it.setForeground(QBrush(QColor(STATUS_RGB["pass"])))
+                    it.setToolTip(text + " (the better of the two)")
+                elif better:
+                    it.setForeground(QBrush(QColor("#ffc04d")))
+                t.setItem(r, col, it)
 
     def _accept(self) -> None:
         traj = self.selected()
         if traj is not None:
             emit(self.accept_clicked, traj)
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _check_cell(traj, name: str) -> QTableWidgetItem:
+    c = next((c for c in traj.checks if c.name == name), None)
+    if c is None:
+        return _item("\u2014")
+    return _item(c.display(1), STATUS_RGB[c.status] if c.status != "pass" else None, c.detail)
 
 
 class PlanPanel(QWidget):

@@ -271,6 +271,7 @@ class NoSafeTrajectory:
     failed_check: str
     reason: str
     best_failed: Trajectory | None = None
+    side: str = ""  # the approach's side ("left", "right"), when it has one
 
 
 @dataclass(frozen=True, eq=False)

@@ -292,6 +292,14 @@ def recheck(case: PlanningCase, traj: Trajectory) -> Trajectory:
 def propose(case: PlanningCase, target: Target, approach: str, side: str,
             cancel: CancelToken | None = None) -> Trajectory | NoSafeTrajectory:
     """The best trajectory of one approach for a target, or why there is none."""
+    from dataclasses import replace
+
+    res = _propose(case, target, approach, side, cancel)
+    return replace(res, side=side) if isinstance(res, NoSafeTrajectory) else res
+
+
+def _propose(case: PlanningCase, target: Target, approach: str, side: str,
+             cancel: CancelToken | None) -> Trajectory | NoSafeTrajectory:
     if not case.canal_known:
         return NoSafeTrajectory(target, approach, "spinal canal clearance",
                                 "the spinal canal was not found in this CT (no vertebrae), so no "

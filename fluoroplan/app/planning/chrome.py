@@ -36,7 +36,7 @@ class ChromeMixin:
         w.tabifyDockWidget(self.docks["targets"], self.docks["proposals"])
         w.tabifyDockWidget(self.docks["proposals"], self.docks["plan"])
         self.docks["targets"].raise_()
-        w.resizeDocks([self.docks["carm"]], [int(w.width() * 0.3) or 420],
+        w.resizeDocks([self.docks["carm"]], [max(460, int(w.width() * 0.3))],
                       Qt.Orientation.Horizontal)
         w.resizeDocks([self.docks["carm"], self.docks["targets"]], [540, 460],
                       Qt.Orientation.Vertical)
@@ -190,13 +190,14 @@ class ChromeMixin:
         self.act_import_labels.setEnabled(self.doc.volume is not None and self.analysis_done
                                           and self.analysis_task is None
                                           and self.relabel_task is None)
+        shown = self.shown_selected() is not None  # a proposal looked at has its views too
         for act in self.act_views.values():
-            act.setEnabled(sel)
+            act.setEnabled(shown)
         self.act_save.setEnabled(self.doc.plan is not None)
         self.act_save_as.setEnabled(self.doc.plan is not None)
         self.act_open_plan.setEnabled(self.doc.volume is not None)
         self.act_pdf.setEnabled(self.doc.plan is not None and self.pdf_task is None)
-        self.carm.trajectory_changed(sel)
+        self.carm.trajectory_changed(shown)
         self.proposals_panel.set_busy(self.propose_task is not None,
                                       has_case and target is not None)
 

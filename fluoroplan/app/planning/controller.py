@@ -62,6 +62,8 @@ class PlanningController(ChromeMixin, AnalysisMixin, AutosaveMixin, ViewsMixin,
         self._place_cursor = None
         self._drag: dict | None = None
         self._live_preview = None  # checks of the dragged trajectory, when they arrive
+        self.preview = None  # the proposal looked at before it is accepted (a Trajectory)
+        self.preview_others: list = []  # the other proposals of its target, drawn faint
         self.drag_ms: list[float] = []
         self.analysis_done = False
         self._autosave_warned = False
@@ -98,4 +100,5 @@ class PlanningController(ChromeMixin, AnalysisMixin, AutosaveMixin, ViewsMixin,
         self.targets_panel.relabel_requested.connect(self.ask_relabel)
         self.proposals_panel.propose_clicked.connect(self.propose)
         self.proposals_panel.accept_clicked.connect(self.accept)
+        self.proposals_panel.preview_changed.connect(self._preview_changed)
         self.plan_panel.selection_changed.connect(self._plan_row_selected)

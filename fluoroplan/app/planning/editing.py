@@ -61,9 +61,29 @@ class EditingMixin:
         self._update_actions()
         n_ok = sum(1 for r in results if hasattr(r, "entry_lps"))
         self.win.statusBar().showMessage(
-            f"{n_ok} of {len(results)} approaches found a trajectory; select one and Accept "
-            "(Ctrl+Enter)", 10000)
+            f"{n_ok} of {len(results)} approaches found a trajectory, the recommended one is "
+            "shown; Ctrl+click a second to compare, Accept (Ctrl+Enter) to add it to the plan",
+            10000)
         emit(self.proposals_ready)
+
+    def _preview_changed(self, traj, others) -> None:
+        """A proposal selected in Proposals: draw it in every view (reformats, 3-D, needle
+        views, C-arm) before it is accepted, the other proposals faint."""
+        if traj is self.preview and list(others) == self.preview_others:
+            return
+        self.preview = traj
+        self.preview_others = list(others) if traj is not None else []
+        self._draw_trajectories()
+        self._redraw_2d()
+        self._follow_views()
+        self._update_actions()
+
+    def clear_preview(self) -> None:
+        """Stop showing a proposal (one was accepted, or a plan trajectory chosen)."""
+        self.proposals_panel.table.blockSignals(True)
+        self.proposals_panel.table.clearSelection()
+        self.proposals_panel.table.blockSignals(False)
+        self._preview_changed(None, [])
 
     def accept_selected(self) -> None:
         traj = self.proposals_panel.selected()
@@ -74,11 +94,15 @@ class EditingMixin:
         from dataclasses import replace
 
         traj = replace(traj, id=self.doc.unique_id(traj.id))
+        self.preview, self.preview_others = None, []  # the accepted one is now the selection
         self.stack.push(AddTrajectory(self.doc, traj, f"accept {traj.id}"))
+        self.clear_preview()
         self.docks["plan"].raise_()
 
     def _plan_row_selected(self, traj_id) -> None:
         """A trajectory chosen in the Plan table: select it and show its target's slices."""
+        if traj_id is not None and self.preview is not None:
+            self.clear_preview()
         self.doc.select(traj_id)
         traj = self.doc.selected
         if traj is not None:
@@ -219,13 +243,24 @@ class EditingMixin:
         for t in self.doc.trajectories:
             if drag is not None and t.id == drag["id"]:
                 t = drag["preview"]
-            out.append((t.id, t.entry_lps, t.aim_lps, t.target_lps, t.id == self.doc.selected_id))
+            out.append((t.id, t.entry_lps, t.aim_lps, t.target_lps,
+                        t.id == self.doc.selected_id and self.preview is None))
         return out
 
+    def drawn_proposals(self):
+        """The proposals drawn while one is looked at: (entry, aim, target, current)."""
+        if self.preview is None:
+            return []
+        return [(t.entry_lps, t.aim_lps, t.target_lps, t is self.preview)
+                for t in [*self.preview_others, self.preview]]
+
     def shown_selected(self):
-        """The selected trajectory as drawn (the drag preview while an end is dragged)."""
+        """The trajectory the views show: the drag preview while an end is dragged, else the
+        proposal looked at in Proposals, else the plan's selected trajectory."""
         if self._drag is not None and self._drag["id"] == self.doc.selected_id:
             return self._drag["preview"]
+        if self.preview is not None:
+            return self.preview
         return self.doc.selected
 
     def current_target_point(self):

@@ -24,6 +24,7 @@ CEMENT_RGB = (1.0, 0.96, 0.78)  # bone cement: yellow-white, as bright as it rea
 CEMENT_CALLOUT_MM = (60.0, 40.0)  # cement label: this far to screen-right, toward the viewer
 NEEDLE_RGB = (1.0, 0.8, 0.0)
 OTHER_NEEDLE_RGB = (0.0, 0.78, 1.0)
+PROPOSAL_RGB = (0.85, 0.85, 0.85)  # proposals not looked at: faint grey
 
 
 class ViewsMixin:
@@ -91,7 +92,8 @@ class ViewsMixin:
             if traj is None:
                 nv.set_trajectory(None, None)
             else:
-                nv.set_trajectory(traj.entry_lps, traj.aim_lps, traj.id)
+                nv.set_trajectory(traj.entry_lps, traj.aim_lps,
+                                  traj.id + (" (proposal)" if traj is self.preview else ""))
         # a named view (bull's-eye, working, progression) follows the edited or newly
         # selected trajectory, caption included
         self.carm.follow(full=self._drag is None)
@@ -180,6 +182,15 @@ class ViewsMixin:
             if not np.allclose(aim, target):
                 v3.add_cylinder(aim, target, r, rgb=rgb, group="trajectories")
             del tid
+        for entry, aim, target, current in self.drawn_proposals():
+            # the proposal looked at as the selected needle, the other proposals faint
+            rgb, alpha = (NEEDLE_RGB, 1.0) if current else (PROPOSAL_RGB, 0.35)
+            v3.add_cylinder(entry, aim, r, rgb=rgb, opacity=alpha, group="trajectories")
+            n = (aim - entry) / max(float(np.linalg.norm(aim - entry)), 1e-6)
+            v3.add_cylinder(entry - 1.5 * n, entry, 3.5, rgb=rgb, opacity=alpha,
+                            group="trajectories")
+            if not np.allclose(aim, target):
+                v3.add_cylinder(aim, target, r, rgb=rgb, opacity=alpha, group="trajectories")
         v3.render()
 
     def _crosshair_moved(self) -> None:
@@ -221,6 +232,8 @@ class ViewsMixin:
         pose = pose_from_json(block, self.position)
         label = {"bullseye": "Bull's-eye", "working_view": "Working view",
                  "progression": "Progression view"}[name]
+        if traj is self.preview:
+            label += " (proposal, not accepted)"
         self.carm.angles_label.setToolTip(block.get("how", ""))
         if name == "progression" and block.get("how"):  # true lateral or not, foreshortening
             return pose, f"{label} of {traj.id}: {block['how']}"
