@@ -322,6 +322,14 @@ def test_other_metal_listed_and_cement_named_by_where_it_is_on_a_real_ct(qtbot, 
     props = pl.win.view3d.renderer.GetViewProps()
     labels = [props.GetItemAsObject(i) for i in range(props.GetNumberOfItems())]
     assert sum(1 for a in labels if hasattr(a, "GetInput") and a.GetInput() == "cement") == 1
+    # issue 16, point 2: every loader note and analysis warning is in Notes, the grades that
+    # the CT cannot tell apart named by their level and badged there
+    notes = pl.notes_panel.table
+    assert notes.rowCount() == len(window.volume.notes) + len(pl.doc.analysis_json["warnings"])
+    graded = [notes.item(r, 1).text() for r in range(notes.rowCount())
+              if "check it on the sagittal view" in notes.item(r, 2).text()]
+    assert graded and all(tree.items[f"vertebra:{lv}"].icon(0).isNull() is False
+                          for lv in graded)
 
 
 # --- the main flow --------------------------------------------------------------------------------
@@ -559,6 +567,77 @@ def test_proposals_are_seen_compared_and_the_recommended_one_explained(qtbot, wi
     _settle(qtbot, window)
     assert len(pl.doc.trajectories) == 1 and pl.preview is None and not pl.drawn_proposals()
     assert np.allclose(pl.doc.selected.entry_lps, best.entry_lps)
+
+
+def test_notes_reach_the_screen_with_badges(qtbot, window, phantom, tmp_path, boxes,
+                                           monkeypatch):
+    """Issue 16, point 2: the loader's notes (a NIfTI: HFS assumed), the analysis' warnings
+    (tied to the vertebra they concern) and the plan's (a failed check) are listed in Notes,
+    badged on the vertebra and the trajectory, and said next to the target."""
+    import nibabel as nib
+
+    from fluoroplan.app.planning import workers
+
+    vol = phantom.volume
+    ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ vol.lps_from_ijk
+    path = tmp_path / "ct.nii.gz"
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(vol.hu.transpose(2, 1, 0)), ras), path)
+    # the analysis' own sentence for a grade the CT cannot tell apart (labelling.py writes it)
+    warning = ("Vertebra 3 from the top: graded 2 from a 27 % height loss, but heights read "
+               "to +-1.5 mm on this CT allow grade 1 to 2: check it on the sagittal view.")
+    real = workers._analyse
+
+    def with_warning(volume, progress, cancel, label_map=None):
+        analysis, aj, case, targets = real(volume, progress, cancel, label_map=label_map)
+        return analysis, {**aj, "warnings": [*aj.get("warnings", []), warning]}, case, targets
+
+    monkeypatch.setattr(workers, "_analyse", with_warning)
+    pl = window.planning
+    with qtbot.waitSignal(pl.analysis_ready, timeout=WAIT_MS):
+        window.open_file(path)
+    _settle(qtbot, window)
+    label = next(v.label for v in pl.doc.case.findings.vertebrae if v.index == 2)
+    notes = pl.notes_panel.table
+    rows = [(notes.item(r, 0).text(), notes.item(r, 1).text(), notes.item(r, 2).text())
+            for r in range(notes.rowCount())]
+    assert ("CT", "", "NIfTI records no patient position: head first supine (HFS) is "
+            "assumed.") in rows
+    ours = [r for r in rows if r[0] == "Analysis" and "sagittal" in r[2]]
+    assert ours == [("Analysis", label, f"{label} (vertebra 3 from the top): graded 2 from a "
+                     "27 % height loss, but heights read to +-1.5 mm on this CT allow grade 1 "
+                     "to 2: check it on the sagittal view.")]
+    title = pl.docks["notes"].windowTitle()
+    assert title.startswith("Notes (") and "\u26a0" in title
+    # the badge on the vertebra it concerns, none on the others
+    tree = pl.targets_panel
+    item = tree.items[f"vertebra:{label}"]
+    assert not item.icon(0).isNull() and "sagittal" in item.toolTip(1)
+    assert all(tree.items[k].icon(0).isNull() for k in tree.items
+               if k.startswith("vertebra:") and k != f"vertebra:{label}")
+    # double-clicking the note shows the vertebra
+    r = next(n for n, row in enumerate(rows) if row in ours)
+    pl.docks["notes"].raise_()
+    qtbot.wait(50)
+    notes.scrollTo(notes.model().index(r, 2))
+    rect = notes.visualRect(notes.model().index(r, 2))
+    qtbot.mouseClick(notes.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.mouseDClick(notes.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert tree.tree.currentItem() is item
+    # a hand-placed path through the canal: the plan's note and the badge on its row
+    v = next(v for v in pl.doc.case.findings.vertebrae if v.index == 2)
+    centre = np.asarray(v.vertebra_centroid_lps, float)
+    pl.targets_panel.tree.setCurrentItem(None)
+    pl.doc.set_target(None)
+    pl.toggle_place()
+    pl.place_point(centre + np.array([0.0, 75.0, 0.0]))
+    pl.place_point(centre)
+    _settle(qtbot, window)
+    traj = pl.doc.selected
+    assert traj is not None and traj.status == "fail"
+    mine = [n for n in pl.notes if n.about == f"trajectory:{traj.id}"]
+    assert mine and mine[0].text.startswith(f"{traj.id}: FAILS '")
+    assert not pl.plan_panel.table.item(0, 0).icon().isNull()
+    assert mine[0].text in pl.plan_panel.table.item(0, 0).toolTip()
 
 
 def test_every_angle_and_count_the_user_reads_is_worded(qtbot, window, case_dir, phantom):

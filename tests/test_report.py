@@ -238,3 +238,29 @@ def test_every_warning_is_explained_in_words(report):
     assert "Warnings and failures explained" in text
     for t, c in bad:
         assert " ".join(c["detail"].split())[:60] in text, (t["id"], c["name"])
+
+
+def test_notes_of_the_ct_the_analysis_and_the_plan_are_printed(tmp_path):
+    """Issue 16, point 2: what the workstation's Notes list is on the PDF's cover too."""
+    from fluoroplan.model.plan import Check
+
+    plan = _plan()
+    t0 = plan.trajectories[0]
+    failing = dataclasses.replace(t0, checks=(*t0.checks, Check(
+        "spinal canal clearance", -1.5, 0.0, "fail", "mm", "the needle enters the canal")))
+    warning = ("L3 (vertebra 4 from the top): graded 2 from a 27 % height loss, but heights "
+               "read to +-1.5 mm on this CT allow grade 1 to 2: check it on the sagittal view.")
+    one = dataclasses.replace(plan, trajectories=(failing,), analysis={
+        **plan.analysis, "warnings": [warning],
+        "ct_notes": ["NIfTI records no patient position: head first supine (HFS) is assumed."]})
+    info = write_plan_pdf(one, small_phantom().volume, tmp_path / "notes.pdf")
+    cover = " ".join(_pdftotext(info.path, 1).split())
+    assert "Notes" in cover
+    assert "CT: NIfTI records no patient position: head first supine (HFS) is assumed." in cover
+    assert f"Analysis: {warning}" in cover
+    assert f"Plan: {failing.id}: FAILS 'spinal canal clearance' (-1.5 mm)" in cover
+    # and a plan with nothing to note prints no Notes heading
+    clean = dataclasses.replace(plan, trajectories=plan.trajectories[:1])
+    if not [c for c in clean.trajectories[0].checks if c.status == "fail"]:
+        info = write_plan_pdf(clean, small_phantom().volume, tmp_path / "clean.pdf")
+        assert "Notes" not in _pdftotext(info.path, 1).split()

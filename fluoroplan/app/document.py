@@ -81,9 +81,14 @@ class PlanDocument:
         self.analysis, self.analysis_json, self.case = analysis, analysis_json, case
         self.targets = list(targets)
         if self.plan is not None:
+            from fluoroplan.planner.notes import plan_analysis_notes
+
+            found = case.findings if case is not None else None
             self.plan = replace(self.plan, analysis={
                 "levels": [v["label"] for v in analysis_json.get("vertebrae", [])],
                 "screws": analysis_json.get("screws", []),
+                **plan_analysis_notes(analysis_json, found.vertebrae if found else (),
+                                      [s.id for s in found.screws] if found else ()),
             })
         if self.target_id is not None and self.target(self.target_id) is None:
             self.target_id = None

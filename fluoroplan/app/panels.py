@@ -7,7 +7,7 @@ They show what the document holds and emit what the user asks for; the controlle
 from __future__ import annotations
 
 from PySide6.QtCore import QItemSelectionModel, Qt, Signal
-from PySide6.QtGui import QBrush, QColor
+from PySide6.QtGui import QBrush, QColor, QIcon
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -117,6 +117,7 @@ class TargetsPanel(QWidget):
         self.tree.currentItemChanged.connect(self._current)
         layout.addWidget(self.tree, 1)
         self.items: dict[str, QTreeWidgetItem] = {}
+        self.badged: dict[str, list[str]] = {}
 
     def populate(self, findings: Findings | None, targets) -> None:
         self.tree.clear()
@@ -207,6 +208,19 @@ class TargetsPanel(QWidget):
             f"{count(sum(t.kind == 'cage' for t in targets), 'subsided cage')}. "
             "Select one, then Propose (Ctrl+P) or place a trajectory (T).")
 
+    def set_badges(self, notes_by_key: dict) -> None:
+        """A warning badge (and the notes as its tooltip) on each item a note concerns."""
+        icon = self.style().standardIcon(self.style().StandardPixmap.SP_MessageBoxWarning)
+        self.badged = {}
+        for key, it in self.items.items():
+            texts = notes_by_key.get(key)
+            if texts:
+                it.setIcon(0, icon)
+                it.setToolTip(1, "\n".join(texts))
+                self.badged[key] = list(texts)
+            else:
+                it.setIcon(0, QIcon())
+
     def select_key(self, key: str) -> bool:
         it = self.items.get(key)
         if it is None:
@@ -259,6 +273,12 @@ class ProposalsPanel(QWidget):
         self.target_label.setObjectName("proposals_target")
         self.target_label.setWordWrap(True)
         layout.addWidget(self.target_label)
+        self.target_notes = QLabel("")
+        self.target_notes.setObjectName("proposals_target_notes")
+        self.target_notes.setWordWrap(True)
+        self.target_notes.setStyleSheet(f"color: {STATUS_RGB['warn']};")
+        self.target_notes.hide()
+        layout.addWidget(self.target_notes)
         top = QHBoxLayout()
         self.propose_button = QPushButton("Propose (Ctrl+P)")
         self.propose_button.setObjectName("propose_button")
@@ -318,9 +338,12 @@ class ProposalsPanel(QWidget):
         layout.addWidget(split, 1)
         self.set_busy(False, False)
 
-    def set_target(self, target) -> None:
+    def set_target(self, target, notes=()) -> None:
+        """The target proposed for, and the notes that concern it (badged in Targets)."""
         self.target_label.setText("No target selected: choose one in Targets"
                                   if target is None else f"<b>{target.description}</b>")
+        self.target_notes.setText("\n".join(f"\u26a0 {t}" for t in notes))
+        self.target_notes.setVisible(bool(notes) and target is not None)
 
     def set_busy(self, busy: bool, can_propose: bool) -> None:
         self.propose_button.setEnabled(can_propose and not busy)
@@ -457,6 +480,63 @@ def _check_cell(traj, name: str) -> QTableWidgetItem:
     return _item(c.display(1), STATUS_RGB[c.status] if c.status != "pass" else None, c.detail)
 
 
+class NotesPanel(QWidget):
+    """Everything to read before trusting the plan: the CT loader's notes, the analysis'
+    warnings and the plan's own (``planner.notes``), each with what it concerns.
+    Double-clicking a note about a vertebra, screw, target or trajectory shows it.
+
+    Signal: ``note_chosen(about)`` ("vertebra:L3", "screw:L2-left", "trajectory:<id>", ...).
+    """
+
+    note_chosen = Signal(str)
+    SOURCE_WORDS = {"CT": "CT", "analysis": "Analysis", "plan": "Plan"}
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("notes_panel")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        self.summary = QLabel("No CT open")
+        self.summary.setWordWrap(True)
+        layout.addWidget(self.summary)
+        self.table = _table(["From", "About", "Note"], "notes_table")
+        self.table.setWordWrap(True)  # a note is a sentence: it wraps in its column
+        h = self.table.horizontalHeader()
+        h.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.cellDoubleClicked.connect(self._chosen)
+        layout.addWidget(self.table, 1)
+        self.notes: list = []
+
+    def populate(self, notes) -> None:
+        self.notes = list(notes)
+        t = self.table
+        t.setRowCount(0)
+        warn_icon = self.style().standardIcon(self.style().StandardPixmap.SP_MessageBoxWarning)
+        for n in self.notes:
+            r = t.rowCount()
+            t.insertRow(r)
+            about = (n.about or "").split(":", 1)[-1]
+            src = _item(self.SOURCE_WORDS[n.source])
+            if n.severity == "warn":
+                src.setIcon(warn_icon)
+            t.setItem(r, 0, src)
+            t.setItem(r, 1, _item(about))
+            t.setItem(r, 2, _item(n.text, STATUS_RGB["warn"] if n.severity == "warn" else None,
+                                  n.text))
+        t.resizeRowsToContents()
+        n_warn = sum(n.severity == "warn" for n in self.notes)
+        self.summary.setText(
+            "Nothing to note." if not self.notes else
+            f"{count(len(self.notes), 'note')} ({n_warn} to check); double-click one to show "
+            "what it is about.")
+
+    def _chosen(self, row: int, _col: int) -> None:
+        about = self.notes[row].about if 0 <= row < len(self.notes) else None
+        if about:
+            emit(self.note_chosen, str(about))
+
+
 class PlanPanel(QWidget):
     """The plan's trajectories and the checks of the selected one."""
 
@@ -487,6 +567,7 @@ class PlanPanel(QWidget):
         split.setStretchFactor(1, 3)
         layout.addWidget(split, 1)
         self.ids: list[str] = []
+        self.badges: dict[str, str] = {}
         self._filling = False
 
     def add_button(self, action) -> QPushButton:
@@ -515,6 +596,19 @@ class PlanPanel(QWidget):
         if selected_id in self.ids:
             self.table.selectRow(self.ids.index(selected_id))
         self._filling = False
+        self.set_badges(self.badges)
+
+    def set_badges(self, notes_by_id: dict) -> None:
+        """A warning badge on each trajectory a plan note concerns (the note as tooltip)."""
+        icon = self.style().standardIcon(self.style().StandardPixmap.SP_MessageBoxWarning)
+        self.badges = dict(notes_by_id)
+        for r, tid in enumerate(self.ids):
+            it = self.table.item(r, 0)
+            if it is None:
+                continue
+            text = self.badges.get(tid)
+            it.setIcon(icon if text else QIcon())
+            it.setToolTip(text or "")
 
     def show_checks(self, traj, pending: bool) -> None:
         if traj is None:

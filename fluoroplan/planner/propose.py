@@ -13,6 +13,7 @@ from fluoroplan.model.plan import Needle, NoSafeTrajectory, Plan, Target, Trajec
 from fluoroplan.planner.approaches import Candidate, applicable, generate
 from fluoroplan.planner.case import PROCEDURE_POSITION, PlanningCase
 from fluoroplan.planner.checks import run_checks, views_for
+from fluoroplan.planner.notes import plan_analysis_notes
 from fluoroplan.planner.targets import manual_target, targets_from_analysis
 from fluoroplan.planner.visibility import CHECK_PREFIX as VISIBILITY_PREFIX
 
@@ -368,4 +369,6 @@ def plan_case(volume, analysis: dict, targets: list[Target] | None = None,
                 procedure_position=case.procedure_position,
                 analysis={"levels": [v.label for v in case.vertebrae],
                           "screws": analysis.get("screws", []),
+                          **plan_analysis_notes(analysis, case.findings.vertebrae,
+                                                [s.id for s in case.findings.screws]),
                           "planning_s": round(time.perf_counter() - t0, 3)}, **kw)

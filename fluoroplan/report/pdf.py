@@ -30,6 +30,7 @@ from fluoroplan.io.plan_json import pose_from_json
 from fluoroplan.io.planfile import check_series, plan_document
 from fluoroplan.io.progress import ProgressCallback, no_progress
 from fluoroplan.model.plan import format_check_value
+from fluoroplan.planner.notes import notes_from_plan_json, plan_notes
 from fluoroplan.report.teaching import WITHHELD, teaching_document, teaching_volume
 
 __all__ = ["ReportInfo", "reformat_plane", "write_plan_pdf"]
@@ -508,7 +509,8 @@ def _header(volume, anonymize: bool) -> str:
     return f"fluoroplan plan - {p.get('name') or '(no name)'} - ID {p.get('id') or '-'}"
 
 
-def _cover(doc: _Doc, plan_doc: dict, volume, anonymize: bool, notes: list[str]) -> None:
+def _cover(doc: _Doc, plan_doc: dict, volume, anonymize: bool, notes: list[str],
+           read_first=()) -> None:
     L, W = doc.MARGIN, 210 - 2 * doc.MARGIN
     doc.y += 8
     doc.text(L, doc.y, "Cement augmentation plan", 24, True)
@@ -595,6 +597,16 @@ def _cover(doc: _Doc, plan_doc: dict, volume, anonymize: bool, notes: list[str])
             doc.para(L + 2, f"{u['target']['ref']} {u['approach']}: {u['reason']}", W - 2, 9.5)
     for note in notes:
         doc.para(L, note, W, 9, rgb=STATUS_RGB["warn"])
+    if read_first:
+        # what the CT loader, the analysis and the plan say to mind: the workstation's Notes
+        doc.need(16)
+        doc.y += 10
+        doc.text(L, doc.y, "Notes", 14, True)
+        doc.y += 2
+        where = {"CT": "CT", "analysis": "Analysis", "plan": "Plan"}
+        for n in read_first:  # dark amber: readable on a greyscale print
+            doc.para(L + 2, f"{where[n.source]}: {n.text}", W - 2, 9.5,
+                     rgb=(0.6, 0.32, 0.0) if n.severity == "warn" else (0, 0, 0))
 
 
 def _letters(doc: _Doc, x: float, y_top: float, size_mm: float, letters: dict) -> None:
@@ -819,7 +831,9 @@ def write_plan_pdf(plan, volume, path: str | os.PathLike, anonymize: bool = Fals
     author = "fluoroplan" if anonymize else str(doc_json["planner"])
     doc = _Doc(tmp, title, author, _header(volume, anonymize), anonymize)
     try:
-        _cover(doc, doc_json, volume, anonymize, notes)
+        # the cover lists the targets without a safe path already
+        _cover(doc, doc_json, volume, anonymize, notes, notes_from_plan_json(doc_json)
+               + [n for n in plan_notes(plan) if not (n.about or "").startswith("target:")])
         for n, t in enumerate(trajs, start=1):
             progress(n / (len(trajs) + 1), f"Report page for {t['id']}")
             doc.new_page()

@@ -36,6 +36,7 @@ from fluoroplan.app.planning.views import CEMENT_CALLOUT_MM as CEMENT_CALLOUT_MM
 from fluoroplan.app.planning.views import CEMENT_RGB as CEMENT_RGB
 from fluoroplan.app.planning.views import CONNECTOR_RGB as CONNECTOR_RGB
 from fluoroplan.app.planning.views import LEVEL_LABEL_BACK_MM as LEVEL_LABEL_BACK_MM
+from fluoroplan.app.planning.views import LEVEL_LABEL_GAP_MM as LEVEL_LABEL_GAP_MM
 from fluoroplan.app.planning.views import LOOSE_RGB as LOOSE_RGB
 from fluoroplan.app.planning.views import NEEDLE_RGB as NEEDLE_RGB
 from fluoroplan.app.planning.views import OTHER_NEEDLE_RGB as OTHER_NEEDLE_RGB

@@ -24,7 +24,8 @@ class ChromeMixin:
         for name, title, widget in (("carm", "Virtual C-arm", self.carm),
                                     ("targets", "Targets", self.targets_panel),
                                     ("proposals", "Proposals", self.proposals_panel),
-                                    ("plan", "Plan", self.plan_panel)):
+                                    ("plan", "Plan", self.plan_panel),
+                                    ("notes", "Notes", self.notes_panel)):
             dock = QDockWidget(title, w)
             dock.setObjectName(f"dock_{name}")
             dock.setWidget(widget)
@@ -35,6 +36,7 @@ class ChromeMixin:
         w.splitDockWidget(self.docks["carm"], self.docks["targets"], Qt.Orientation.Vertical)
         w.tabifyDockWidget(self.docks["targets"], self.docks["proposals"])
         w.tabifyDockWidget(self.docks["proposals"], self.docks["plan"])
+        w.tabifyDockWidget(self.docks["plan"], self.docks["notes"])
         self.docks["targets"].raise_()
         w.resizeDocks([self.docks["carm"]], [max(460, int(w.width() * 0.3))],
                       Qt.Orientation.Horizontal)

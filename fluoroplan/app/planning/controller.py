@@ -10,7 +10,7 @@ from PySide6.QtGui import QUndoStack
 from fluoroplan.app.carm_pane import CArmPane
 from fluoroplan.app.document import PlanDocument
 from fluoroplan.app.overlays import TrajectoryOverlay, TrajectoryTool
-from fluoroplan.app.panels import PlanPanel, ProposalsPanel, TargetsPanel
+from fluoroplan.app.panels import NotesPanel, PlanPanel, ProposalsPanel, TargetsPanel
 from fluoroplan.app.planning.analysis import AnalysisMixin
 from fluoroplan.app.planning.autosave import AutosaveMixin
 from fluoroplan.app.planning.chrome import ChromeMixin
@@ -78,6 +78,8 @@ class PlanningController(ChromeMixin, AnalysisMixin, AutosaveMixin, ViewsMixin,
         self.targets_panel = TargetsPanel()
         self.proposals_panel = ProposalsPanel()
         self.plan_panel = PlanPanel()
+        self.notes_panel = NotesPanel()
+        self.notes: list = []  # planner.notes.Note: the CT's, the analysis' and the plan's
         self._build_docks()
         self._build_actions()
         self._build_status()
@@ -102,3 +104,4 @@ class PlanningController(ChromeMixin, AnalysisMixin, AutosaveMixin, ViewsMixin,
         self.proposals_panel.accept_clicked.connect(self.accept)
         self.proposals_panel.preview_changed.connect(self._preview_changed)
         self.plan_panel.selection_changed.connect(self._plan_row_selected)
+        self.notes_panel.note_chosen.connect(self._show_note_subject)

@@ -20,6 +20,7 @@ ROD_RGB = (0.6, 0.75, 0.95)
 CAGE_RGB = (0.3, 0.9, 0.6)
 CONNECTOR_RGB = (0.72, 0.55, 1.0)  # cross-links: violet, apart from the rods' blue
 LEVEL_LABEL_BACK_MM = 40.0
+LEVEL_LABEL_GAP_MM = 20.0  # level labels in 3-D: at least this far apart, head to feet
 CEMENT_RGB = (1.0, 0.96, 0.78)  # bone cement: yellow-white, as bright as it reads on CT
 CEMENT_CALLOUT_MM = (60.0, 40.0)  # cement label: this far to screen-right, toward the viewer
 NEEDLE_RGB = (1.0, 0.8, 0.0)
@@ -36,7 +37,7 @@ class ViewsMixin:
             self.targets_panel.populate(
                 None if self.doc.case is None else self.doc.case.findings, self.doc.targets)
             self._draw_implants()
-            self.proposals_panel.set_target(self.doc.target(self.doc.target_id))
+            self._show_target()
             if self.doc.case is not None and self.doc.trajectories:
                 # the checks were made against the previous analysis: make them again
                 self.stale_checks.update(t.id for t in self.doc.trajectories)
@@ -58,11 +59,83 @@ class ViewsMixin:
             if traj is not None:
                 self.win.statusBar().showMessage(f"Selected {traj.id}", 4000)
         elif event == "target":
-            self.proposals_panel.set_target(self.doc.target(detail))
+            self._show_target()
             self._redraw_2d()
         elif event == "path":
             self._update_title()
+        if event in ("analysis", "plan", "trajectories"):
+            self._refresh_notes()
         self._update_actions()
+
+    # --- notes ---------------------------------------------------------------------------------
+    def _refresh_notes(self) -> None:
+        """The Notes dock, its title (with the count), the badges in Targets and Plan."""
+        from fluoroplan.planner.notes import all_notes
+
+        doc = self.doc
+        found = None if doc.case is None else doc.case.findings
+        aj = doc.analysis_json or {}
+        self.notes = all_notes(
+            () if doc.volume is None else doc.volume.notes, aj.get("warnings", []),
+            found.vertebrae if found else (), [s.id for s in found.screws] if found else (),
+            doc.plan) if doc.volume is not None else []
+        self.notes_panel.populate(self.notes)
+        n_warn = sum(n.severity == "warn" for n in self.notes)
+        self.docks["notes"].setWindowTitle(f"Notes ({n_warn} \u26a0)" if n_warn else
+                                           f"Notes ({len(self.notes)})" if self.notes
+                                           else "Notes")
+        self.targets_panel.set_badges(self.notes_by_item())
+        per_traj: dict[str, list[str]] = {}
+        for n in self.notes:
+            if n.about and n.about.startswith("trajectory:"):
+                per_traj.setdefault(n.about.split(":", 1)[1], []).append(n.text)
+        self.plan_panel.set_badges({k: "\n".join(v) for k, v in per_traj.items()})
+        self._show_target()
+
+    def notes_by_item(self) -> dict:
+        """Note texts by Targets item key ("screw:L2-left", "vertebra:L3", "cage:L2-L3")."""
+        out: dict[str, list[str]] = {}
+        for n in self.notes:
+            if not n.about:
+                continue
+            kind, _, ref = n.about.partition(":")
+            if kind == "target":
+                t = self.doc.target(ref)
+                if t is None:
+                    continue
+                key = (f"screw:{t.ref}" if t.kind == "loose-screw" else
+                       f"vertebra:{t.ref}" if t.kind == "fracture" else f"cage:{t.ref}")
+            elif kind in ("screw", "vertebra"):
+                key = n.about
+            else:
+                continue
+            out.setdefault(key, []).append(n.text)
+        return out
+
+    def target_notes(self, target) -> list[str]:
+        """The notes about a target: its own, its screw's or vertebra's, its level's."""
+        if target is None:
+            return []
+        keys = {f"target:{target.id}", f"vertebra:{target.level}"}
+        if target.kind == "loose-screw":
+            keys.add(f"screw:{target.ref}")
+        return [n.text for n in self.notes if n.about in keys]
+
+    def _show_target(self) -> None:
+        target = self.doc.target(self.doc.target_id)
+        self.proposals_panel.set_target(target, self.target_notes(target))
+
+    def _show_note_subject(self, about: str) -> None:
+        """A note double-clicked: show what it is about (select it, centre the slices)."""
+        kind, _, ref = about.partition(":")
+        if kind == "trajectory" and self.doc.trajectory(ref) is not None:
+            self._plan_row_selected(ref)
+            self.docks["plan"].raise_()
+        elif kind == "target" and self.doc.target(ref) is not None:
+            self.select_target(ref)
+            self.docks["targets"].raise_()
+        elif kind in ("screw", "vertebra") and self.targets_panel.select_key(about):
+            self.docks["targets"].raise_()
 
     def _refresh_plan_panel(self) -> None:
         self.plan_panel.populate(self.doc.trajectories, self.doc.selected_id, self.pending_checks)
@@ -133,10 +206,15 @@ class ViewsMixin:
             v3.add_cylinder(a, b, rod_r + 0.2, rgb=CONNECTOR_RGB, group="implants")
         self._draw_cement(tuple(found.listed_cement))
         axes = self.win.view3d_axes()
-        for v in found.vertebrae:
+        last_z = -np.inf
+        for v in sorted(found.vertebrae, key=lambda v: float(v.vertebra_centroid_lps[2])):
             # beside the vertebra and behind it (toward the camera looking at the back), so
-            # that ribs do not hide the thoracic labels
+            # that ribs do not hide the thoracic labels; caudal to cranial, each at least
+            # LEVEL_LABEL_GAP_MM above the last (a vertebra cut by the scan's edge has its
+            # centroid close to its neighbour's: the labels would overlap)
             c = v.vertebra_centroid_lps + np.array([0.0, LEVEL_LABEL_BACK_MM, 0.0])
+            c[2] = max(float(c[2]), last_z + LEVEL_LABEL_GAP_MM)
+            last_z = float(c[2])
             v3.add_label(c - axes * 45.0, v.label, rgb=(1.0, 0.85, 0.4), group="levels")
         v3.render()
 
