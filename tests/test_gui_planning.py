@@ -640,6 +640,120 @@ def test_notes_reach_the_screen_with_badges(qtbot, window, phantom, tmp_path, bo
     assert mine[0].text in pl.plan_panel.table.item(0, 0).toolTip()
 
 
+def _amber(px) -> bool:
+    r, g, b = (int(v) for v in px[:3])
+    return r > 200 and 170 < g < 230 and 90 < b < 160  # the edge letters' #ffd27f
+
+
+def _bar_run(img: np.ndarray, bar) -> float:
+    """Length in px of the longest bright horizontal run on the bar's row (measured on the
+    drawn image, not from the code that draws it)."""
+    y = int(bar.top() + 1.5)
+    x0, x1 = max(0, int(bar.left()) - 12), int(bar.right()) + 12  # the bar's own stretch
+    row = img[y, x0:x1].min(axis=1) > 220
+    best = run = 0
+    for v in row:
+        run = run + 1 if v else 0
+        best = max(best, run)
+    return float(best)
+
+
+def test_measuring_scale_bars_letters_spine_zoom_and_window_keys(qtbot, window, case_dir,
+                                                                  phantom, tmp_path, boxes):
+    """Issue 16, point 7: a scale bar and letters on every pane (needle panes included), the
+    reformats zoomed on the spine, distance and angle tools that are undoable and saved with
+    the plan, and the window presets on keys 1-3."""
+    from fluoroplan.app.slice_view import PRESETS, SCALE_BAR_MM, draw_scale_bar
+
+    window.resize(1600, 1000)
+    _open(qtbot, window, case_dir)
+    pl = window.planning
+    axial = window.views["axial"]
+    # the default zoom: the spine, not the whole field (the vertebrae fill the view)
+    g = axial.grid
+    fit_all = min(axial._view_rect().width() / (g.shape[1] * g.pixel_mm[0]),
+                  axial._view_rect().height() / (g.shape[0] * g.pixel_mm[1]))
+    assert axial.pixels_per_mm() > 1.15 * fit_all  # 288 mm field, 200 mm box here
+    spine = np.mean([v.vertebra_centroid_lps for v in pl.doc.case.findings.vertebrae], axis=0)
+    c = axial.widget_from_lps(spine)
+    r = axial._view_rect()
+    assert abs(c.x() - r.center().x()) < 0.2 * r.width()
+    zoomed = axial.pixels_per_mm()
+    axial.zoom_by(0.5)
+    assert axial.pixels_per_mm() < zoomed
+    _key(qtbot, window, Qt.Key.Key_0, Qt.KeyboardModifier.ControlModifier)  # reset: the spine
+    assert axial.pixels_per_mm() == pytest.approx(zoomed, rel=1e-6)
+    # the scale bar: its drawn length is a round number of mm at this zoom
+    img = _rgb(axial.grab().toImage())
+    from PySide6.QtGui import QImage, QPainter
+
+    probe = QImage(axial.size(), QImage.Format.Format_RGB32)
+    painter = QPainter(probe)
+    bar = draw_scale_bar(painter, axial, axial.pixels_per_mm(), corner="left", lines_up=1.5)
+    painter.end()
+    run_mm = _bar_run(img, bar) / axial.pixels_per_mm()
+    assert min(abs(run_mm - mm) for mm in SCALE_BAR_MM) < 1.5 / axial.pixels_per_mm(), run_mm
+    # the needle panes have letters and a scale bar once a trajectory is shown
+    traj = _accept_proposal(qtbot, window, f"loose-screw:{_loose(phantom)['id']}", boxes)
+    for kind in ("along", "across"):
+        nv = window.needle_views[kind]
+        shot = _rgb(nv.grab().toImage())
+        h, w = shot.shape[:2]
+        left = shot[h // 3: 2 * h // 3, : w // 12]
+        assert any(_amber(px) for px in left.reshape(-1, 3)), kind
+        assert nv.grid.axes.edge_letters()["left"]
+    # distance: D, then two clicks 120 px apart on the axial view
+    window.state.set_crosshair(traj.target_lps)
+    _key(qtbot, window, Qt.Key.Key_D)
+    assert pl.measuring == "distance"
+    a = r.center() + QPointF(-60.0, 10.0)
+    b = a + QPointF(120.0, 0.0)
+    qtbot.mouseClick(axial, Qt.MouseButton.LeftButton, pos=a.toPoint())
+    qtbot.mouseClick(axial, Qt.MouseButton.LeftButton, pos=b.toPoint())
+    assert len(pl.doc.measurements) == 1
+    m = pl.doc.measurements[0]
+    expected = (b.toPoint().x() - a.toPoint().x()) / axial.pixels_per_mm()
+    assert m.kind == "distance" and m.value == pytest.approx(expected, abs=0.3)
+    assert m.view == "axial" and pl.measure_overlay.in_plane(axial, m.points_lps)
+    # angle: A, then an arm, the vertex and the other arm at a right angle
+    _key(qtbot, window, Qt.Key.Key_A)
+    v0 = r.center() + QPointF(0.0, 40.0)
+    for q in (v0 + QPointF(90.0, 0.0), v0, v0 + QPointF(0.0, -90.0)):
+        qtbot.mouseClick(axial, Qt.MouseButton.LeftButton, pos=q.toPoint())
+    angle = pl.doc.measurements[-1]
+    assert angle.kind == "angle" and angle.value == pytest.approx(90.0, abs=0.5)
+    # both drawn with their values where the user measured them
+    shown = _rgb(axial.grab().toImage())
+    dpr = axial.devicePixelRatioF()
+    mid = axial.widget_from_lps(m.points_lps.mean(axis=0))
+    green = shown[int(mid.y() * dpr) - 2: int(mid.y() * dpr) + 3,
+                  int(mid.x() * dpr) - 2: int(mid.x() * dpr) + 3].reshape(-1, 3)
+    assert any(px[1] > 200 and px[0] < 170 and px[2] < 200 for px in green)
+    # undoable: Ctrl+Z takes the angle away, Ctrl+Y puts it back
+    _key(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert [x.kind for x in pl.doc.measurements] == ["distance"]
+    _key(qtbot, window, Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier)
+    assert [x.kind for x in pl.doc.measurements] == ["distance", "angle"]
+    # saved with the plan and read back
+    path = tmp_path / "measured.json"
+    assert pl.save_to(str(path))
+    saved = json.loads(path.read_text())["measurements"]
+    assert [x["kind"] for x in saved] == ["distance", "angle"]
+    assert saved[0]["value"] == pytest.approx(m.value, abs=0.01)
+    pl.clear_measurements()
+    assert not pl.doc.measurements
+    assert pl.open_plan(str(path))
+    assert [round(x.value, 2) for x in pl.doc.measurements] == [round(m.value, 2),
+                                                               round(angle.value, 2)]
+    # window presets on keys, the reformat focused
+    axial.setFocus()
+    for key, name in ((Qt.Key.Key_2, "soft tissue"), (Qt.Key.Key_3, "metal"),
+                      (Qt.Key.Key_1, "bone")):
+        _key(qtbot, window, key)
+        assert (window.state.window_width, window.state.window_level) == PRESETS[name]
+    assert not boxes
+
+
 def test_every_angle_and_count_the_user_reads_is_worded(qtbot, window, case_dir, phantom):
     _open(qtbot, window, case_dir)
     pl = window.planning

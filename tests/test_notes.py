@@ -75,3 +75,22 @@ def test_plan_notes_say_what_to_mind_and_about_which_trajectory():
     everything = all_notes(["a CT note"], ["Vertebra 1 from the top: cut"], VERTS, [], plan)
     assert [n.source for n in everything][:2] == ["CT", "analysis"]
     assert everything[1].about == "vertebra:T12"
+
+
+def test_measurements_measure_what_their_points_say_and_round_trip():
+    import json
+
+    from fluoroplan.io.plan_json import measurement_to_json
+    from fluoroplan.model.plan import Measurement
+
+    d = Measurement("d1", "distance", [[0, 0, 0], [30, 40, 0]], "axial")
+    assert d.value == pytest.approx(50.0) and d.text == "50.0 mm"
+    a = Measurement("a1", "angle", [[10, 0, 0], [0, 0, 0], [10, 10, 0]], "sagittal")
+    assert a.value == pytest.approx(45.0) and a.text == "45.0\u00b0"
+    with pytest.raises(ValueError, match="a distance has 2 points"):
+        Measurement("d2", "distance", [[0, 0, 0]])
+    with pytest.raises(ValueError, match="kind"):
+        Measurement("x", "area", [[0, 0, 0], [1, 1, 1]])
+    doc = json.loads(json.dumps(measurement_to_json(a)))
+    assert doc == {"id": "a1", "kind": "angle", "view": "sagittal", "unit": "deg", "value": 45.0,
+                   "points_lps": [[10.0, 0.0, 0.0], [0.0, 0.0, 0.0], [10.0, 10.0, 0.0]]}

@@ -10,6 +10,7 @@ Events (``callback(event, detail)``):
 - ``"analysis"``: a new analysis (after loading, or after relabelling levels);
 - ``"plan"``: a whole plan was set (new CT, plan opened);
 - ``"trajectories"``: a trajectory was added, removed, moved or re-checked (detail: its id);
+- ``"measurements"``: a distance or angle was added or removed;
 - ``"selection"``: the selected trajectory changed (detail: its id or None);
 - ``"target"``: the current target changed (detail: the target id or None);
 - ``"path"``: the plan's file changed (saved under a name, opened).
@@ -177,6 +178,16 @@ class PlanDocument:
         if self.selected_id == traj_id:
             self.select(trajs[min(index, len(trajs) - 1)].id if trajs else None)
         return index, traj
+
+    @property
+    def measurements(self) -> tuple:
+        return () if self.plan is None else self.plan.measurements
+
+    def set_measurements(self, measurements: tuple) -> None:
+        """The plan's distances and angles (saved with it)."""
+        assert self.plan is not None, "no plan: load a CT first"
+        self.plan = replace(self.plan, measurements=tuple(measurements), modified=_now())
+        self._notify("measurements", None)
 
     def replace_trajectory(self, traj: Trajectory) -> None:
         trajs = tuple(traj if t.id == traj.id else t for t in self.trajectories)

@@ -22,7 +22,7 @@ from fluoroplan.app.reformat import (
     oblique_grid,
     reformat,
 )
-from fluoroplan.app.slice_view import windowed_image
+from fluoroplan.app.slice_view import draw_edge_letters, draw_scale_bar, windowed_image
 from fluoroplan.geometry.conventions import NEEDLE_OUTER_DIAMETER_MM
 
 CLEARANCE_RINGS_MM = (2.0, 5.0)
@@ -101,13 +101,18 @@ class NeedleView(QWidget):
     def _make_image(self) -> None:
         self._image = windowed_image(self._hu, self.state.window_width, self.state.window_level)
 
+    def _image_rect(self) -> QRectF:
+        """The area of the image: below the title, inside the edge letters, above the legend."""
+        fm = self.fontMetrics()
+        top, side = fm.height() * 1.4, fm.height() * 1.3
+        return QRectF(side, top, max(self.width() - 2 * side, 1),
+                      max(self.height() - top - fm.height() * 1.4, 1))
+
     def transform(self) -> QTransform:
         g = self.grid
         rows, cols = g.shape
         w_mm, h_mm = cols * g.pixel_mm[0], rows * g.pixel_mm[1]
-        fm = self.fontMetrics()
-        top = fm.height() * 1.4
-        r = QRectF(4, top, max(self.width() - 8, 1), max(self.height() - top - fm.height() * 1.4, 1))
+        r = self._image_rect()
         s = min(r.width() / w_mm, r.height() / h_mm)
         t = QTransform()
         t.translate(r.center().x(), r.center().y())
@@ -189,6 +194,8 @@ class NeedleView(QWidget):
             p.setPen(pen)
             p.drawLine(a, b)
             sub = f"  entry at the top; {direction_letter(-g.axes.right_lps)} on the left"
+        draw_edge_letters(p, self, self._image_rect(), g.axes.edge_letters())
+        draw_scale_bar(p, self, scale)
         self._legend(p, fm)
         self._title(p, title, sub)
         p.end()

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtCore import QPointF, QRectF, QSizeF, Qt
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPainterPath, QPen
 
 from fluoroplan.model.anatomy import (
@@ -411,6 +411,9 @@ class TrajectoryTool:
 
     def press(self, view, pos: QPointF) -> bool:
         c = self.controller
+        if getattr(c, "measuring", None) is not None:
+            c.measure_point(view, self._lps_at(view, pos))
+            return True
         if c.placing:
             c.place_point(self._lps_at(view, pos))
             return True
@@ -439,10 +442,70 @@ class TrajectoryTool:
 
     def hover(self, view, pos: QPointF) -> None:
         c = self.controller
-        if c.placing:
+        if getattr(c, "measuring", None) is not None:
+            c.measure_cursor(self._lps_at(view, pos))
+            view.setCursor(Qt.CursorShape.CrossCursor)
+        elif c.placing:
             c.placing_cursor(self._lps_at(view, pos))
             view.setCursor(Qt.CursorShape.CrossCursor)
         elif self.end_at(view, pos) is not None:
             view.setCursor(Qt.CursorShape.SizeAllCursor)
         else:
             view.unsetCursor()
+
+
+MEASURE_RGB = (120, 255, 160)  # measurements: light green, apart from needles and structures
+
+
+class MeasurementOverlay:
+    """Paints the plan's distances and angles on the reformat they lie in (every point within
+    half a slice and 1 mm of the shown plane), and the one being measured.
+
+    ``controller`` provides ``doc.measurements`` and ``measuring_points()``."""
+
+    TOLERANCE_MM = 1.0
+
+    def __init__(self, controller):
+        self.controller = controller
+
+    def in_plane(self, view, points) -> bool:
+        grid = view.grid
+        here = grid.depth_of(view.state.crosshair_lps)
+        tol = 0.5 * grid.depth_step_mm + self.TOLERANCE_MM
+        return all(abs(grid.depth_of(q) - here) <= tol for q in points)
+
+    def paint(self, p: QPainter, view) -> None:
+        if view.grid is None:
+            return
+        unit = max(1.0, view.fontMetrics().height() / 9.0)
+        p.save()
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        for m in self.controller.doc.measurements:
+            if self.in_plane(view, m.points_lps):
+                self._draw(p, view, m.points_lps, f"{m.id} {m.text}", unit, Qt.PenStyle.SolidLine)
+        pts = self.controller.measuring_points()
+        if pts:
+            self._draw(p, view, pts, "", unit, Qt.PenStyle.DashLine)
+        p.restore()
+
+    def _draw(self, p, view, points, label: str, unit: float, style) -> None:
+        w = [view.widget_from_lps(q) for q in points]
+        pen = QPen(QColor(*MEASURE_RGB))
+        pen.setWidthF(unit * 1.2)
+        pen.setStyle(style)
+        p.setPen(pen)
+        for a, b in zip(w[:-1], w[1:], strict=True):
+            p.drawLine(a, b)
+        pen.setStyle(Qt.PenStyle.SolidLine)
+        p.setPen(pen)
+        for q in w:  # end ticks: short crosses
+            r = unit * 3
+            p.drawLine(q + QPointF(-r, 0), q + QPointF(r, 0))
+            p.drawLine(q + QPointF(0, -r), q + QPointF(0, r))
+        if label:
+            at = w[1] if len(w) == 3 else (w[0] + w[1]) / 2
+            fm = view.fontMetrics()
+            box = QRectF(at + QPointF(unit * 4, -fm.height() - unit * 2),
+                         QSizeF(fm.horizontalAdvance(label) + 8, fm.height() + 2))
+            p.fillRect(box, QColor(0, 0, 0, 170))
+            p.drawText(box, Qt.AlignmentFlag.AlignCenter, label)

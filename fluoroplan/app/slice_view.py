@@ -46,6 +46,63 @@ def windowed_image(hu, width: float, level: float) -> QImage | None:
     rows, cols = grey.shape
     return QImage(grey.data, cols, rows, cols, QImage.Format.Format_Grayscale8).copy()
 
+SCALE_BAR_MM = (1, 2, 5, 10, 20, 50, 100)  # the longest that fits in a fifth of the width
+
+
+def draw_edge_letters(p: QPainter, widget, r: QRectF, letters: dict) -> None:
+    """Patient-direction letters on the four edges of an image area (``letters``: left, right,
+    top, bottom), in the reformats' bold amber."""
+    fm = widget.fontMetrics()
+    font = QFont(widget.font())
+    font.setBold(True)
+    font.setPointSizeF(widget.font().pointSizeF() * 1.25)
+    p.setFont(font)
+    p.setPen(QColor("#ffd27f"))
+    m = fm.height() * 0.3
+    big = QRectF(r.left() - fm.height() * 1.3 + m, r.top(),
+                 r.width() + 2 * fm.height() * 1.3 - 2 * m, r.height())
+    a = Qt.AlignmentFlag
+    p.drawText(big, a.AlignLeft | a.AlignVCenter, letters["left"])
+    p.drawText(big, a.AlignRight | a.AlignVCenter, letters["right"])
+    p.drawText(r, a.AlignTop | a.AlignHCenter, letters["top"])
+    p.drawText(r, a.AlignBottom | a.AlignHCenter, letters["bottom"])
+    p.setFont(widget.font())
+
+
+def scale_bar_mm(px_per_mm: float, width_px: float) -> float:
+    """The scale bar's length: the longest of 1, 2, 5, 10 ... 100 mm within a fifth of the
+    width (at least the shortest)."""
+    fits = [mm for mm in SCALE_BAR_MM if mm * px_per_mm <= width_px / 5]
+    return float(fits[-1] if fits else SCALE_BAR_MM[0])
+
+
+def draw_scale_bar(p: QPainter, widget, px_per_mm: float, corner: str = "right",
+                   lines_up: float = 1.6) -> QRectF:
+    """A bar of a round length in mm in a bottom corner (``lines_up`` text lines above the
+    bottom edge, clear of the footer and legends), with its length written on it; returns
+    the bar's rectangle (widget px)."""
+    fm = widget.fontMetrics()
+    mm = scale_bar_mm(px_per_mm, widget.width())
+    length = mm * px_per_mm
+    y = widget.height() - fm.height() * lines_up
+    if corner == "left":
+        left = fm.height() * 1.6
+    else:
+        left = widget.width() - fm.height() * 1.6 - length
+    bar = QRectF(left, y - 3, length, 3)
+    p.save()
+    p.setRenderHint(QPainter.RenderHint.Antialiasing, False)
+    p.fillRect(bar.adjusted(-1, -1, 1, 1), QColor(0, 0, 0))
+    p.fillRect(bar, QColor("#f0f0f0"))
+    for x in (bar.left(), bar.right() - 2):  # end ticks, inside the bar's length
+        p.fillRect(QRectF(x, y - 7, 2, 7), QColor("#f0f0f0"))
+    p.setPen(QColor("#f0f0f0"))
+    text = f"{mm:.0f} mm"
+    p.drawText(QPointF(bar.center().x() - fm.horizontalAdvance(text) / 2, y - 9), text)
+    p.restore()
+    return bar
+
+
 class ViewerState(QObject):
     """What the three views share. Emits ``crosshair_changed`` and ``window_changed``."""
 
@@ -60,9 +117,12 @@ class ViewerState(QObject):
         self.grids: dict[str, PlaneGrid] = {}
         self.crosshair_lps = np.zeros(3)
         self.window_width, self.window_level = PRESETS[DEFAULT_PRESET]
+        # the box (LPS lo, hi) the views zoom on by default (the spine, once found), or None
+        self.focus_box: tuple[np.ndarray, np.ndarray] | None = None
 
     def set_volume(self, volume: CTVolume | None) -> None:
         self.volume = volume
+        self.focus_box = None
         if volume is None:
             self.axes, self.grids = {}, {}
         else:
@@ -157,8 +217,38 @@ class SliceView(QWidget):
         self._image = windowed_image(self._hu, self.state.window_width, self.state.window_level)
 
     def reset_view(self) -> None:
+        """The default zoom: on the focus box (the spine) when there is one, else the whole
+        field of view."""
         self._zoom, self._pan = 1.0, QPointF(0.0, 0.0)
+        box, grid = self.state.focus_box, self.grid
+        if box is not None and grid is not None:
+            lo, hi = (np.asarray(b, float) for b in box)
+            corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
+                                for z in (lo[2], hi[2])])
+            uv = grid.uv_from_lps(corners)
+            size = uv.max(axis=0) - uv.min(axis=0)
+            w_mm, h_mm = self._extent_mm()
+            r = self._view_rect()
+            if size[0] > 0 and size[1] > 0:
+                # zoom in until the box fills the view (never out beyond the whole field)
+                fit_all = min(r.width() / w_mm, r.height() / h_mm)
+                fit_box = min(r.width() / size[0], r.height() / size[1])
+                self._zoom = float(max(1.0, fit_box / fit_all))
+                centre_uv = (uv.max(axis=0) + uv.min(axis=0)) / 2
+                c = self.transform().map(QPointF(float(centre_uv[0]), float(centre_uv[1])))
+                self._pan = QPointF(self._view_rect().center() - c)
+        self._default_view = True
         self.update()
+
+    def resizeEvent(self, ev) -> None:  # noqa: N802
+        super().resizeEvent(ev)
+        if self.at_default_zoom:  # the pan is in pixels: keep the focus box centred
+            self.reset_view()
+
+    @property
+    def at_default_zoom(self) -> bool:
+        """True while the user has not zoomed or panned since the last reset."""
+        return getattr(self, "_default_view", True)
 
     # --- geometry: plane mm <-> widget px ---------------------------------------------------
     def _extent_mm(self) -> tuple[float, float]:
@@ -227,6 +317,8 @@ class SliceView(QWidget):
         for overlay in self.overlays:
             overlay.paint(p, self)
         self._draw_letters(p, fm)
+        # bottom left, above the footer line (the structures' legend is at the bottom right)
+        draw_scale_bar(p, self, self.pixels_per_mm(), corner="left", lines_up=1.5)
         self._draw_title(p)
         self._draw_footer(p, fm)
         if self.hasFocus():
@@ -262,22 +354,10 @@ class SliceView(QWidget):
                 p.drawLine(QPointF(c.x() + gap, c.y()), QPointF(w, c.y()))
 
     def _draw_letters(self, p: QPainter, fm) -> None:
-        letters = self.grid.axes.edge_letters()
-        font = QFont(self.font())
-        font.setBold(True)
-        font.setPointSizeF(self.font().pointSizeF() * 1.25)
-        p.setFont(font)
-        p.setPen(QColor("#ffd27f"))
-        r = self._view_rect()
-        m = fm.height() * 0.3
-        big = QRectF(r.left() - fm.height() * 1.3 + m, r.top(), r.width() + 2 * fm.height() * 1.3 - 2 * m,
-                     r.height())
-        a = Qt.AlignmentFlag
-        p.drawText(big, a.AlignLeft | a.AlignVCenter, letters["left"])
-        p.drawText(big, a.AlignRight | a.AlignVCenter, letters["right"])
-        p.drawText(r, a.AlignTop | a.AlignHCenter, letters["top"])
-        p.drawText(r, a.AlignBottom | a.AlignHCenter, letters["bottom"])
-        p.setFont(self.font())
+        draw_edge_letters(p, self, self._view_rect(), self.grid.axes.edge_letters())
+
+    def pixels_per_mm(self) -> float:
+        return float(self.transform().m11())
 
     def _draw_title(self, p: QPainter) -> None:
         fm = self.fontMetrics()
@@ -334,6 +414,7 @@ class SliceView(QWidget):
         # keep the point under ``about`` fixed
         self._pan += (centre - about) * (factor - 1.0)
         self._zoom = new_zoom
+        self._default_view = False
         self.update()
 
     def mousePressEvent(self, ev) -> None:  # noqa: N802
@@ -377,6 +458,7 @@ class SliceView(QWidget):
             elif kind == "pan":
                 _, start, pan0 = self._drag
                 self._pan = pan0 + (pos - start)
+                self._default_view = False
                 self.update()
         elif self.tool is not None and hasattr(self.tool, "hover"):
             self.tool.hover(self, pos)

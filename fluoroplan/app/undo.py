@@ -70,3 +70,17 @@ class Relabel(QUndoCommand):
 
     def undo(self) -> None:
         self.doc.set_analysis(*self.before)
+
+
+class SetMeasurements(QUndoCommand):
+    """A distance or angle added or removed, or all cleared: swaps the plan's measurements."""
+
+    def __init__(self, doc: PlanDocument, before: tuple, after: tuple, text: str):
+        super().__init__(text)
+        self.doc, self.before, self.after = doc, tuple(before), tuple(after)
+
+    def redo(self) -> None:
+        self.doc.set_measurements(self.after)
+
+    def undo(self) -> None:
+        self.doc.set_measurements(self.before)

@@ -22,6 +22,7 @@ from fluoroplan.io.jsonio import PLAN_SCHEMA
 from fluoroplan.io.schemas import SchemaViolation, check
 from fluoroplan.model.plan import (
     Check,
+    Measurement,
     Needle,
     NoSafeTrajectory,
     Plan,
@@ -267,7 +268,23 @@ def plan_to_json(plan: Plan) -> dict:
         "trajectories": [trajectory_to_json(t) for t in plan.trajectories],
         "no_safe_trajectory": [no_safe_to_json(u) for u in plan.unsolved],
         "analysis": plan.analysis,
+        "measurements": [measurement_to_json(m) for m in plan.measurements],
     }
+
+
+def measurement_to_json(m: Measurement) -> dict:
+    return {"id": m.id, "kind": m.kind, "view": m.view,
+            "points_lps": [_r(p) for p in m.points_lps], "value": round(m.value, 2),
+            "unit": "mm" if m.kind == "distance" else "deg"}
+
+
+def _measurement(d: dict, where: str) -> Measurement:
+    try:
+        return Measurement(id=d["id"], kind=d["kind"], points_lps=np.asarray(d["points_lps"],
+                                                                             float),
+                           view=d.get("view", ""))
+    except ValueError as err:
+        raise _fail(where, str(err)) from None
 
 
 def plan_from_json(d) -> Plan:
@@ -287,4 +304,6 @@ def plan_from_json(d) -> Plan:
     return Plan(series=json.loads(json.dumps(d["series"])), targets=targets, trajectories=trajs,
                 unsolved=unsolved, planner=d["planner"], created=d["created"],
                 modified=d["modified"], analysis=json.loads(json.dumps(d["analysis"])),
-                procedure_position=d.get("procedure_position", "HFP"))
+                procedure_position=d.get("procedure_position", "HFP"),
+                measurements=tuple(_measurement(m, f"measurements[{n}]")
+                                   for n, m in enumerate(d.get("measurements", []))))

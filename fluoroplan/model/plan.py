@@ -274,6 +274,49 @@ class NoSafeTrajectory:
     side: str = ""  # the approach's side ("left", "right"), when it has one
 
 
+MEASUREMENT_KINDS = {"distance": 2, "angle": 3}  # kind -> number of points
+
+
+@dataclass(frozen=True, eq=False)
+class Measurement:
+    """A distance (two points) or an angle (three points, the vertex second) the user measured
+    on a reformat (``view``: "axial", "sagittal", "coronal"); LPS mm, kept with the plan."""
+
+    id: str
+    kind: str
+    points_lps: np.ndarray
+    view: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in MEASUREMENT_KINDS:
+            raise ValueError(f"measurement kind must be one of {sorted(MEASUREMENT_KINDS)}, "
+                             f"not {self.kind!r}")
+        pts = np.asarray(self.points_lps, float).reshape(-1, 3)
+        if len(pts) != MEASUREMENT_KINDS[self.kind]:
+            raise ValueError(f"a {self.kind} has {MEASUREMENT_KINDS[self.kind]} points, "
+                             f"not {len(pts)}")
+        if not np.all(np.isfinite(pts)):
+            raise ValueError("measurement points must be finite numbers")
+        object.__setattr__(self, "points_lps", pts)
+
+    @property
+    def value(self) -> float:
+        """Millimetres between the two points, or degrees at the vertex (the second point)."""
+        p = self.points_lps
+        if self.kind == "distance":
+            return float(np.linalg.norm(p[1] - p[0]))
+        a, b = p[0] - p[1], p[2] - p[1]
+        na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+        if na < 1e-9 or nb < 1e-9:
+            return 0.0
+        return float(np.degrees(np.arccos(np.clip(np.dot(a, b) / (na * nb), -1.0, 1.0))))
+
+    @property
+    def text(self) -> str:
+        return (f"{self.value:.1f} mm" if self.kind == "distance"
+                else f"{self.value:.1f}\u00b0")
+
+
 @dataclass(frozen=True, eq=False)
 class Plan:
     """A case's plan: the series it belongs to, its targets and trajectories, who and when."""
@@ -287,6 +330,7 @@ class Plan:
     modified: str = field(default_factory=lambda: _now())
     analysis: dict = field(default_factory=dict)
     procedure_position: str = "HFP"  # how the patient lies in the angiosuite (C-arm room terms)
+    measurements: tuple[Measurement, ...] = ()  # distances and angles measured on the CT
 
 
 def _now() -> str:

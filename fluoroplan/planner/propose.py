@@ -4,7 +4,7 @@ cost whose terms the report can explain; full checks on the winners."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -232,7 +232,6 @@ def build_trajectory(case: PlanningCase, target: Target, approach: str, side: st
     for c in checks:
         if c.name.endswith("view reachable") and c.status == "fail":
             terms["unreachable view"] = terms.get("unreachable view", 0.0) + 20.0
-    from dataclasses import replace
 
     return replace(traj, views=blocks, checks=checks, cost=float(sum(terms.values())),
                    cost_terms=terms)
@@ -293,7 +292,6 @@ def recheck(case: PlanningCase, traj: Trajectory) -> Trajectory:
 def propose(case: PlanningCase, target: Target, approach: str, side: str,
             cancel: CancelToken | None = None) -> Trajectory | NoSafeTrajectory:
     """The best trajectory of one approach for a target, or why there is none."""
-    from dataclasses import replace
 
     res = _propose(case, target, approach, side, cancel)
     return replace(res, side=side) if isinstance(res, NoSafeTrajectory) else res
@@ -362,13 +360,13 @@ def plan_case(volume, analysis: dict, targets: list[Target] | None = None,
         else:
             unsolved.append(res)
     progress(1.0, "Planning done")
-    kw = {} if planner is None else {"planner": planner}
     series = volume.series_json() if hasattr(volume, "series_json") else {}
-    return Plan(series=series, targets=tuple(targets), trajectories=tuple(trajs),
+    plan = Plan(series=series, targets=tuple(targets), trajectories=tuple(trajs),
                 unsolved=tuple(unsolved),
                 procedure_position=case.procedure_position,
                 analysis={"levels": [v.label for v in case.vertebrae],
                           "screws": analysis.get("screws", []),
                           **plan_analysis_notes(analysis, case.findings.vertebrae,
                                                 [s.id for s in case.findings.screws]),
-                          "planning_s": round(time.perf_counter() - t0, 3)}, **kw)
+                          "planning_s": round(time.perf_counter() - t0, 3)})
+    return plan if planner is None else replace(plan, planner=planner)

@@ -597,6 +597,16 @@ def _cover(doc: _Doc, plan_doc: dict, volume, anonymize: bool, notes: list[str],
             doc.para(L + 2, f"{u['target']['ref']} {u['approach']}: {u['reason']}", W - 2, 9.5)
     for note in notes:
         doc.para(L, note, W, 9, rgb=STATUS_RGB["warn"])
+    measured = plan_doc.get("measurements") or []
+    if measured:  # what the planner measured on the CT, as saved with the plan
+        doc.need(12)
+        doc.y += 8
+        doc.text(L, doc.y, "Measurements", 12, True)
+        doc.y += 1
+        for m in measured:
+            unit = " mm" if m["unit"] == "mm" else "\u00b0"
+            doc.para(L + 2, f"{m['id']}: {m['kind']} {m['value']:.1f}{unit}"
+                     + (f" on the {m['view']} reformat" if m.get("view") else ""), W - 2, 10)
     if read_first:
         # what the CT loader, the analysis and the plan say to mind: the workstation's Notes
         doc.need(16)

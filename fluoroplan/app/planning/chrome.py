@@ -114,6 +114,16 @@ class ChromeMixin:
                                        QKeySequence.StandardKey.Delete,
                                        "Remove the selected trajectory from the plan", edit)
         self.act_cancel = self._action("Cancel placing", self.cancel_place, "Esc")
+        edit.addSeparator()
+        self.act_distance = self._action("Measure &distance", lambda: self.start_measure(
+            "distance"), "D", "Click the two ends of a distance in a reformat (saved with the "
+            "plan, undoable)", edit)
+        self.act_angle = self._action("Measure an&gle", lambda: self.start_measure("angle"),
+                                      "A", "Click a point on one arm, the vertex, then a point "
+                                      "on the other arm (saved with the plan, undoable)", edit)
+        self.act_clear_measures = self._action("Clear &measurements", self.clear_measurements,
+                                               tip="Remove every distance and angle (undoable)",
+                                               menu=edit)
         self.act_relabel = self._action("This vertebra &is\u2026", self.relabel_at_crosshair,
                                         "Ctrl+L", "Name the vertebra at the crosshair; all "
                                         "levels follow", edit)
@@ -186,6 +196,9 @@ class ChromeMixin:
         target = self.doc.target(self.doc.target_id)
         self.act_propose.setEnabled(has_case and target is not None and self.propose_task is None)
         self.act_place.setEnabled(has_case)
+        for act in (self.act_distance, self.act_angle):
+            act.setEnabled(self.doc.plan is not None)
+        self.act_clear_measures.setEnabled(bool(self.doc.measurements))
         self.act_remove.setEnabled(sel)
         self.act_accept.setEnabled(self.proposals_panel.selected() is not None)
         self.act_relabel.setEnabled(has_case and self.relabel_task is None)

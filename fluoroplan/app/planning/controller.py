@@ -9,7 +9,7 @@ from PySide6.QtGui import QUndoStack
 
 from fluoroplan.app.carm_pane import CArmPane
 from fluoroplan.app.document import PlanDocument
-from fluoroplan.app.overlays import TrajectoryOverlay, TrajectoryTool
+from fluoroplan.app.overlays import MeasurementOverlay, TrajectoryOverlay, TrajectoryTool
 from fluoroplan.app.panels import NotesPanel, PlanPanel, ProposalsPanel, TargetsPanel
 from fluoroplan.app.planning.analysis import AnalysisMixin
 from fluoroplan.app.planning.autosave import AutosaveMixin
@@ -17,6 +17,7 @@ from fluoroplan.app.planning.chrome import ChromeMixin
 from fluoroplan.app.planning.editing import EditingMixin
 from fluoroplan.app.planning.files import FilesMixin
 from fluoroplan.app.planning.labels import LabelsMixin
+from fluoroplan.app.planning.measuring import MeasuringMixin
 from fluoroplan.app.planning.rechecks import RechecksMixin
 from fluoroplan.app.planning.views import ViewsMixin
 from fluoroplan.app.tasks import Task
@@ -26,7 +27,8 @@ RECHECK_DELAY_MS = 120
 
 
 class PlanningController(ChromeMixin, AnalysisMixin, AutosaveMixin, ViewsMixin,
-                         EditingMixin, RechecksMixin, LabelsMixin, FilesMixin, QObject):
+                         EditingMixin, MeasuringMixin, RechecksMixin, LabelsMixin, FilesMixin,
+                         QObject):
     """Adds the planning docks, actions and views to a :class:`MainWindow` and runs them.
 
     Signals: ``analysis_ready()`` once the analysis of a loaded CT is shown;
@@ -68,10 +70,15 @@ class PlanningController(ChromeMixin, AnalysisMixin, AutosaveMixin, ViewsMixin,
         self.analysis_done = False
         self._autosave_warned = False
 
+        self.measuring: str | None = None  # "distance" or "angle" while one is measured
+        self._measure_pts: list = []
+        self._measure_cursor = None
         self.overlay = TrajectoryOverlay(self)
+        self.measure_overlay = MeasurementOverlay(self)
         self.tool = TrajectoryTool(self)
         for v in window.views.values():
             v.overlays.append(self.overlay)
+            v.overlays.append(self.measure_overlay)
             v.tool = self.tool
             v.context_requested.connect(self._view_context_menu)
         self.carm = CArmPane(self)

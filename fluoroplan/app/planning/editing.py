@@ -130,6 +130,8 @@ class EditingMixin:
             "(Esc cancels)")
 
     def cancel_place(self) -> None:
+        if self.cancel_measure():
+            return
         if self._drag is not None:
             self.cancel_drag()
         if not self.placing:
