@@ -754,6 +754,86 @@ def test_measuring_scale_bars_letters_spine_zoom_and_window_keys(qtbot, window, 
     assert not boxes
 
 
+def test_manual_planning_when_the_analysis_fails(qtbot, window, phantom, tmp_path, boxes):
+    """Issue 16, point 5: a slab the analysis cannot read (no spine over two levels) still
+    lets the user place a trajectory by hand; the canal and the levels are UNKNOWN and every
+    check that needs them says so (not passed, not failed), in the checks, the plan table,
+    the Notes and the Targets panel."""
+    import nibabel as nib
+
+    vol = phantom.volume
+    slab = vol.hu[74:80]  # 9 mm: too thin for the analysis, which refuses it
+    ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ vol.lps_from_ijk
+    path = tmp_path / "slab.nii.gz"
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(slab.transpose(2, 1, 0)),
+                             ras @ np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 74],
+                                             [0, 0, 0, 1.0]])), path)
+    pl = window.planning
+    with qtbot.waitSignal(pl.analysis_ready, timeout=WAIT_MS):
+        window.open_file(path)
+    _settle(qtbot, window)
+    # no spine over two levels: no vertebrae, no canal; the user is told and can go on
+    assert not boxes
+    assert pl.doc.case is not None and not pl.doc.case.canal_known
+    assert "UNKNOWN" in pl.targets_panel.status.text()
+    assert pl.act_place.isEnabled()
+    # place one by hand: T, a click for the entry, a click for the target
+    axial = window.views["axial"]
+    centre = np.asarray(window.state.crosshair_lps, float)
+    _key(qtbot, window, Qt.Key.Key_T)
+    assert pl.placing
+    for lps in (centre + np.array([40.0, 70.0, 0.0]), centre + np.array([0.0, -10.0, 0.0])):
+        qtbot.mouseClick(axial, Qt.MouseButton.LeftButton,
+                         pos=axial.widget_from_lps(lps).toPoint())
+    _settle(qtbot, window)
+    traj = pl.doc.selected
+    assert traj is not None and traj.checks
+    by_name = {c.name: c for c in traj.checks}
+    unknown = {n for n, c in by_name.items() if c.status == "unknown"}
+    assert {"spinal canal clearance", "bone in the way", "skin entry from the midline"} <= unknown
+    assert by_name["metal clearance"].status in ("pass", "warn", "fail")  # measured: no spine
+    # not passed: unknown, unless a measured check fails (metal, the tip's bone margin)
+    measured_fail = any(c.status == "fail" for c in traj.checks)
+    assert traj.status == ("fail" if measured_fail else "unknown")
+    table = pl.plan_panel.checks
+    statuses = {table.item(r, 0).text(): table.item(r, 3).text() for r in range(table.rowCount())}
+    assert statuses["spinal canal clearance"] == "UNKNOWN"
+    assert pl.plan_panel.table.item(0, 2).text() == traj.status.upper()
+    notes = [n.text for n in pl.notes if n.about == f"trajectory:{traj.id}"]
+    assert any("'spinal canal clearance' could not be checked" in t for t in notes)
+    # an analysis that raises (a head CT: "No spinal column found"): the dialog says so and
+    # offers planning by hand on the CT as it is
+    from fluoroplan.app.planning import workers
+    from fluoroplan.segmentation.errors import NoSpineFound
+
+    def refuses(volume, progress, cancel, label_map=None):
+        raise NoSpineFound("No spinal column found in this CT: the longest canal-like track "
+                           "spans only 24 mm")
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(workers, "_analyse", refuses)
+    try:
+        with qtbot.waitSignal(pl.analysis_ready, timeout=WAIT_MS):
+            window.open_file(path)
+        _settle(qtbot, window)
+    finally:
+        mp.undo()
+    assert len(boxes) == 1 and boxes[0][0] == "warning"
+    text = boxes[0][2]
+    assert "No spinal column found" in text and "plan by hand" in text and "UNKNOWN" in text
+    assert pl.doc.case is not None and pl.act_place.isEnabled()
+    assert "UNKNOWN" in pl.targets_panel.status.text()
+    assert any(n.source == "analysis" and "did not finish" in n.text for n in pl.notes)
+    assert not pl.placing
+    pl.toggle_place()
+    pl.place_point(centre + np.array([40.0, 70.0, 0.0]))
+    pl.place_point(centre + np.array([0.0, -10.0, 0.0]))
+    _settle(qtbot, window)
+    again = pl.doc.selected
+    assert again is not None and {c.status for c in again.checks
+                                  if c.name == "spinal canal clearance"} == {"unknown"}
+
+
 def test_every_angle_and_count_the_user_reads_is_worded(qtbot, window, case_dir, phantom):
     _open(qtbot, window, case_dir)
     pl = window.planning

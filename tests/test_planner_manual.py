@@ -73,11 +73,20 @@ def test_without_vertebrae_the_side_follows_x_and_ends_must_differ(case):
     right = manual_trajectory(bare, tip + [-30.0, 60.0, 0.0], tip)
     assert (left.side, right.side) == ("left", "right")
     assert left.level == "" and left.id == "manual-left-manual"
-    # no vertebrae, no canal: the path is never passed against a canal nobody found
+    # no vertebrae, no canal: the path is never passed against a canal nobody found; the
+    # checks that need the canal, the levels or the midline say they could not be made
     checked = recheck(bare, left)
-    canal = next(c for c in checked.checks if c.name == "spinal canal clearance")
-    assert canal.status == "fail" and canal.value is None and "not found" in canal.detail
-    assert checked.status == "fail"
+    by_name = {c.name: c for c in checked.checks}
+    canal = by_name["spinal canal clearance"]
+    assert canal.status == "unknown" and canal.value is None and "not found" in canal.detail
+    assert by_name["bone in the way"].status == "unknown"
+    assert by_name["skin entry from the midline"].status == "unknown"
+    assert isinstance(by_name["metal clearance"].value, float)  # needs no spine: measured
+    measured_fail = any(c.status == "fail" for c in checked.checks)
+    assert checked.status == ("fail" if measured_fail else "unknown")
+    clear = recheck(bare, manual_trajectory(bare, tip + [120.0, 60.0, 90.0], tip + [90, 0, 90]))
+    if not any(c.status == "fail" for c in clear.checks):
+        assert clear.status == "unknown"  # never "pass" with the canal not checked
     with pytest.raises(ValueError, match="1 mm apart"):
         manual_trajectory(case, tip + [0.3, 0.0, 0.0], tip)
 

@@ -28,7 +28,7 @@ from fluoroplan.app.messages import count
 from fluoroplan.app.qtcompat import emit
 from fluoroplan.model.findings import Findings
 
-STATUS_RGB = {"pass": "#7fd27f", "warn": "#ffc04d", "fail": "#ff6b6b"}
+STATUS_RGB = {"pass": "#7fd27f", "warn": "#ffc04d", "unknown": "#8ab4f8", "fail": "#ff6b6b"}
 LOOSE_TEXT = "#ff9a4d"
 
 
@@ -202,6 +202,12 @@ class TargetsPanel(QWidget):
             self.items[f"other:{n}"] = it
         self.tree.expandAll()
         n_loose = len(findings.loose_screws)
+        if not findings.vertebrae:
+            self.status.setText(
+                "No vertebrae found: the spinal canal and the levels are UNKNOWN on this CT. "
+                "Plan by hand: place a trajectory (T); the checks that need the canal or the "
+                "levels say UNKNOWN (not checked).")
+            return
         self.status.setText(
             f"{count(len(targets), 'target')}: {count(n_loose, 'loose screw')}, "
             f"{count(sum(t.kind == 'fracture' for t in targets), 'fracture')}, "
@@ -301,8 +307,10 @@ class ProposalsPanel(QWidget):
         rows = self.table.verticalHeader()
         rows.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         rows.setDefaultSectionSize(self.table.fontMetrics().height() + 6)
-        self.table.setMinimumHeight(self.table.horizontalHeader().sizeHint().height()
-                                    + self.VISIBLE_ROWS * rows.defaultSectionSize() + 6)
+        # five rows (VISIBLE_ROWS) once there is room (resizeEvent)
+        self._rows_px = (self.table.horizontalHeader().sizeHint().height()
+                         + self.VISIBLE_ROWS * rows.defaultSectionSize() + 6)
+        # (the minimum stays _table's three lines: the window must fit an 800 x 600 screen)
         self.table.itemSelectionChanged.connect(self._show_checks)
         self.table.currentCellChanged.connect(lambda *_: self._show_checks())
         self.table.cellDoubleClicked.connect(lambda r, c: self._accept())
@@ -310,6 +318,7 @@ class ProposalsPanel(QWidget):
         self.why.setObjectName("recommendation_label")
         self.why.setWordWrap(True)
         self.why.setTextFormat(Qt.TextFormat.RichText)
+        self.why.hide()
         self.checks = checks_table("proposal_checks")
         self.compare = _table(["", "A", "B"], "proposal_compare")
         self.compare.setWordWrap(True)
@@ -336,7 +345,24 @@ class ProposalsPanel(QWidget):
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)
         layout.addWidget(split, 1)
+        self.split = split
         self.set_busy(False, False)
+
+    def resizeEvent(self, ev) -> None:  # noqa: N802
+        super().resizeEvent(ev)
+        self._fit()
+
+    def _fit(self) -> None:
+        """Room for five proposal rows and the recommendation first, at least four rows of
+        checks below (or half the panel, on a small screen); the checks take the rest."""
+        room = self.split.height()
+        if room <= 0:
+            return
+        row = self.table.verticalHeader().defaultSectionSize()
+        why = self.why.heightForWidth(max(self.split.width(), 1)) if self.why.isVisible() else 0
+        want = self._rows_px + max(why, 0) + 4
+        top = int(min(want, max(room - 5 * row, room // 2)))
+        self.split.setSizes([top, room - top])
 
     def set_target(self, target, notes=()) -> None:
         """The target proposed for, and the notes that concern it (badged in Targets)."""
@@ -380,6 +406,7 @@ class ProposalsPanel(QWidget):
                 self.table.setItem(r, c, it)
         self.table.blockSignals(False)
         self.table.resizeColumnsToContents()
+        self.why.setVisible(rec is not None)  # no empty line's height on a small screen
         if rec is None:
             self.why.setText("")
         else:
@@ -388,6 +415,7 @@ class ProposalsPanel(QWidget):
                              f"{items}</ul>")
             self.why.setToolTip(rec.sentence + " Ctrl+click another proposal to compare the "
                                 "two side by side.")
+        self._fit()
         if rec is not None and rec.index is not None:
             # through the selection model: selectRow() would read the keyboard's modifiers
             # (Ctrl still down after Ctrl+P toggles the row off again)

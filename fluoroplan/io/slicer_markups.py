@@ -21,7 +21,8 @@ MARKUPS_SCHEMA = (
 )
 RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0])
 
-STATUS_COLOUR = {"pass": [0.2, 0.8, 0.2], "warn": [1.0, 0.65, 0.0], "fail": [0.9, 0.1, 0.1]}
+STATUS_COLOUR = {"pass": [0.2, 0.8, 0.2], "warn": [1.0, 0.65, 0.0], "unknown": [0.45, 0.6, 1.0],
+                 "fail": [0.9, 0.1, 0.1]}
 SCREW_COLOUR = [0.55, 0.7, 1.0]
 LOOSE_SCREW_COLOUR = [1.0, 0.35, 0.9]
 TARGET_COLOUR = [1.0, 0.25, 0.25]

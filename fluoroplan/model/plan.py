@@ -26,7 +26,9 @@ APPROACHES = (
     "transpedicular",
     "manual",
 )
-STATUSES = ("pass", "warn", "fail")
+# "unknown": a check that could not be made on this CT (no canal or levels found): neither
+# passed nor failed, said as such
+STATUSES = ("pass", "warn", "unknown", "fail")
 
 
 @dataclass(frozen=True)
@@ -234,6 +236,8 @@ class Trajectory:
     def status(self) -> str:
         if any(c.status == "fail" for c in self.checks):
             return "fail"
+        if any(c.status == "unknown" for c in self.checks):
+            return "unknown"  # not safe to call it passed: something could not be checked
         if any(c.status == "warn" for c in self.checks):
             return "warn"
         return "pass"

@@ -95,8 +95,9 @@ def bone_checks(case: PlanningCase, traj: Trajectory, path: np.ndarray,
     'costovertebral corridor' check, on ``path`` sampled every ``step`` mm from the skin."""
     canal_v, foramen_v, ilium_v, rib_v, sacrum_v = _structure_values()
     if not case.label_values:
-        return [Check("bone in the way", None, CROSSING_FAIL_MM, "fail", "mm",
-                      "the CT's bones were not labelled (no vertebrae found), so what the path "
+        return [Check("bone in the way", None, CROSSING_FAIL_MM, "unknown", "mm",
+                      "NOT CHECKED: the CT's bones were not labelled (no vertebrae found), so "
+                      "what the path "
                       "crosses cannot be checked: give the vertebrae with a label map "
                       "(--labels) or use a CT that covers more of the spine")]
     hu = case.hu_at(path)

@@ -154,11 +154,12 @@ def run_checks(
                             "needle surface to the canal's lumen (the CT's voxels); breach "
                             f"grade {grade} (A none, B <2, C 2-4, D 4-6, E >=6 mm){where}"))
     else:
-        # never "pass" a path against a canal nobody found
-        checks.append(Check("spinal canal clearance", None, 0.0, "fail", "mm",
-                            "the spinal canal was not found in this CT (no vertebrae), so the "
-                            "path cannot be checked against it: give the vertebrae with a label "
-                            "map (--labels) or use a CT that covers more of the spine"))
+        # never "pass" a path against a canal nobody found: UNKNOWN, said as such
+        checks.append(Check("spinal canal clearance", None, 0.0, "unknown", "mm",
+                            "NOT CHECKED: the spinal canal was not found in this CT (no "
+                            "vertebrae), so the path cannot be checked against it; check it on "
+                            "the reformats, give the vertebrae with a label map (--labels) or "
+                            "use a CT that covers more of the spine"))
 
     vert = _vertebra_or_none(case, traj.level)
     # 3. medial pedicle wall (AP-view rule): before the tip reaches the posterior wall of the body
@@ -251,11 +252,13 @@ def run_checks(
     if vert is not None:
         mid = vert.canal_center_lps if vert.canal_center_lps is not None else vert.centroid_lps
         lat = float(abs((traj.entry_lps - mid) @ vert.left_lps))
-    else:
-        lat = float(abs(traj.entry_lps[0]))
-    checks.append(Check("skin entry from the midline", lat, MIDLINE_WARN,
-                        "pass" if lat <= MIDLINE_WARN else "warn", "mm",
-                        "lateral distance of the skin entry from the spinous process line"))
+        checks.append(Check("skin entry from the midline", lat, MIDLINE_WARN,
+                            "pass" if lat <= MIDLINE_WARN else "warn", "mm",
+                            "lateral distance of the skin entry from the spinous process line"))
+    else:  # no vertebra at the target: no midline to measure from
+        checks.append(Check("skin entry from the midline", None, MIDLINE_WARN, "unknown", "mm",
+                            "NOT CHECKED: no vertebra was found at the target, so the "
+                            "midline (spinous process line) is not known"))
 
     # 10. path length vs needle length (>= 20 mm outside the skin)
     outside = traj.needle.length_mm - traj.depth_mm

@@ -83,6 +83,9 @@ def plan_notes(plan) -> list[Note]:
             if c.status == "fail":
                 out.append(Note("plan", f"{t.id}: FAILS '{c.name}' ({c.display(1)}): "
                                         f"{c.detail}", about))
+            elif c.status == "unknown":
+                out.append(Note("plan", f"{t.id}: '{c.name}' could not be checked: "
+                                        f"{c.detail.removeprefix('NOT CHECKED: ')}", about))
             elif c.name.endswith("view reachable") and c.value == "no":
                 out.append(Note("plan", f"{t.id}: the {c.name[:-len(' reachable')]} cannot be "
                                         f"reached by the C-arm ({c.detail})", about))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from fluoroplan.model.plan import Check, NoSafeTrajectory, Trajectory
 
-RANK = {"pass": 0, "warn": 1, "fail": 2}
+RANK = {"pass": 0, "warn": 1, "unknown": 2, "fail": 3}
 
 APPROACH_WORDS = {
     "transpedicular-parallel": "parallel to the screw",
@@ -73,7 +73,8 @@ def _checks(traj: Trajectory) -> dict[str, Check]:
 def rank_key(traj: Trajectory) -> tuple:
     """Best first: no failed check, fewer failures, fewer warnings, then the lowest cost."""
     st = [c.status for c in traj.checks]
-    return (RANK[traj.status], st.count("fail"), st.count("warn"), float(traj.cost))
+    return (RANK[traj.status], st.count("fail"), st.count("unknown") + st.count("warn"),
+            float(traj.cost))
 
 
 def _mm(v: float) -> str:
@@ -89,6 +90,9 @@ def _status_words(traj: Trajectory) -> str:
     parts = []
     if fails:
         parts.append("FAILS " + ", ".join(f"{c.name} ({c.display(1)})" for c in fails))
+    unknown = [c for c in bad if c.status == "unknown"]
+    if unknown:
+        parts.append("could not check " + ", ".join(c.name for c in unknown))
     if warns:
         parts.append("warns on " + ", ".join(f"{c.name} ({c.display(1)})" for c in warns))
     return "; ".join(parts)
@@ -188,7 +192,9 @@ def recommend(results: list) -> Recommendation:
     if unsafe:
         reasons.append("no safe path " + ("for " if len(unsafe) == 1 else "for each of ")
                        + " and ".join(proposal_name(r) for r in unsafe))
-    verdict = "Recommended" if best.status != "fail" else "Least bad (not safe as is)"
+    verdict = ("Recommended" if best.status in ("pass", "warn") else
+               "Least bad (not safe as is)" if best.status == "fail" else
+               "Best found (some checks could not be made)")
     return Recommendation(n, f"{verdict}: {proposal_name(best)}", tuple(reasons),
                           key_numbers(best))
 

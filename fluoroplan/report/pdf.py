@@ -40,7 +40,8 @@ NEEDLE = (255, 205, 0)
 RING_1MM = (230, 30, 30)
 RING_2MM = (0, 190, 255)
 TICK = (230, 30, 30)
-STATUS_RGB = {"pass": (0.05, 0.55, 0.15), "warn": (0.85, 0.45, 0.0), "fail": (0.8, 0.0, 0.0)}
+STATUS_RGB = {"pass": (0.05, 0.55, 0.15), "warn": (0.85, 0.45, 0.0),
+              "unknown": (0.25, 0.35, 0.65), "fail": (0.8, 0.0, 0.0)}
 
 DRR_FIELD_MM = 180.0  # detector field read out for the report's DRRs (about 120 mm at the target)
 DRR_PX = 448
@@ -752,7 +753,8 @@ def _reasons_pages(doc: _Doc, trajs: list[dict]) -> None:
     """After the trajectory pages: why each failed or warned check of each trajectory is so
     (what blocks it, which implant hides which landmark and the tilt that clears it), failures
     first - the words the checks table on each page has no room for."""
-    items = [(n, t, [c for st in ("fail", "warn") for c in t["checks"] if c["status"] == st])
+    items = [(n, t, [c for st in ("fail", "unknown", "warn") for c in t["checks"]
+                     if c["status"] == st])
              for n, t in enumerate(trajs, start=1)]
     items = [it for it in items if it[2]]
     if not items:
@@ -760,7 +762,7 @@ def _reasons_pages(doc: _Doc, trajs: list[dict]) -> None:
     L = doc.MARGIN
     W = 210 - 2 * L
     doc.new_page()
-    doc.text(L, 19.5, "Warnings and failures explained", 16, True)
+    doc.text(L, 19.5, "Warnings, failures and checks not made explained", 16, True)
     doc.y = 22.0
     for n, t, bad in items:
         doc.need(12)

@@ -140,25 +140,58 @@ class AnalysisMixin:
                  "attenuation": "preparing the simulated fluoroscopy",
                  "labels": "importing the vertebra labels",
                  "pdf": "writing the PDF report"}.get(task.name, task.name)
+        current_analysis = task.name == "analysis" and task is self.analysis_task
         for attr in ("analysis_task", "propose_task", "recheck_task", "relabel_task", "att_task",
                      "pdf_task"):
             if getattr(self, attr) is task:
                 setattr(self, attr, None)
         if task.name == "recheck":
             self.pending_checks.discard(getattr(task, "traj_id", ""))
-        if task.name == "analysis":
+        manual = False
+        if current_analysis:
             self.pending_recovery = None
             self.analysis_done = True  # nothing more will come; the CT is still shown
-            self.targets_panel.status.setText(
-                "No analysis: targets can be placed by hand once a new analysis succeeds.")
+            manual = self.start_manual_planning()
         self._show_busy(None)
         self._update_actions()
         if isinstance(exc, Cancelled):
-            self.win.statusBar().showMessage(f"Stopped {doing}", 8000)
+            self.win.statusBar().showMessage(f"Stopped {doing}" + (
+                "; plan by hand: place a trajectory (T)" if manual else ""), 8000)
+            if manual:
+                emit(self.analysis_ready)
             return
+        if manual:
+            exc = FluoroplanError(
+                f"{self._describe(exc, doing)[1].rstrip('.')}.\n\nYou can still plan by "
+                "hand: place a trajectory (T: click the skin entry, then the target). The spinal "
+                "canal and the levels are unknown on this CT, so the checks that need them "
+                "say UNKNOWN (not checked); metal, lung, skin and C-arm checks are made.")
         self.error(exc, doing)
+        if manual:
+            emit(self.analysis_ready)
         if task.name == "recheck":
             self._queue_rechecks()
+
+    def start_manual_planning(self) -> bool:
+        """After an analysis that failed (a slab, a head CT) or was stopped: plan by hand on
+        the CT as it is, with no vertebrae, canal, implants or levels (each check that needs
+        them says UNKNOWN). False when there is no CT."""
+        from fluoroplan.planner.case import PlanningCase
+
+        volume = self.doc.volume
+        if volume is None:
+            return False
+        empty = {"vertebrae": [], "screws": [], "rods": [], "cages": [], "warnings": [
+            "The analysis did not finish: no vertebrae, spinal canal, implants or levels are "
+            "known on this CT. Trajectories can be placed by hand; the checks that need the "
+            "canal or the levels say UNKNOWN.",
+        ], "notes": list(volume.notes), "manual": True}
+        case = PlanningCase(volume, empty)
+        self.doc.set_analysis(None, empty, case, [])
+        self.targets_panel.status.setText(
+            "No analysis: the spinal canal and the levels are UNKNOWN on this CT. Plan by hand: "
+            "place a trajectory (T); the checks that need the canal or the levels say UNKNOWN.")
+        return True
 
     def error(self, exc: BaseException, doing: str) -> None:
         """A dialog saying what went wrong and what to do; the window carries on."""
