@@ -326,6 +326,64 @@ def test_complete_attempt_through_the_gui(qtbot, window, case, tmp_path):
     assert len([e for e in errors if "in bone" not in e]) == 0, errors
 
 
+def _button_places(win) -> dict:
+    from PySide6.QtWidgets import QPushButton
+
+    return {b.objectName(): b.mapTo(win, QPoint(0, 0)) for b in
+            win.panel.findChildren(QPushButton) if b.isVisible()}
+
+
+def test_buttons_stay_put_and_the_axial_pane_shows_the_spine(qtbot, window):
+    """Issue 16, point 9: the panel's buttons do not move as the texts above them change
+    (a shot, a declared view, picks, a placed and advanced needle), and the axial pane opens
+    zoomed on the spine, not on the whole field."""
+    win = window
+    win.resize(1600, 1000)
+    qtbot.wait(50)
+    # the axial pane: zoomed on the spine (the vertebrae and screws fill it)
+    ax = win.axial
+    g = ax.grid
+    r = ax._view_rect()
+    fit_all = min(r.width() / (g.shape[1] * g.pixel_mm[0]), r.height() / (g.shape[0] * g.pixel_mm[1]))
+    assert ax.pixels_per_mm() > 1.15 * fit_all
+    spine = np.mean([v.vertebra_centroid_lps for v in win.case.findings.vertebrae], axis=0)
+    c = ax.widget_from_lps(spine)
+    assert r.contains(c)
+    places = _button_places(win)
+    assert {"fluoro_button", "bullseye_button", "pick_entry_button", "place_button",
+            "end_button"} <= set(places)
+
+    def same(when: str) -> None:
+        now = _button_places(win)
+        moved = {k: (places[k], now[k]) for k in places if k in now and now[k] != places[k]}
+        assert not moved, f"after {when}: {moved}"
+
+    s = win.session
+    screw_phase, work_phase = s.setup.phases
+    _keys(qtbot, win, screw_phase.pose.table_angles_deg[0], Qt.Key.Key_Right, Qt.Key.Key_Left)
+    qtbot.keyClick(win, Qt.Key.Key_Space)
+    same("a shot")
+    qtbot.mouseClick(win.bullseye_button, Qt.MouseButton.LeftButton)
+    same("declaring the bull's-eye")
+    win.rot_slider.setValue(round(work_phase.pose.table_angles_deg[0] * 10))
+    win.ang_slider.setValue(round(work_phase.pose.table_angles_deg[1] * 10))
+    qtbot.keyClick(win, Qt.Key.Key_F)
+    qtbot.mouseClick(win.working_button, Qt.MouseButton.LeftButton)
+    same("declaring the working view")
+    ref = s.reference
+    _pick(qtbot, win, win.pick_entry_button, ref.entry_lps)
+    _pick(qtbot, win, win.pick_target_button, ref.target_lps)
+    same("picking the entry and the target")
+    qtbot.mouseClick(win.place_button, Qt.MouseButton.LeftButton)
+    for _ in range(4):
+        qtbot.keyClick(win, Qt.Key.Key_A, Qt.KeyboardModifier.ShiftModifier)
+    qtbot.keyClick(win, Qt.Key.Key_Space)
+    same("placing and advancing the needle")
+    qtbot.mouseClick(win.lateral_button, Qt.MouseButton.LeftButton)
+    qtbot.keyClick(win, Qt.Key.Key_Space)
+    same("a progression view shot")
+
+
 def test_biplane_suite_in_the_rehearsal_window(qtbot, window):
     win = window
     assert not win.fluoro_lateral.isVisible() and not win.lateral_shot_button.isVisible()

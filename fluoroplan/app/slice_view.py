@@ -46,7 +46,25 @@ def windowed_image(hu, width: float, level: float) -> QImage | None:
     rows, cols = grey.shape
     return QImage(grey.data, cols, rows, cols, QImage.Format.Format_Grayscale8).copy()
 
-SCALE_BAR_MM = (1, 2, 5, 10, 20, 50, 100)  # the longest that fits in a fifth of the width
+# the reformats' default zoom box around the vertebrae and screws (LPS: +y is posterior):
+# 100 mm to each side (skin entries up to 100 mm from the midline), 50 mm in front, 110 mm
+# behind (the skin the needles enter), 25 mm up and down
+SPINE_MARGIN_LO_MM = np.array([100.0, 50.0, 25.0])
+SPINE_MARGIN_HI_MM = np.array([100.0, 110.0, 25.0])
+SCALE_BAR_MM = (1, 2, 5, 10, 20, 50, 100)
+
+
+def spine_box(findings, volume) -> tuple[np.ndarray, np.ndarray] | None:
+    """The box (LPS lo, hi) the reformats zoom on by default: the vertebrae and screws found,
+    with the posterior soft tissue the needles cross; None without vertebrae."""
+    if findings is None or not findings.vertebrae or volume is None:
+        return None
+    pts = np.array([v.vertebra_centroid_lps for v in findings.vertebrae]
+                   + [p for s in findings.screws for p in (s.head_lps, s.tip_lps)])
+    lo = pts.min(axis=0) - SPINE_MARGIN_LO_MM
+    hi = pts.max(axis=0) + SPINE_MARGIN_HI_MM
+    vlo, vhi = volume.bounds_lps()
+    return np.maximum(lo, vlo), np.minimum(hi, vhi)  # the longest that fits in a fifth of the width
 
 
 def draw_edge_letters(p: QPainter, widget, r: QRectF, letters: dict) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from fluoroplan.app.reformat import display_axes
+from fluoroplan.app.slice_view import spine_box
 from fluoroplan.geometry.carm import bullseye_pose
 from fluoroplan.geometry.conventions import NEEDLE_OUTER_DIAMETER_MM
 from fluoroplan.geometry.fluoro_marks import NeedleMark, ScrewMark
@@ -20,12 +21,7 @@ ROD_RGB = (0.6, 0.75, 0.95)
 CAGE_RGB = (0.3, 0.9, 0.6)
 CONNECTOR_RGB = (0.72, 0.55, 1.0)  # cross-links: violet, apart from the rods' blue
 LEVEL_LABEL_BACK_MM = 40.0
-LEVEL_LABEL_GAP_MM = 20.0
-# the reformats' default zoom box around the vertebrae and screws (LPS: +y is posterior):
-# 100 mm to each side (skin entries up to 100 mm from the midline), 50 mm in front, 110 mm
-# behind (the skin the needles enter), 25 mm up and down
-SPINE_MARGIN_LO_MM = np.array([100.0, 50.0, 25.0])
-SPINE_MARGIN_HI_MM = np.array([100.0, 110.0, 25.0])  # level labels in 3-D: at least this far apart, head to feet
+LEVEL_LABEL_GAP_MM = 20.0  # level labels in 3-D: at least this far apart, head to feet
 CEMENT_RGB = (1.0, 0.96, 0.78)  # bone cement: yellow-white, as bright as it reads on CT
 CEMENT_CALLOUT_MM = (60.0, 40.0)  # cement label: this far to screen-right, toward the viewer
 NEEDLE_RGB = (1.0, 0.8, 0.0)
@@ -79,16 +75,7 @@ class ViewsMixin:
         """The reformats' default zoom: the spine found (its vertebrae, the implants, the
         posterior soft tissue the needles cross), not the whole field with a tiny spine."""
         case, state = self.doc.case, self.win.state
-        found = None if case is None else case.findings
-        if found is None or not found.vertebrae or self.doc.volume is None:
-            state.focus_box = None
-            return
-        pts = np.array([v.vertebra_centroid_lps for v in found.vertebrae]
-                       + [p for s in found.screws for p in (s.head_lps, s.tip_lps)])
-        lo = pts.min(axis=0) - SPINE_MARGIN_LO_MM
-        hi = pts.max(axis=0) + SPINE_MARGIN_HI_MM
-        vlo, vhi = self.doc.volume.bounds_lps()
-        state.focus_box = (np.maximum(lo, vlo), np.minimum(hi, vhi))
+        state.focus_box = spine_box(None if case is None else case.findings, self.doc.volume)
         for v in self.win.views.values():
             if v.at_default_zoom:
                 v.reset_view()

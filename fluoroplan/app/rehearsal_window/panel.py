@@ -47,6 +47,19 @@ class _SpaceToShot(QObject):
         return False
 
 
+# lines kept for each label whose text changes during an attempt, so that the buttons under
+# it stay where the trainee's hand is (a longer text still shows, and then moves them)
+LABEL_LINES = {"status_label": 3, "angle_label": 2, "sentence_label": 2, "dose_label": 1,
+               "phase_label": 4, "picks_label": 3, "needle_label": 2, "depth_label": 3}
+
+
+def keep_lines(label: QLabel, lines: int) -> None:
+    """Reserve ``lines`` lines of text for a label (text at the top) whatever it shows."""
+    label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+    label.setMinimumHeight(label.fontMetrics().lineSpacing() * lines
+                           + 2 * label.margin() + 2)
+
+
 class PanelMixin:
     """The widgets, menus and actions of
     :class:`~fluoroplan.app.rehearsal_window.RehearsalWindow`."""
@@ -239,6 +252,8 @@ class PanelMixin:
         self.end_button.clicked.connect(self.end_attempt)
         lay.addWidget(self.end_button)
         lay.addStretch(1)
+        for name, lines in LABEL_LINES.items():
+            keep_lines(getattr(self, name), lines)
 
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)

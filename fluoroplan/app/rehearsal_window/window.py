@@ -15,7 +15,7 @@ from fluoroplan.app.rehearsal_window.files import FilesMixin
 from fluoroplan.app.rehearsal_window.panel import PanelMixin
 from fluoroplan.app.rehearsal_window.replay import ReplayMixin
 from fluoroplan.app.rehearsal_window.views import ScoreDialog
-from fluoroplan.app.slice_view import ViewerState
+from fluoroplan.app.slice_view import ViewerState, spine_box
 from fluoroplan.app.tasks import Task
 from fluoroplan.planner.case import PlanningCase
 from fluoroplan.planner.targets import targets_from_analysis
@@ -81,6 +81,10 @@ class RehearsalWindow(PanelMixin, AttemptMixin, DisplayMixin, ErrorsMixin, Files
         self._build_actions()
         self._build_replay_bar()
         self.viewer.set_volume(volume)
+        # the axial pane zooms on the spine (vertebrae, screws, the skin behind), not the
+        # whole field
+        self.viewer.focus_box = spine_box(self.case.findings, volume)
+        self.axial.reset_view()
         desc = volume.identifiers.get("series_description") if hasattr(volume, "identifiers") \
             else ""
         self.setWindowTitle(f"fluoroplan rehearsal \u2014 {desc or 'CT'}")
