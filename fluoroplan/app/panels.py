@@ -56,6 +56,17 @@ def _item(text: str, colour: str | None = None, tip: str = "") -> QTableWidgetIt
     return it
 
 
+def _panel_layout(panel: QWidget, name: str, text: str) -> tuple[QVBoxLayout, QLabel]:
+    """A dock panel's column, topped by a wrapping line of text that says its state."""
+    panel.setObjectName(name)
+    layout = QVBoxLayout(panel)
+    layout.setContentsMargins(2, 2, 2, 2)
+    label = QLabel(text)
+    label.setWordWrap(True)
+    layout.addWidget(label)
+    return layout, label
+
+
 def fill_checks(table: QTableWidget, checks, note: str = "") -> None:
     """One row per check: name, value, limit, status, what it means."""
     table.setRowCount(0)
@@ -101,12 +112,8 @@ class TargetsPanel(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.setObjectName("targets_panel")
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(2, 2, 2, 2)
-        self.status = QLabel("Open a CT: the analysis runs once it is loaded.")
-        self.status.setWordWrap(True)
-        layout.addWidget(self.status)
+        layout, self.status = _panel_layout(self, "targets_panel",
+                                            "Open a CT: the analysis runs once it is loaded.")
         self.tree = QTreeWidget()
         self.tree.setObjectName("targets_tree")
         self.tree.setColumnCount(2)
@@ -521,12 +528,7 @@ class NotesPanel(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.setObjectName("notes_panel")
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(2, 2, 2, 2)
-        self.summary = QLabel("No CT open")
-        self.summary.setWordWrap(True)
-        layout.addWidget(self.summary)
+        layout, self.summary = _panel_layout(self, "notes_panel", "No CT open")
         self.table = _table(["From", "About", "Note"], "notes_table")
         self.table.setWordWrap(True)  # a note is a sentence: it wraps in its column
         h = self.table.horizontalHeader()

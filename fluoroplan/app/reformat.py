@@ -22,12 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from fluoroplan.geometry.fluoro_marks import patient_letters
 from fluoroplan.io.volume import CTVolume
 
 OUTSIDE_HU = -1024
 VIEW_NAMES = ("axial", "sagittal", "coronal")
 
-_LETTERS = {(0, 1): "L", (0, -1): "R", (1, 1): "P", (1, -1): "A", (2, 1): "H", (2, -1): "F"}
 _SIDES = {
     "L": "patient's left",
     "R": "patient's right",
@@ -40,13 +40,9 @@ PRONE_POSITIONS = ("HFP", "FFP")
 
 
 def direction_letter(vec_lps: np.ndarray) -> str:
-    """Letter of the LPS axis closest to ``vec_lps`` (L/R, P/A, H/F); two letters if oblique."""
-    v = np.asarray(vec_lps, float)
-    order = np.argsort(-np.abs(v))
-    first = _LETTERS[(int(order[0]), int(np.sign(v[order[0]])))]
-    if abs(v[order[1]]) > 0.35 * abs(v[order[0]]):  # more than ~20 deg oblique: say so
-        return first + _LETTERS[(int(order[1]), int(np.sign(v[order[1]])))]
-    return first
+    """Letter of the LPS axis closest to ``vec_lps`` (L/R, P/A, H/F); two letters if oblique:
+    the same words as the simulated fluoroscopy's edges (``geometry.fluoro_marks``)."""
+    return patient_letters(vec_lps)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from scipy import ndimage
 
 from fluoroplan.geometry.carm import signed, table_from_lps, tilt_words
 from fluoroplan.geometry.drr import AttenuationVolume, render_drr
-from fluoroplan.geometry.fluoro_marks import NeedleMark, ScrewMark
+from fluoroplan.geometry.fluoro_marks import NeedleMark, ScrewMark, patient_letters
 from fluoroplan.io.plan_json import pose_from_json
 from fluoroplan.io.planfile import check_series, plan_document
 from fluoroplan.io.progress import ProgressCallback, no_progress
@@ -219,9 +219,8 @@ def _transverse_normal(traj: dict, screws: list[dict]) -> tuple[np.ndarray, str]
 
 
 def _direction_letter(v: np.ndarray) -> str:
-    names = (("L", "R"), ("P", "A"), ("H", "F"))
-    i = int(np.argmax(np.abs(v)))
-    return names[i][0 if v[i] > 0 else 1]
+    """The one letter (the strongest of L/R, P/A, H/F) of a reformat's edge."""
+    return patient_letters(v)[0]
 
 
 @dataclass
