@@ -581,6 +581,9 @@ class PlanPanel(QWidget):
         layout.addLayout(self.buttons)
         split = QSplitter(Qt.Orientation.Vertical)
         self.table = _table(["Trajectory", "Approach", "Status", "Depth", "Needle"], "plan_table")
+        rows = self.table.verticalHeader()
+        rows.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)  # compact rows: more of them
+        rows.setDefaultSectionSize(self.table.fontMetrics().height() + 6)
         self.table.itemSelectionChanged.connect(self._selected)
         self.live = QLabel("")
         self.live.setObjectName("live_label")
@@ -596,6 +599,7 @@ class PlanPanel(QWidget):
         split.setStretchFactor(0, 1)
         split.setStretchFactor(1, 3)
         layout.addWidget(split, 1)
+        self.split = split
         self.ids: list[str] = []
         self.badges: dict[str, str] = {}
         self._filling = False
@@ -627,6 +631,27 @@ class PlanPanel(QWidget):
             self.table.selectRow(self.ids.index(selected_id))
         self._filling = False
         self.set_badges(self.badges)
+        self._fit()
+
+    VISIBLE_ROWS = 5  # the plan's trajectories shown without scrolling, when there is room
+
+    def resizeEvent(self, ev) -> None:  # noqa: N802
+        super().resizeEvent(ev)
+        self._fit()
+
+    def _fit(self) -> None:
+        """Room for the plan's trajectories (up to five rows) first, at most 40 % of the panel
+        (the selected one's checks need the rest)."""
+        room = self.split.height()
+        if room <= 0:
+            return
+        t = self.table
+        rows = max(1, min(len(self.ids), self.VISIBLE_ROWS))
+        row_h = t.verticalHeader().defaultSectionSize()
+        want = (t.horizontalHeader().sizeHint().height() + rows * row_h
+                + t.horizontalScrollBar().sizeHint().height() + 6)
+        top = int(min(want, 0.4 * room))
+        self.split.setSizes([top, room - top])
 
     def set_badges(self, notes_by_id: dict) -> None:
         """A warning badge on each trajectory a plan note concerns (the note as tooltip)."""
