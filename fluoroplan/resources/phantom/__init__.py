@@ -26,6 +26,7 @@ Submodules, lower ones first (each imports only those above it; shapes come from
 - ``canvas``: painting helpers shared by the anatomy and the implants.
 - ``anatomy``: trunk, lungs, discs, vertebrae, canal and ribs, and a vertebra's truth.
 - ``pelvis``: both iliac wings beside L5.
+- ``sacrum``: S1 (promontory, alae, canal, foramina) and S2 fused below L5 (``sacrum=True``).
 - ``implants``: screws, rods, cement, cross-links and cages.
 - ``artifacts``: metal streaks; ``blooming``: the scanner's point-spread blur.
 - ``generator``: ``make_phantom``, which puts it all together.

@@ -26,6 +26,7 @@ from fluoroplan.resources.phantom.anatomy import (
 )
 from fluoroplan.resources.phantom.artifacts import add_metal_streaks
 from fluoroplan.resources.phantom.blooming import _blur_psf
+from fluoroplan.resources.phantom.canvas import _f
 from fluoroplan.resources.phantom.implants import (
     _draw_cage,
     _draw_cement,
@@ -50,6 +51,7 @@ from fluoroplan.resources.phantom.model import (
     ProgressCallback,
 )
 from fluoroplan.resources.phantom.pelvis import draw_pelvis
+from fluoroplan.resources.phantom.sacrum import carve_foramina, make_sacrum
 from fluoroplan.resources.phantom.vertebra import _make_column
 
 
@@ -81,6 +83,7 @@ def make_phantom(
     cement: tuple[str, ...] = (),
     augmented_screw: str | None = None,
     pelvis: bool = False,
+    sacrum: bool = False,
     progress: ProgressCallback | None = None,
 ) -> Phantom:
     """Generate the synthetic instrumented spine CT and its ground truth.
@@ -134,12 +137,35 @@ def make_phantom(
         crest at about the L4-L5 disc, the posterior superior iliac spine lateral and posterior
         to L5's transverse processes (``fluoroplan.resources.phantom.pelvis``); their voxels are
         ``STRUCTURE_CODES["ilium"]`` in ``structures``. Truth: ``truth["pelvis"]``.
+    sacrum : draw S1 and S2 below L5 (``levels`` must end at "L5";
+        ``fluoroplan.resources.phantom.sacrum``): the S1 body and its promontory, the alae out
+        to the sacro-iliac joints, the sacral canal, the S1 and S2 foramina
+        (``STRUCTURE_CODES["sacral_foramen"]``); "S1" may then end ``instrumented`` (bilateral
+        S1 screws converging toward the promontory) and ``loose_screw`` may be "S1-left".
+        S1 is labelled like a vertebra (truth ``kind`` "sacrum"). Truth: ``truth["sacrum"]``.
     progress : ``progress(fraction, message)`` callback.
     """
     t_start = time.perf_counter()
     progress = progress or (lambda f, m: None)
-    _validate(levels, instrumented, loose_screw, fracture_level, fracture_grade, cage,
+    if sacrum and levels[-1] != "L5":
+        raise ValueError(f"sacrum=True draws S1 below L5: levels must end at 'L5', not "
+                         f"{levels[-1]!r}")
+    if "S1" in instrumented and (not sacrum or instrumented[-1] != "S1"
+                                 or len(instrumented) < 2 or instrumented[-2] != "L5"):
+        raise ValueError("'S1' can end instrumented only after 'L5' and with sacrum=True")
+    lumbar = tuple(x for x in instrumented if x != "S1")
+    if "S1" not in instrumented:
+        lumbar_ok = tuple(instrumented)
+    else:  # L5-S1 alone: L5 is checked above
+        lumbar_ok = lumbar if len(lumbar) >= 2 else ()
+    loose_lumbar = loose_screw if loose_screw and loose_screw.rpartition("-")[0] in lumbar_ok \
+        else None
+    _validate(levels, lumbar_ok, loose_lumbar, fracture_level, fracture_grade, cage,
               cage_material, patient_position)
+    if loose_screw is not None and loose_lumbar is None:
+        lvl, _, side = loose_screw.rpartition("-")
+        if lvl not in instrumented or side not in SIDES:
+            raise ValueError(f"loose_screw {loose_screw!r} is not one of the screws")
     _validate_extras(levels, instrumented, loose_screw, crosslinks, crosslink_section_mm, cement,
                      augmented_screw)
     if pelvis and levels[-1] != "L5":
@@ -164,13 +190,21 @@ def make_phantom(
         by_label[fracture_level].frac = float(rng.uniform(lo, hi))
     for vt in column:
         vt.build_parts()
+    sac = None
+    drawn = list(verts)  # what is drawn, cranial to caudal: the levels, then the sacrum
+    if sacrum:
+        sac = make_sacrum(by_label["L5"], seed)
+        sac.index = len(verts) + 1
+        sac.build_parts()
+        by_label["S1"] = sac
+        drawn.append(sac)
     progress(0.05, "Drawing the trunk")
 
     _draw_trunk(hu, grid, ta, tb, verts, by_label, patient_position)
     progress(0.15, "Drawing the lungs")
     _draw_lungs(hu, grid, ta, tb, by_label)
     progress(0.2, "Drawing discs and ribs")
-    for up, lo_ in zip(verts[:-1], verts[1:], strict=True):
+    for up, lo_ in zip(drawn[:-1], drawn[1:], strict=True):
         _draw_disc(hu, grid, up, lo_)
     rib_heads = {}
     for vt in verts:
@@ -181,15 +215,22 @@ def make_phantom(
         pelvis_truth = draw_pelvis(hu, grid, by_label["L5"], structures, STRUCTURE_CODES["ilium"],
                                    np.random.default_rng([seed, 19]))
     progress(0.3, "Drawing vertebrae")
-    for vt in verts:
+    for vt in drawn:
         _draw_vertebra(hu, labels, grid, vt)
     # a vertebra drawn over a rib head takes it: the rib is what stays outside the vertebrae
     structures[(labels > 0) & (structures == STRUCTURE_CODES["rib"])] = 0
     if pelvis:
         structures[(labels > 0) & (structures == STRUCTURE_CODES["ilium"])] = 0
-    for n, vt in enumerate(verts):
-        _draw_canal(hu, labels, grid, vt, first=(n == 0), last=(n == len(verts) - 1),
+    for n, vt in enumerate(drawn):
+        _draw_canal(hu, labels, grid, vt, first=(n == 0), last=(n == len(drawn) - 1),
                     structures=structures)
+    sacrum_truth = None
+    if sac is not None:
+        foramina = carve_foramina(hu, labels, grid, sac, structures,
+                                  STRUCTURE_CODES["sacral_foramen"])
+        sacrum_truth = {"promontory_lps": _f(sac.lps(sac.promontory_local)),
+                        "ala_reach_mm": round(float(sac.ala_mm), 3),
+                        "s2_height_mm": round(float(sac.s2_mm), 3), "foramina": foramina}
     progress(0.5, "Placing implants")
 
     cages = []
@@ -250,6 +291,7 @@ def make_phantom(
         **({"cement": list(cement)} if cement else {}),
         **({"augmented_screw": augmented_screw} if augmented_screw else {}),
         **({"pelvis": True} if pelvis else {}),
+        **({"sacrum": True} if sacrum else {}),
         "trunk_semi_axes_mm": [round(ta, 3), round(tb, 3)],
         "hu": {"cortex": "850-1150", "trabecular": "150-250", "disc": HU_DISC, "csf": HU_CSF,
                "halo": HU_HALO, "lung": HU_LUNG, "fat": HU_FAT, "muscle": HU_MUSCLE,
@@ -258,10 +300,12 @@ def make_phantom(
     truth = {
         "schema": SCHEMA, "seed": int(seed), "patient_position": patient_position,
         "params": params,
-        "vertebrae": [_vertebra_truth(vt, rib_heads.get(vt.label)) for vt in verts],
+        "vertebrae": [_vertebra_truth(vt, rib_heads.get(vt.label)) for vt in verts]
+        + ([{**_vertebra_truth(sac, None), "kind": "sacrum"}] if sac is not None else []),
         "screws": screws, "rods": rods, "cages": cages,
         "crosslinks": links, "cement": cements,
         **({"pelvis": pelvis_truth} if pelvis else {}),
+        **({"sacrum": sacrum_truth} if sac is not None else {}),
     }
     from pydicom.uid import generate_uid
 

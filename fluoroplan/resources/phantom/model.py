@@ -81,7 +81,11 @@ LEVELS: dict[str, _Level] = {
     "L5": _Level(50, 34, 26, 10.0, 14.5, 14, 25, 24.0, 18.0, 20, 25, 17, 10),
 }
 ORDER = tuple(LEVELS)
-STRUCTURE_CODES = {"canal": 1, "rib": 2, "ilium": 3}
+# the first sacral segment (drawn with ``sacrum=True`` below L5): a wide body whose superior
+# endplate faces forward and up (sacral slope ~40 deg), wide short pedicles converging ~28 deg
+# toward the promontory, a flat wide canal; no disc below (S2 is fused to it)
+SACRUM_LEVEL = _Level(50, 36, 28, 0.0, 18.0, 20.0, 28, 30.0, 11.0, 0, 12, 10, 38)
+STRUCTURE_CODES = {"canal": 1, "rib": 2, "ilium": 3, "sacral_foramen": 4}
 """Values of ``Phantom.structures``."""
 SIDES = {"left": 1.0, "right": -1.0}
 

@@ -73,6 +73,28 @@ class _Vertebra:
         d = np.array([-s * math.sin(th), -math.cos(th), 0.0])
         return p, d
 
+    def pedicle_part(self, side: str) -> Part:
+        """The pedicle: an elliptic cylinder along its axis from the posterior arch into the
+        body's posterior part."""
+        D, ap = self.D, self.ap
+        p, d = self.pedicle(side)
+        th = math.radians(self.medial[side])
+        s1 = (p[1] - (D / 2 - 9.0)) / math.cos(th)
+        s0 = -((D / 2 + ap + 2.0) - p[1]) / math.cos(th)
+        e1 = S.unit(np.cross(d, [0.0, 0.0, 1.0]))
+        a, b = p + s0 * d, p + s1 * d
+        r = max(self.pw, self.ph) / 2 + 0.5
+        lo, hi = np.minimum(a, b) - r, np.maximum(a, b) + r
+
+        def ped(u, v, w, p=p, d=d, e1=e1, s0=s0, s1=s1):
+            du, dv, dw = u - p[0], v - p[1], w - p[2]
+            sa = du * d[0] + dv * d[1]
+            q1 = du * e1[0] + dv * e1[1]
+            de = S.ellipse(q1, dw, self.pw / 2, self.ph / 2)
+            return np.maximum(de, np.maximum(s0 - sa, sa - s1))
+
+        return lo, hi, ped
+
     def body_sdf(self, u, v, w):
         W, D, H = self.W, self.D, self.H
         t = np.clip(2.0 * w / H, -1.0, 1.0)
@@ -89,23 +111,7 @@ class _Vertebra:
         parts: list[Part] = [(np.array([-W / 2, -D / 2, -H / 2]), np.array([W / 2, D / 2 + 3, H / 2]),
                               self.body_sdf)]
         for side, s in SIDES.items():
-            p, d = self.pedicle(side)
-            th = math.radians(self.medial[side])
-            s1 = (p[1] - (D / 2 - 9.0)) / math.cos(th)
-            s0 = -((D / 2 + ap + 2.0) - p[1]) / math.cos(th)
-            e1 = S.unit(np.cross(d, [0.0, 0.0, 1.0]))
-            a, b = p + s0 * d, p + s1 * d
-            r = max(self.pw, self.ph) / 2 + 0.5
-            lo, hi = np.minimum(a, b) - r, np.maximum(a, b) + r
-
-            def ped(u, v, w, p=p, d=d, e1=e1, s0=s0, s1=s1):
-                du, dv, dw = u - p[0], v - p[1], w - p[2]
-                sa = du * d[0] + dv * d[1]
-                q1 = du * e1[0] + dv * e1[1]
-                de = S.ellipse(q1, dw, self.pw / 2, self.ph / 2)
-                return np.maximum(de, np.maximum(s0 - sa, sa - s1))
-
-            parts.append((lo, hi, ped))
+            parts.append(self.pedicle_part(side))
             # superior and inferior articular processes
             sap = (np.array([s * (cw / 2 + 7.0), vc + 1.0, 2.0]),
                    np.array([s * (cw / 2 + 8.0), vc + 3.0, H / 2 + self.disc_above * 0.5 + 3.0]), 4.0)
