@@ -134,3 +134,20 @@ def test_bad_sacral_requests_say_what_is_wrong():
     with pytest.raises(ValueError, match="not one of the screws"):
         make_phantom(0, levels=LEVELS, instrumented=("L4", "L5"), sacrum=True,
                      fracture_level=None, loose_screw="S1-left", **GRID)
+
+
+def test_the_analysis_names_the_levels_from_the_sacrum(sacral):
+    """Issue 17, point 2 (levels): S1 and S2 fused (no disc between them) are one sacrum whose
+    top is S1, the anchor of the levels above it; no 'split fusion' is reported for it."""
+    from fluoroplan.segmentation.analysis import analyze
+
+    a = analyze(sacral.volume)
+    verts = a.anatomy.vertebrae
+    assert [v.label for v in verts] == ["L3", "L4", "L5", "S1"]
+    assert verts[-1].kind == "sacrum" and verts[-1].label_source == "anchor:sacrum"
+    assert not any("were split at the expected level" in w for w in a.warnings)
+    # each level where its drawn body is: the vertebra's centroid (body and arch) within 8 mm
+    # of the drawn body's height
+    truth = {v["label"]: np.array(v["centroid_lps"]) for v in sacral.truth["vertebrae"]}
+    for v in verts[:-1]:
+        assert abs(float(v.vertebra_centroid_lps[2]) - truth[v.label][2]) < 8.0

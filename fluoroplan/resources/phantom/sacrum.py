@@ -24,6 +24,7 @@ from fluoroplan.resources.phantom.vertebra import Part, _Vertebra
 
 HU_FORAMEN = 25.0  # the root and its fat in the foramen
 FORAMEN_RADIUS_MM = (4.0, 3.2)  # S1, S2 foramina
+BASE_SLOPE = 0.8  # the sacral base falls this many mm per mm behind the body's middle
 
 
 class _Sacrum(_Vertebra):
@@ -49,7 +50,8 @@ class _Sacrum(_Vertebra):
             parts.append((np.minimum(a, b) - [0, half_ap + 3, H / 2 + 3],
                           np.maximum(a, b) + [0, half_ap + 3, H / 2 + 3],
                           lambda u, v, w, a=a, b=b, h=half_ap, t=H / 2 - 2.0:
-                          S.box_along(u, v, w, a, b, (0.0, 1.0, 0.0), h, t, 4.0)))
+                          np.maximum(S.box_along(u, v, w, a, b, (0.0, 1.0, 0.0), h, t, 4.0),
+                                     self._base(v, w))))
             # S2's lateral masses: narrower, below
             a2 = np.array([s * (W / 2 - 8.0), vc - 2.0, -H / 2 - self.s2_mm / 2])
             b2 = np.array([s * (W / 2 + 0.95 * self.ala_mm), vc - 2.0, -H / 2 - self.s2_mm / 2])
@@ -65,7 +67,7 @@ class _Sacrum(_Vertebra):
             ring = np.maximum(S.ellipse(u, v - vc, cw / 2 + lt, ap / 2 + lt),
                               -S.ellipse(u, v - vc, cw / 2, ap / 2))
             return np.maximum(np.maximum(ring, (vc - 1.0) - v),
-                              np.maximum(w - (H / 2 - 3.0), w_lo - w))
+                              np.maximum(self._base(v, w), w_lo - w))
 
         parts.append((np.array([-(cw / 2 + lt), vc - 1.0, w_lo]),
                       np.array([cw / 2 + lt, vc + ap / 2 + lt, H / 2]), plate))
@@ -82,6 +84,12 @@ class _Sacrum(_Vertebra):
                       lambda u, v, w: S.box_along(u, v, w, a, b, (1.0, 0.0, 0.0), 2.5,
                                                   self.sph / 2, 2.0)))
         self.parts = parts
+
+    def _base(self, v, w):
+        """The sacral base: the alae and the dorsal plate stay below a surface that runs from
+        just under the S1 endplate at the body's middle down and back (BASE_SLOPE mm per mm):
+        the sacrum's posterior part is below L5's arch, not beside it."""
+        return w - (self.H / 2 - 3.0 - BASE_SLOPE * np.maximum(v, 0.0))
 
     def spinous_ends(self) -> tuple[np.ndarray, np.ndarray]:
         base_v = self.v_canal + self.ap / 2 + 3.0

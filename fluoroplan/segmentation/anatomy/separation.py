@@ -174,6 +174,7 @@ def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str], nativ
     runs = _runs_between(discs, len(s), frac)
     if len(runs) < 2:
         raise NoSpineFound("fewer than two vertebral bodies separated by discs")
+    n_warnings = len(warnings)
     runs = _split_long_runs(runs, -_disc_score(prof), warnings)
 
     # --- sacrum: the first body whose thick bone spreads to the iliac wings --------------------
@@ -186,9 +187,18 @@ def _separate(grid_hu, grid_metal, sp, canal: _Canal, warnings: list[str], nativ
         ref = float(np.median(widths[:n]))
         # the sacrum is the last body, much wider than the bodies above it (alae, sacro-iliac
         # joints); ribs make thoracic bodies wide, so a thoracic crop never qualifies
-        if ref > 0 and widths[n] >= max(SACRUM_MIN_WIDTH_MM, 1.6 * ref):
+        wide = max(SACRUM_MIN_WIDTH_MM, 1.6 * ref)
+        if ref > 0 and widths[n] >= wide:
             sacrum_at = n
+            # a long sacral run split at "expected levels" (no disc between S1 and S2): the
+            # sacrum starts at the first of its wide, contiguous pieces, S1 is its top
+            while (sacrum_at > 1 and runs[sacrum_at - 1][1] + 1 >= runs[sacrum_at][0]
+                   and widths[sacrum_at - 1] >= wide):
+                sacrum_at -= 1
     if sacrum_at is not None:
+        if sacrum_at < n and isinstance(runs[sacrum_at], _SplitRun) \
+                and len(warnings) > n_warnings:
+            warnings.pop()  # the fused sacral segments are one sacrum, not a split fusion
         runs = runs[: sacrum_at + 1]
         runs[-1] = (runs[-1][0], len(s) - 1)
 
