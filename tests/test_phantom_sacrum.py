@@ -151,3 +151,4 @@ def test_the_analysis_names_the_levels_from_the_sacrum(sacral):
     truth = {v["label"]: np.array(v["centroid_lps"]) for v in sacral.truth["vertebrae"]}
     for v in verts[:-1]:
         assert abs(float(v.vertebra_centroid_lps[2]) - truth[v.label][2]) < 8.0
+
