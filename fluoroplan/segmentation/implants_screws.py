@@ -39,10 +39,6 @@ RIDGE_RADIUS_MM = (1.2, 4.6)
 """Local radius (distance-map value) of ridge voxels kept: screw shafts and rods."""
 CRANIOCAUDAL_COS = 0.6
 """|cos| to the z axis above which a straight piece counts as running cranio-caudally (a rod)."""
-SHAFT_MAX_COS = 0.75
-"""|cos| to the z axis below which a straight piece may be a screw shaft: up to ~49 deg from
-the axial plane, for S1 screws that follow a sacral slope of 40 deg and more (a rod's pieces
-lie within ~30 deg of the z axis: |cos| above 0.85)."""
 MIN_SHAFT_RUN_MM = 12.0
 GAP_MM = 4.0
 SHAFT_FIT_MARGIN_MM = (3.0, 6.0)
@@ -135,7 +131,7 @@ def find_shaft_lines(ridge: Ridge, tol_mm: float, max_lines: int = 40,
     rng = rng or np.random.default_rng(0)
     pts, dirs = ridge.pts_lps, ridge.dirs_lps
     alive = np.ones(len(pts), bool)
-    seed_ok = (ridge.linearity > 0.7) & (np.abs(dirs[:, 2]) < SHAFT_MAX_COS)
+    seed_ok = (ridge.linearity > 0.7) & (np.abs(dirs[:, 2]) < CRANIOCAUDAL_COS)
     lines: list[ShaftLine] = []
     while len(lines) < max_lines:
         cand = np.nonzero(seed_ok & alive)[0]
@@ -185,7 +181,7 @@ def find_shaft_lines(ridge: Ridge, tol_mm: float, max_lines: int = 40,
         gone = (perp < max(tol_mm, 1.5)) & (s > s0 - 3.0) & (s < s1 + 3.0)
         alive[live[gone]] = False
         alive[best] = False
-        if s1 - s0 >= MIN_SHAFT_RUN_MM and abs(d[2]) < SHAFT_MAX_COS:
+        if s1 - s0 >= MIN_SHAFT_RUN_MM and abs(d[2]) < CRANIOCAUDAL_COS:
             lines.append(ShaftLine(o + s0 * d, d, 0.0, s1 - s0,
                                    float(np.median(ridge.radius_mm[live[inl]]))))
     return lines
