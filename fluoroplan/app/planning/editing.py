@@ -185,6 +185,8 @@ class EditingMixin:
         return replace(traj, id=self.doc.unique_id(traj.id))
 
     def begin_drag(self, traj_id: str, which: str) -> None:
+        if self.preview is not None:  # a plan trajectory grabbed: it is what the views show
+            self.clear_preview()
         before = self.doc.trajectory(traj_id)
         self._drag = {"id": traj_id, "which": which, "before": before, "preview": before}
         self._live_preview = None
