@@ -6,6 +6,8 @@ They show what the document holds and emit what the user asks for; the controlle
 
 from __future__ import annotations
 
+from html import escape
+
 from PySide6.QtCore import QItemSelectionModel, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QIcon
 from PySide6.QtWidgets import (
@@ -54,6 +56,25 @@ def _item(text: str, colour: str | None = None, tip: str = "") -> QTableWidgetIt
     if tip:
         it.setToolTip(tip)
     return it
+
+
+def select_row(table, row: int, column: int = 0) -> None:
+    """Select one row (and make it current) whatever keys are held: ``selectRow()`` reads the
+    keyboard's modifiers, so the Ctrl still down after Ctrl+P or Ctrl+Enter toggled the row
+    off again."""
+    flags = (QItemSelectionModel.SelectionFlag.ClearAndSelect
+             | QItemSelectionModel.SelectionFlag.Rows)
+    table.selectionModel().setCurrentIndex(table.model().index(row, column), flags)
+
+
+def split_top(split: QSplitter, want_px: float, most_px: float) -> None:
+    """Give the top pane of a two-pane splitter ``want_px`` (at most ``most_px``), the bottom
+    the rest."""
+    room = split.height()
+    if room <= 0:
+        return
+    top = int(min(want_px, most_px))
+    split.setSizes([top, room - top])
 
 
 def _panel_layout(panel: QWidget, name: str, text: str) -> tuple[QVBoxLayout, QLabel]:
@@ -363,13 +384,10 @@ class ProposalsPanel(QWidget):
         """Room for five proposal rows and the recommendation first, at least four rows of
         checks below (or half the panel, on a small screen); the checks take the rest."""
         room = self.split.height()
-        if room <= 0:
-            return
         row = self.table.verticalHeader().defaultSectionSize()
         why = self.why.heightForWidth(max(self.split.width(), 1)) if self.why.isVisible() else 0
-        want = self._rows_px + max(why, 0) + 4
-        top = int(min(want, max(room - 5 * row, room // 2)))
-        self.split.setSizes([top, room - top])
+        split_top(self.split, self._rows_px + max(why, 0) + 4,
+                  max(room - 5 * row, room // 2))
 
     def set_target(self, target, notes=()) -> None:
         """The target proposed for, and the notes that concern it (badged in Targets)."""
@@ -417,19 +435,14 @@ class ProposalsPanel(QWidget):
         if rec is None:
             self.why.setText("")
         else:
-            items = "".join(f"<li>{_html(x)}</li>" for x in rec.reasons)
-            self.why.setText(f"<b>\u2605 {_html(rec.headline)}</b><ul style='margin:0'>"
+            items = "".join(f"<li>{escape(x)}</li>" for x in rec.reasons)
+            self.why.setText(f"<b>\u2605 {escape(rec.headline)}</b><ul style='margin:0'>"
                              f"{items}</ul>")
             self.why.setToolTip(rec.sentence + " Ctrl+click another proposal to compare the "
                                 "two side by side.")
         self._fit()
         if rec is not None and rec.index is not None:
-            # through the selection model: selectRow() would read the keyboard's modifiers
-            # (Ctrl still down after Ctrl+P toggles the row off again)
-            flags = (QItemSelectionModel.SelectionFlag.ClearAndSelect
-                     | QItemSelectionModel.SelectionFlag.Rows)
-            self.table.selectionModel().setCurrentIndex(
-                self.table.model().index(rec.index, 1), flags)
+            select_row(self.table, rec.index, 1)
         self._show_checks()
 
     def _rows(self) -> list[int]:
@@ -502,10 +515,6 @@ class ProposalsPanel(QWidget):
         traj = self.selected()
         if traj is not None:
             emit(self.accept_clicked, traj)
-
-
-def _html(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _check_cell(traj, name: str) -> QTableWidgetItem:
@@ -628,7 +637,7 @@ class PlanPanel(QWidget):
             for c, it in enumerate(cells):
                 self.table.setItem(r, c, it)
         if selected_id in self.ids:
-            self.table.selectRow(self.ids.index(selected_id))
+            select_row(self.table, self.ids.index(selected_id))
         self._filling = False
         self.set_badges(self.badges)
         self._fit()
@@ -642,16 +651,12 @@ class PlanPanel(QWidget):
     def _fit(self) -> None:
         """Room for the plan's trajectories (up to five rows) first, at most 40 % of the panel
         (the selected one's checks need the rest)."""
-        room = self.split.height()
-        if room <= 0:
-            return
         t = self.table
         rows = max(1, min(len(self.ids), self.VISIBLE_ROWS))
         row_h = t.verticalHeader().defaultSectionSize()
         want = (t.horizontalHeader().sizeHint().height() + rows * row_h
                 + t.horizontalScrollBar().sizeHint().height() + 6)
-        top = int(min(want, 0.4 * room))
-        self.split.setSizes([top, room - top])
+        split_top(self.split, want, 0.4 * self.split.height())
 
     def set_badges(self, notes_by_id: dict) -> None:
         """A warning badge on each trajectory a plan note concerns (the note as tooltip)."""

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from fluoroplan.app.panels import select_row
 from fluoroplan.io.dicom import SeriesInfo
 
 
@@ -65,7 +66,7 @@ class SeriesChooser(QDialog):
         self.table.itemSelectionChanged.connect(self._update_button)
         self.table.cellDoubleClicked.connect(lambda r, c: self.accept())
         if default is not None and default in self.series:
-            self.table.selectRow(self.series.index(default))
+            select_row(self.table, self.series.index(default))
         self._update_button()
         fm = self.fontMetrics()
         self.resize(fm.averageCharWidth() * 130, fm.height() * (len(self.series) + 10))

@@ -119,7 +119,6 @@ def notes_from_plan_json(doc: dict) -> list[Note]:
     """The notes a saved plan carries: the CT's and the analysis' (stored in its ``analysis``
     block) and those of its trajectories (recomputed from the document by the caller)."""
     a = doc.get("analysis") or {}
-    out = [Note("CT", str(n), None, "info" if "assumed" not in str(n) else "warn")
-           for n in a.get("ct_notes", [])]
+    out = ct_notes(a.get("ct_notes", []))
     out += [Note("analysis", str(w), None) for w in a.get("warnings", [])]
     return out

@@ -181,13 +181,12 @@ def recommend(results: list) -> Recommendation:
     n, best = order[0]
     reasons = [_status_words(best)]
     if len(order) > 1:
-        m, nxt = order[1]
+        nxt = order[1][1]
         vs = _versus(best, nxt)
         if vs:
             reasons.append(f"compared with {proposal_name(nxt)}: " + ", ".join(vs))
         elif rank_key(best)[:3] == rank_key(nxt)[:3]:
             reasons.append(f"{proposal_name(nxt)} is about as good")
-        del m
     unsafe = [r for r in results if isinstance(r, NoSafeTrajectory)]
     if unsafe:
         reasons.append("no safe path " + ("for " if len(unsafe) == 1 else "for each of ")
